@@ -1,0 +1,74 @@
+"""The Executor boundary: run one process on a root filesystem made of layer snapshots, or apply file actions there.
+
+Plain data in, exit status out. The Linux implementation (namespaces + overlayfs) lives in `linux.py`; a rootless one
+can sit behind the same protocol later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..solver.ops import FileAction
+
+
+@dataclass(frozen=True)
+class RootfsSpec:
+    """An overlay stack: `lowers` are snapshot folders, topmost first; changes land in `upper` (`work` is overlay's)."""
+
+    lowers: tuple[Path, ...]
+    upper: Path
+    work: Path
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = "buildkitsandbox"
+    network: str = "host"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host folder or file into the sandbox."""
+
+    source: Path
+    target: str
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A tree file actions may read from: a plain folder (the build context), or read-only layer snapshots."""
+
+    folder: Path | None = None
+    lowers: tuple[Path, ...] = ()
+
+
+OutputSink = Callable[[bytes], None]
+
+
+class Executor(Protocol):
+    def run(
+        self,
+        rootfs: RootfsSpec,
+        process: ProcessSpec,
+        mounts: Sequence[Mount] = (),
+        output: OutputSink | None = None,
+    ) -> int:
+        """Run `process` to completion in its own namespaces; return its exit status (128+N when killed by N)."""
+        ...
+
+    def apply_file_actions(
+        self,
+        rootfs: RootfsSpec,
+        actions: Sequence[FileAction],
+        sources: Mapping[str, SourceTree],
+    ) -> None:
+        """Apply `actions` on the overlay `rootfs`; each CopyAction reads `sources[str(action.source)]`."""
+        ...

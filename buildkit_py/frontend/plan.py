@@ -1,0 +1,52 @@
+"""What the frontend hands on: a graph of ops, the op whose output is the image's filesystem, and its config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..digest import Digest
+from ..image.config import ContainerConfig, HistoryEntry, ImageConfig
+from ..solver.graph import BuildGraph
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """A base image as the frontend needs it: its id and its config (env, workdir, onbuild triggers, history)."""
+
+    ref: str
+    image_id: Digest
+    config: ImageConfig
+
+
+class ImageResolver(Protocol):
+    def __call__(self, ref: str) -> ResolvedImage:
+        """Find (or fetch) the image `ref`; raise buildkit_py.errors.ImageNotFound when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class HistoryStep:
+    """One history entry the build adds. `op` made a layer on top of `parent` unless both give the same chain."""
+
+    created_by: str
+    op: Digest | None = None
+    parent: Digest | None = None
+    comment: str = "buildkit_py"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    graph: BuildGraph
+    target: Digest
+    config: ContainerConfig
+    base: ImageConfig = field(default_factory=ImageConfig)
+    steps: tuple[HistoryStep, ...] = ()
+    stage_name: str = ""
+    used_build_args: frozenset[str] = frozenset()
+    unused_build_args: frozenset[str] = frozenset()
+    stage_targets: Mapping[str, Digest] = field(default_factory=dict)
+
+
+__all__ = ["BuildPlan", "HistoryEntry", "HistoryStep", "ImageResolver", "ResolvedImage"]
