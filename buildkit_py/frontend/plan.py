@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..digest import Digest
+from ..errors import SourceLocation
 from ..image.config import ContainerConfig, HistoryEntry, ImageConfig
 from ..solver.graph import BuildGraph
 
@@ -34,6 +35,7 @@ class HistoryStep:
     op: Digest | None = None
     parent: Digest | None = None
     comment: str = "buildkit_py"
+    location: SourceLocation | None = None
 
 
 @dataclass(frozen=True)
