@@ -1,0 +1,145 @@
+"""Why a step missed the cache: compare it with the closest step that ran before on the same inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..digest import Digest
+from .solver import StepRecord
+
+_SHOWN_PATHS = 3
+_CANDIDATES = 20
+_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS step_log (
+    key TEXT PRIMARY KEY,
+    input_keys TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    files BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS step_log_inputs ON step_log(input_keys, kind);
+CREATE INDEX IF NOT EXISTS step_log_instruction ON step_log(instruction, stage);
+"""
+
+
+def _instruction(name: str) -> str:
+    return _STAGE_PREFIX.sub("", name)
+
+
+class StepLog:
+    """An Explainer backed by a table in the store's SQLite database."""
+
+    def __init__(self, database: Path) -> None:
+        self._connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def record(self, step: StepRecord) -> None:
+        files = zlib.compress(json.dumps([dict(f) for f in step.files], sort_keys=True).encode())
+        with self._lock, self._connection:
+            self._connection.execute(
+                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(step.key),
+                    json.dumps([str(k) for k in step.input_keys]),
+                    step.kind,
+                    _instruction(step.name),
+                    step.stage,
+                    json.dumps(step.definition, sort_keys=True),
+                    files,
+                    time.time(),
+                ),
+            )
+
+    def explain(self, step: StepRecord) -> str:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT definition, files FROM step_log WHERE input_keys = ? AND kind = ? "
+                "ORDER BY (instruction = ?) DESC, created DESC LIMIT ?",
+                (json.dumps([str(k) for k in step.input_keys]), step.kind, _instruction(step.name), _CANDIDATES),
+            ).fetchall()
+            if not rows:
+                same_text = self._connection.execute(
+                    "SELECT 1 FROM step_log WHERE instruction = ? AND stage = ? LIMIT 1",
+                    (_instruction(step.name), step.stage),
+                ).fetchone()
+        if not rows:
+            if same_text:
+                return "its base changed (a different base image or source stage than when it last ran)"
+            return "no earlier build of this step"
+        reasons = [
+            _difference(step, json.loads(definition), json.loads(zlib.decompress(files))) for definition, files in rows
+        ]
+        return min(reasons, key=len)
+
+
+def _difference(step: StepRecord, old_definition: dict[str, Any], old_files: list[dict[str, str]]) -> str:
+    new_definition = step.definition
+    if step.kind == "exec":
+        return _exec_difference(old_definition, new_definition)
+    if step.kind == "file":
+        changed = _files_difference(old_files, [dict(f) for f in step.files])
+        if changed:
+            return changed
+    if old_definition != new_definition:
+        return "the instruction changed"
+    return "the cache record was removed (pruned, or --no-cache)"
+
+
+def _exec_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    notes: list[str] = []
+    old_env = dict(entry.partition("=")[::2] for entry in old.get("env", []))
+    new_env = dict(entry.partition("=")[::2] for entry in new.get("env", []))
+    for name in sorted(set(old_env) | set(new_env)):
+        if name not in old_env:
+            notes.append(f"{name} added (={new_env[name]!r})")
+        elif name not in new_env:
+            notes.append(f"{name} removed (was {old_env[name]!r})")
+        elif old_env[name] != new_env[name]:
+            notes.append(f"{name} changed: {old_env[name]!r} -> {new_env[name]!r}")
+    if notes:
+        return "ARG/ENV " + "; ".join(notes)
+    if old.get("args") != new.get("args"):
+        return "the command changed"
+    for field_name, label in (("cwd", "working dir"), ("user", "user"), ("network", "network mode")):
+        if old.get(field_name) != new.get(field_name):
+            return f"the {label} changed: {old.get(field_name)!r} -> {new.get(field_name)!r}"
+    return "the cache record was removed (pruned, or --no-cache)"
+
+
+def _files_difference(old_files: list[dict[str, str]], new_files: list[dict[str, str]]) -> str:
+    if len(old_files) != len(new_files):
+        return ""
+    changed: list[str] = []
+    added: list[str] = []
+    removed: list[str] = []
+    for old, new in zip(old_files, new_files):
+        changed += [path for path in new if path in old and old[path] != new[path]]
+        added += [path for path in new if path not in old]
+        removed += [path for path in old if path not in new]
+    parts = []
+    for label, paths in (("changed", changed), ("added", added), ("removed", removed)):
+        if paths:
+            more = f" (+{len(paths) - _SHOWN_PATHS} more)" if len(paths) > _SHOWN_PATHS else ""
+            parts.append(f"{label}: {', '.join(sorted(paths)[:_SHOWN_PATHS])}{more}")
+    return "files " + "; ".join(parts) if parts else ""
+
+
+__all__ = ["StepLog", "Digest"]

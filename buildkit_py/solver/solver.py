@@ -1,0 +1,284 @@
+"""The solver: cache keys for every op, hits taken from the cache, misses run in parallel in dependency order.
+
+It knows ops, keys and a cache, nothing about Dockerfiles or namespaces: a `Worker` runs ops, a `BuildCache`
+remembers what a key produced, an `Explainer` says why a key missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..digest import Digest
+from ..errors import BuildError
+from .cachekey import cache_key, keyed_definition
+from .graph import BuildGraph
+from .ops import Op, OpMeta
+from .progress import ProgressCallback, StepCached, StepDone, StepFailed, StepOutput, StepStarted, ignore_progress
+
+Chain = tuple[Digest, ...]
+
+
+@dataclass(frozen=True)
+class ContentSummary:
+    """What an op reads from outside the graph: one digest per input it hashes, and per-file digests to explain."""
+
+    digests: tuple[Digest | None, ...] = ()
+    files: tuple[Mapping[str, str], ...] = ()
+
+
+class Worker(Protocol):
+    def source_chain(self, op: Op) -> Chain | None:
+        """The layers of a source op (scratch, image, context), or None when `op` must be run."""
+        ...
+
+    def content(self, op: Op) -> ContentSummary: ...
+
+    def execute(
+        self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]
+    ) -> Chain: ...
+
+    def cancel(self) -> None: ...
+
+
+class BuildCache(Protocol):
+    def cache_get(self, key: Digest) -> Chain | None: ...
+
+    def cache_put(self, key: Digest, chain: Chain, description: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What the explainer keeps of a step that ran, to say later why a similar step missed."""
+
+    key: Digest
+    input_keys: tuple[Digest, ...]
+    kind: str
+    name: str
+    stage: str
+    definition: dict[str, object]
+    files: tuple[Mapping[str, str], ...] = ()
+
+
+class Explainer(Protocol):
+    def record(self, step: StepRecord) -> None: ...
+
+    def explain(self, step: StepRecord) -> str: ...
+
+
+@dataclass
+class SolveStats:
+    cached: set[Digest] = field(default_factory=set)
+    executed: set[Digest] = field(default_factory=set)
+    reasons: dict[Digest, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    chains: Mapping[Digest, Chain]
+    keys: Mapping[Digest, Digest]
+    stats: SolveStats
+
+
+class StepCancelled(BuildError):
+    pass
+
+
+class Solver:
+    def __init__(
+        self,
+        graph: BuildGraph,
+        worker: Worker,
+        cache: BuildCache,
+        *,
+        explainer: Explainer | None = None,
+        jobs: int = 2,
+        no_cache: Callable[[Digest], bool] = lambda digest: False,
+        progress: ProgressCallback = ignore_progress,
+    ) -> None:
+        self.graph = graph
+        self.worker = worker
+        self.cache = cache
+        self.explainer = explainer
+        self.jobs = max(1, jobs)
+        self.no_cache = no_cache
+        self.progress = progress
+        self.numbers = self._number_steps()
+        self._lock = threading.Lock()
+
+    def _number_steps(self) -> dict[Digest, int]:
+        numbers: dict[Digest, int] = {}
+        for digest in self.graph.topological():
+            if self.worker.source_chain(self.graph.op(digest)) is None:
+                numbers[digest] = len(numbers) + 1
+        return numbers
+
+    def compute_keys(self, targets: Iterable[Digest]) -> tuple[dict[Digest, Digest], dict[Digest, ContentSummary]]:
+        """Keys for every op the targets need. Content hashing, the only costly part, runs in parallel."""
+        needed = self.graph.subgraph_for(list(targets))
+        order = list(needed.topological())
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            summaries = dict(zip(order, pool.map(lambda d: self.worker.content(self.graph.op(d)), order)))
+        keys: dict[Digest, Digest] = {}
+        for digest in order:
+            op = self.graph.op(digest)
+            keys[digest] = cache_key(op, keys, summaries[digest].digests)
+        return keys, summaries
+
+    def solve(self, targets: list[Digest]) -> SolveResult:
+        keys, summaries = self.compute_keys(targets)
+        stats = SolveStats()
+        chains: dict[Digest, Chain] = {}
+        to_run: list[Digest] = []
+        self._plan(targets, keys, chains, to_run, stats)
+        for digest in to_run:
+            stats.reasons[digest] = self._reason(digest, keys, summaries, stats)
+        self._run(to_run, keys, summaries, chains, stats)
+        return SolveResult(chains=chains, keys=keys, stats=stats)
+
+    def explain(self, targets: list[Digest]) -> list[tuple[int, str, str]]:
+        """Without running anything: (number, name, "cached" or the reason it would run) for every step."""
+        keys, summaries = self.compute_keys(targets)
+        stats = SolveStats()
+        chains: dict[Digest, Chain] = {}
+        to_run: list[Digest] = []
+        self._plan(targets, keys, chains, to_run, stats)
+        lines = []
+        for digest, number in sorted(self.numbers.items(), key=lambda item: item[1]):
+            name = self.graph.meta(digest).name
+            if digest in stats.cached:
+                state = "cached"
+            elif digest in to_run:
+                stats.reasons[digest] = self._reason(digest, keys, summaries, stats)
+                state = stats.reasons[digest]
+            else:
+                state = "not needed: a later step is cached"
+            lines.append((number, name, state))
+        return lines
+
+    def _plan(
+        self,
+        targets: list[Digest],
+        keys: Mapping[Digest, Digest],
+        chains: dict[Digest, Chain],
+        to_run: list[Digest],
+        stats: SolveStats,
+    ) -> None:
+        """Walk down from the targets; a hit stops the walk, so nothing beneath a cached step is touched."""
+        visited: set[Digest] = set()
+
+        def visit(digest: Digest) -> None:
+            if digest in visited:
+                return
+            visited.add(digest)
+            op = self.graph.op(digest)
+            source = self.worker.source_chain(op)
+            if source is not None:
+                chains[digest] = source
+                return
+            if not self.no_cache(digest):
+                cached = self.cache.cache_get(keys[digest])
+                if cached is not None:
+                    chains[digest] = cached
+                    stats.cached.add(digest)
+                    return
+            for input_digest in op.inputs():
+                visit(input_digest)
+            to_run.append(digest)
+
+        for target in targets:
+            visit(target)
+
+    def _record(self, digest: Digest, keys: Mapping[Digest, Digest], summaries: Mapping[Digest, ContentSummary]) -> StepRecord:
+        op = self.graph.op(digest)
+        meta = self.graph.meta(digest)
+        return StepRecord(
+            key=keys[digest],
+            input_keys=tuple(keys[d] for d in op.inputs()),
+            kind=op.kind,
+            name=meta.name,
+            stage=meta.stage,
+            definition=keyed_definition(op, keys),
+            files=summaries[digest].files,
+        )
+
+    def _reason(
+        self,
+        digest: Digest,
+        keys: Mapping[Digest, Digest],
+        summaries: Mapping[Digest, ContentSummary],
+        stats: SolveStats,
+    ) -> str:
+        if self.no_cache(digest):
+            return "cache disabled (--no-cache)"
+        op = self.graph.op(digest)
+        for input_digest in op.inputs():
+            if input_digest in stats.reasons and input_digest in self.numbers:
+                return f"parent step #{self.numbers[input_digest]} was rebuilt"
+        if self.explainer is None:
+            return "not in the cache"
+        return self.explainer.explain(self._record(digest, keys, summaries))
+
+    def _run(
+        self,
+        to_run: list[Digest],
+        keys: Mapping[Digest, Digest],
+        summaries: Mapping[Digest, ContentSummary],
+        chains: dict[Digest, Chain],
+        stats: SolveStats,
+    ) -> None:
+        for digest in sorted(stats.cached, key=lambda d: self.numbers[d]):
+            meta = self.graph.meta(digest)
+            self.progress(StepCached(self.numbers[digest], meta.name, digest))
+        pending = list(to_run)
+        running: dict[Future[Chain], Digest] = {}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            try:
+                while pending or running:
+                    if failure is None:
+                        for digest in [d for d in pending if all(i in chains for i in self.graph.op(d).inputs())]:
+                            pending.remove(digest)
+                            running[pool.submit(self._execute, digest, chains, stats)] = digest
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        digest = running.pop(future)
+                        error = future.exception()
+                        if error is not None:
+                            if failure is None or isinstance(failure, StepCancelled):
+                                failure = error
+                            self.worker.cancel()
+                            continue
+                        with self._lock:
+                            chains[digest] = future.result()
+                        self.cache.cache_put(keys[digest], chains[digest], self.graph.meta(digest).name)
+                        if self.explainer is not None:
+                            self.explainer.record(self._record(digest, keys, summaries))
+            except BaseException:
+                self.worker.cancel()
+                raise
+        if failure is not None:
+            raise failure
+
+    def _execute(self, digest: Digest, chains: Mapping[Digest, Chain], stats: SolveStats) -> Chain:
+        op = self.graph.op(digest)
+        meta = self.graph.meta(digest)
+        number = self.numbers[digest]
+        self.progress(StepStarted(number, meta.name, digest, stats.reasons.get(digest, "")))
+        started = time.monotonic()
+        inputs = {d: chains[d] for d in op.inputs()}
+        try:
+            chain = self.worker.execute(op, meta, inputs, lambda data: self.progress(StepOutput(number, data)))
+        except BaseException as error:
+            self.progress(StepFailed(number, meta.name, digest, str(error)))
+            raise
+        with self._lock:
+            stats.executed.add(digest)
+        self.progress(StepDone(number, meta.name, digest, time.monotonic() - started))
+        return chain
