@@ -1,0 +1,233 @@
+"""`build()`: Dockerfile and context in, a stored (and tagged) image out. The library call behind `pybuild build`."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .digest import Digest
+from .errors import ContextError, ImageNotFound
+from .frontend.plan import BuildPlan, ResolvedImage
+from .image.config import HistoryEntry, ImageConfig
+from .solver.ops import ContextSource
+from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
+from .solver.solver import SolveResult, SolveStats
+from .store import Store, default_root
+
+_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: Digest
+    config: ImageConfig
+    tags: tuple[str, ...]
+    stats: SolveStats
+    plan: BuildPlan
+    keys: Mapping[Digest, Digest] = field(default_factory=dict)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def host_architecture() -> str:
+    return _ARCHITECTURES.get(platform.machine(), platform.machine())
+
+
+def read_dockerfile(context: Path, dockerfile: str | Path | None, dockerfile_text: bytes | None) -> tuple[bytes, Path | None, str]:
+    """The Dockerfile's bytes, its path (None when read from stdin) and the name errors show."""
+    if dockerfile_text is not None:
+        return dockerfile_text, None, "Dockerfile"
+    path = Path(dockerfile) if dockerfile is not None else context / "Dockerfile"
+    if not path.is_absolute() and dockerfile is not None and not path.exists():
+        path = context / path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ContextError(f"failed to read Dockerfile: open {path}: no such file or directory") from None
+    except IsADirectoryError:
+        raise ContextError(f"failed to read Dockerfile: {path} is a directory") from None
+    name = os.path.relpath(path, context) if path.is_relative_to(context.resolve()) or not path.is_absolute() else str(path)
+    return data, path, name if not name.startswith("..") else str(path)
+
+
+class StoreImageResolver:
+    """Base images for FROM and COPY --from, looked up in the local store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, ref: str) -> ResolvedImage:
+        image_id = self.store.resolve(ref)
+        return ResolvedImage(ref=ref, image_id=image_id, config=self.store.image_config(image_id))
+
+
+def plan_build(
+    store: Store,
+    context: Path,
+    *,
+    dockerfile: str | Path | None = None,
+    dockerfile_text: bytes | None = None,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    network: str = "host",
+) -> BuildPlan:
+    from .frontend.dockerfile2ops import dockerfile_to_plan
+    from .frontend.dockerignore import load_ignore_rules
+    from .frontend.parser import parse_dockerfile
+
+    context = context.resolve()
+    if not context.is_dir():
+        raise ContextError(f"unable to prepare context: path {str(context)!r} not found")
+    data, dockerfile_path, name = read_dockerfile(context, dockerfile, dockerfile_text)
+    parsed = parse_dockerfile(data, name)
+    ignore = load_ignore_rules(context, dockerfile_path)
+    context_op = ContextSource(name="context", path=str(context), exclude=ignore.patterns)
+    return dockerfile_to_plan(
+        parsed,
+        context=context_op,
+        build_args=dict(build_args or {}),
+        target=target,
+        resolve_image=StoreImageResolver(store),
+        network=network,
+    )
+
+
+def assemble_image(plan: BuildPlan, solved: SolveResult) -> ImageConfig:
+    created = now_rfc3339()
+    history = list(plan.base.history)
+    for step in plan.steps:
+        empty = step.op is None or step.parent is None or solved.chains[step.op] == solved.chains[step.parent]
+        comment = step.comment
+        if step.location is not None:
+            comment = f"{comment}: {step.location.file}:{step.location.start_line}"
+        history.append(HistoryEntry(created=created, created_by=step.created_by, empty_layer=empty, comment=comment))
+    return ImageConfig(
+        config=plan.config,
+        diff_ids=solved.chains[plan.target],
+        history=tuple(history),
+        architecture=host_architecture(),
+        os="linux",
+        created=created,
+        author=plan.base.author,
+    )
+
+
+def build(
+    context: str | Path,
+    *,
+    dockerfile: str | Path | None = None,
+    dockerfile_text: bytes | None = None,
+    tags: Sequence[str] = (),
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    no_cache: bool = False,
+    no_cache_stages: Sequence[str] = (),
+    network: str = "host",
+    jobs: int | None = None,
+    progress: ProgressCallback = ignore_progress,
+    root: str | Path | None = None,
+    store: Store | None = None,
+) -> BuildResult:
+    """Build the Dockerfile in `context`; store the image, tag it with each of `tags`, return what happened."""
+    from .context.hashing import ContextHasher
+    from .exec.linux import LinuxExecutor
+    from .solver.explain import StepLog
+    from .solver.solver import Solver
+    from .worker import LocalWorker
+
+    store = store or Store(Path(root) if root is not None else default_root())
+    context_path = Path(context).resolve()
+    plan = plan_build(
+        store,
+        context_path,
+        dockerfile=dockerfile,
+        dockerfile_text=dockerfile_text,
+        target=target,
+        build_args=build_args,
+        network=network,
+    )
+    if plan.unused_build_args:
+        names = " ".join(sorted(plan.unused_build_args))
+        progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
+    graph = plan.graph.subgraph_for([plan.target])
+    skip_stages = {stage.lower() for stage in no_cache_stages}
+    hasher = ContextHasher(context_path, store)
+    executor = LinuxExecutor(store.root / "tmp")
+    explainer = StepLog(store.root / "meta.db")
+    try:
+        solver = Solver(
+            graph,
+            LocalWorker(store, executor, graph, hasher),
+            store,
+            explainer=explainer,
+            jobs=jobs or os.cpu_count() or 1,
+            no_cache=lambda digest: no_cache or graph.meta(digest).stage.lower() in skip_stages,
+            progress=progress,
+        )
+        solved = solver.solve([plan.target])
+    finally:
+        explainer.close()
+    image = assemble_image(plan, solved)
+    image_id = store.put_image(image)
+    written: list[str] = []
+    for tag in tags:
+        from .image.reference import parse_reference
+
+        familiar = parse_reference(tag).familiar
+        store.tag(familiar, image_id)
+        written.append(familiar)
+    return BuildResult(
+        image_id=image_id, config=image, tags=tuple(written), stats=solved.stats, plan=plan, keys=solved.keys
+    )
+
+
+def explain(
+    context: str | Path,
+    *,
+    dockerfile: str | Path | None = None,
+    dockerfile_text: bytes | None = None,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    network: str = "host",
+    root: str | Path | None = None,
+    store: Store | None = None,
+) -> list[tuple[int, str, str]]:
+    """Without building: for each step, (number, name, "cached" or why it would run)."""
+    from .context.hashing import ContextHasher
+    from .exec.linux import LinuxExecutor
+    from .solver.explain import StepLog
+    from .solver.solver import Solver
+    from .worker import LocalWorker
+
+    store = store or Store(Path(root) if root is not None else default_root())
+    context_path = Path(context).resolve()
+    plan = plan_build(
+        store,
+        context_path,
+        dockerfile=dockerfile,
+        dockerfile_text=dockerfile_text,
+        target=target,
+        build_args=build_args,
+        network=network,
+    )
+    graph = plan.graph.subgraph_for([plan.target])
+    explainer = StepLog(store.root / "meta.db")
+    try:
+        solver = Solver(
+            graph,
+            LocalWorker(store, LinuxExecutor(store.root / "tmp"), graph, ContextHasher(context_path, store)),
+            store,
+            explainer=explainer,
+        )
+        return solver.explain([plan.target])
+    finally:
+        explainer.close()
+
+
+__all__ = ["BuildResult", "ImageNotFound", "build", "explain", "plan_build"]

@@ -1,0 +1,3 @@
+from .local import LocalWorker
+
+__all__ = ["LocalWorker"]

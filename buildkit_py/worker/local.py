@@ -1,0 +1,131 @@
+"""The local worker: runs ExecOps and FileOps through an Executor on layer snapshots from the Store, and turns each
+step's overlay upper dir into a committed layer."""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..digest import Digest
+from ..errors import StepError
+from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
+from ..solver.graph import BuildGraph
+from ..solver.ops import ContextSource, CopyAction, ExecOp, FileOp, ImageSource, Op, OpMeta, ScratchSource
+from ..solver.solver import Chain, ContentSummary
+
+if TYPE_CHECKING:
+    from ..context.hashing import ContextHasher
+    from ..store import Store
+
+_OUTPUT_TAIL_LINES = 10
+_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
+
+
+class LocalWorker:
+    def __init__(self, store: Store, executor: Executor, graph: BuildGraph, hasher: ContextHasher | None) -> None:
+        self.store = store
+        self.executor = executor
+        self.graph = graph
+        self.hasher = hasher
+
+    def source_chain(self, op: Op) -> Chain | None:
+        if isinstance(op, ScratchSource | ContextSource):
+            return ()
+        if isinstance(op, ImageSource):
+            return self.store.image_config(op.image_id).diff_ids
+        return None
+
+    def content(self, op: Op) -> ContentSummary:
+        if not isinstance(op, FileOp) or self.hasher is None:
+            return ContentSummary()
+        digests: list[Digest | None] = []
+        files: list[Mapping[str, str]] = []
+        for action in op.actions:
+            source = self.graph.op(action.source) if isinstance(action, CopyAction) else None
+            if isinstance(action, CopyAction) and isinstance(source, ContextSource):
+                selection = self.hasher.checksum(action)
+                digests.append(selection.digest)
+                files.append(selection.files)
+            else:
+                digests.append(None)
+                files.append({})
+        return ContentSummary(tuple(digests), tuple(files))
+
+    def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]) -> Chain:
+        if isinstance(op, ExecOp):
+            return self._run_exec(op, meta, inputs[op.rootfs], output)
+        if isinstance(op, FileOp):
+            return self._run_file(op, inputs)
+        raise TypeError(f"the local worker cannot run {op.kind} ops")
+
+    def cancel(self) -> None:
+        kill_all = getattr(self.executor, "kill_all", None)
+        if kill_all is not None:
+            kill_all()
+
+    def _lowers(self, chain: Chain) -> tuple[Path, ...]:
+        return tuple(self.store.snapshot_path(diff_id) for diff_id in reversed(chain))
+
+    def _run_exec(self, op: ExecOp, meta: OpMeta, chain: Chain, output: Callable[[bytes], None]) -> Chain:
+        tail: collections.deque[bytes] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
+        partial = bytearray()
+
+        def sink(data: bytes) -> None:
+            output(data)
+            partial.extend(data)
+            *lines, rest = bytes(partial).split(b"\n")
+            tail.extend(lines)
+            partial[:] = rest
+
+        process = ProcessSpec(args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network)
+        with self.store.temp_dir("exec-") as scratch:
+            rootfs = self._fresh_rootfs(scratch, chain)
+            status = self.executor.run(rootfs, process, (), sink)
+            if status != 0:
+                if partial:
+                    tail.append(bytes(partial))
+                raise StepError(
+                    f"exit status {status}" if status < 128 else f"killed by signal {status - 128}",
+                    meta.location,
+                    _STAGE_PREFIX.sub("", meta.name),
+                    exit_status=status,
+                    output_tail=tuple(line.decode(errors="replace") for line in tail),
+                )
+            return chain + self._commit(scratch, rootfs.upper)
+
+    def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain]) -> Chain:
+        chain = inputs[op.base]
+        sources: dict[str, SourceTree] = {}
+        for action in op.actions:
+            if not isinstance(action, CopyAction) or str(action.source) in sources:
+                continue
+            source = self.graph.op(action.source)
+            if isinstance(source, ContextSource):
+                sources[str(action.source)] = SourceTree(folder=Path(source.path))
+            else:
+                sources[str(action.source)] = SourceTree(lowers=self._lowers(inputs[action.source]))
+        with self.store.temp_dir("file-") as scratch:
+            rootfs = self._fresh_rootfs(scratch, chain)
+            self.executor.apply_file_actions(rootfs, op.actions, sources)
+            return chain + self._commit(scratch, rootfs.upper)
+
+    def _fresh_rootfs(self, scratch: Path, chain: Chain) -> RootfsSpec:
+        upper, work = scratch / "upper", scratch / "work"
+        upper.mkdir()
+        work.mkdir()
+        return RootfsSpec(lowers=self._lowers(chain), upper=upper, work=work)
+
+    def _commit(self, scratch: Path, upper: Path) -> Chain:
+        """The layer of what changed in `upper`, committed to the store; no layer when nothing changed."""
+        from ..layer.generate import write_layer_tar
+
+        tar_path = scratch / "layer.tar"
+        with open(tar_path, "wb") as tar_file:
+            info = write_layer_tar(upper, tar_file)
+        if info.entries == 0:
+            return ()
+        self.store.commit_layer(tar_path, info.diff_id, info.size, snapshot=upper)
+        return (info.diff_id,)
