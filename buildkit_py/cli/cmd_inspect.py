@@ -1,0 +1,81 @@
+"""pybuild inspect: an image's config as JSON, shaped like `docker image inspect`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ImageNotFound
+from .common import open_store
+
+_CONTAINER_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": None,
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "inspect", help="show an image's configuration", description="Show images' configuration as JSON."
+    )
+    parser.add_argument("names", nargs="+", metavar="NAME")
+    parser.add_argument("-f", "--format", help="print only this top-level key, e.g. Config or Id")
+    parser.set_defaults(func=run)
+
+
+def inspect_image(store: Any, name: str) -> dict[str, Any]:
+    image_id = store.resolve(name)
+    config = store.image_config(image_id)
+    raw = json.loads(store.image_config_bytes(image_id))
+    size = sum(store.layer_size(diff_id) for diff_id in config.diff_ids)
+    return {
+        "Id": str(image_id),
+        "RepoTags": store.tags_of(image_id),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": "",
+        "Created": config.created,
+        "Author": config.author,
+        "Config": {**_CONTAINER_CONFIG_DEFAULTS, **config.config.to_json()},
+        "Architecture": config.architecture,
+        "Os": config.os,
+        "Size": size,
+        "RootFS": {"Type": "layers", "Layers": [str(d) for d in config.diff_ids]},
+        "History": raw.get("history", []),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    results = []
+    status = 0
+    for name in args.names:
+        try:
+            results.append(inspect_image(store, name))
+        except ImageNotFound as error:
+            print(f"Error: {error}", file=__import__("sys").stderr)
+            status = 1
+    if args.format:
+        key = args.format.strip("{} .")
+        for result in results:
+            value = result.get(key)
+            print(value if isinstance(value, str) else json.dumps(value))
+    else:
+        print(json.dumps(results, indent=4))
+    return status

@@ -1,0 +1,30 @@
+"""pybuild rmi: untag and remove images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import StoreError
+from .common import open_store
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("rmi", help="remove images", description="Remove one or more images.")
+    parser.add_argument("names", nargs="+", metavar="NAME")
+    parser.add_argument("-f", "--force", action="store_true", help="remove an image even when several tags name it")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    status = 0
+    for name in args.names:
+        try:
+            for line in store.remove_image(name, force=args.force):
+                print(line)
+        except StoreError as error:
+            print(f"Error: {error}", file=sys.stderr)
+            status = 1
+    return status

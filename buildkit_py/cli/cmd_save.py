@@ -1,0 +1,50 @@
+"""pybuild save: write images to a docker archive (or an OCI layout)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildError
+from .common import open_store
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "save", help="save images to a tar archive", description="Save one or more images to a tar archive."
+    )
+    parser.add_argument("names", nargs="+", metavar="NAME")
+    parser.add_argument("-o", "--output", help="write to this file instead of standard output")
+    parser.add_argument("--format", choices=("docker", "oci"), default="docker", help="archive format")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..image.docker_archive import save_docker_archive
+
+    store = open_store(args)
+    for name in args.names:
+        store.resolve(name)
+    if args.format == "oci":
+        from ..image.oci_layout import save_oci_archive as save
+    else:
+        save = save_docker_archive
+    if not args.output:
+        if sys.stdout.isatty():
+            raise BuildError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        save(store, args.names, sys.stdout.buffer)
+        return 0
+    output = Path(args.output)
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as stream:
+            save(store, args.names, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return 0
