@@ -1,0 +1,243 @@
+"""Turn a snapshot (a folder in overlayfs format) into an uncompressed layer tar, hashing it as it streams out.
+
+Header conventions follow what Docker and BuildKit write (both use Go's archive/tar): ustar headers with the
+file-type bits in the mode field, numeric uid/gid only (uname/gname empty, as umoci does), mtime truncated to whole
+seconds, PAX records only when needed (long or non-ASCII names, xattrs), directories named `dir/`, no `./` prefix, no
+entry for the root, and the archive closed by two zero blocks without padding to a 10 KiB record.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..digest import Digest, new_hasher
+from ..errors import LayerError
+from .whiteout import (
+    OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
+    is_opaque,
+    is_overlay_xattr,
+    is_whiteout,
+    unsupported_overlay_xattr,
+)
+
+__all__ = ["LayerInfo", "is_empty_snapshot", "write_layer_tar"]
+
+BLOCK_SIZE = tarfile.BLOCKSIZE
+COPY_CHUNK = 1 << 20
+# Labels of the build host, not content of the image.
+_SKIPPED_XATTRS = ("security.selinux",)
+_ENCODING = "utf-8"
+_ERRORS = "surrogateescape"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a layer tar is: its diff_id (sha256 of the uncompressed tar bytes), its size in bytes, its entry count."""
+
+    diff_id: Digest
+    size: int
+    entries: int
+
+
+class _HashingWriter:
+    """Writes through to out while feeding a sha256 hasher and counting bytes."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._hasher: Any = new_hasher("sha256")
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+        self._out.write(data)
+        self.size += len(data)
+
+    def digest(self) -> Digest:
+        return Digest("sha256", self._hasher.hexdigest())
+
+
+def is_empty_snapshot(snapshot: Path) -> bool:
+    """True when the snapshot holds nothing, so its layer would have no entries (an empty RUN, a no-op step)."""
+    with os.scandir(snapshot) as entries:
+        return next(entries, None) is None
+
+
+def write_layer_tar(snapshot: Path, out: BinaryIO) -> LayerInfo:
+    """Write the snapshot at `snapshot` to `out` as an uncompressed tar, returning its diff_id, size and entry count.
+
+    Entries come in the order of a depth-first walk that sorts each directory's names by their bytes, a directory
+    before its contents (the order of Go's filepath.Walk, which umoci and Docker use). Raises LayerError for a
+    snapshot that cannot be expressed as a layer: a real file named `.wh.*`, or overlay redirect/metacopy xattrs.
+    """
+    writer = _HashingWriter(out)
+    generator = _Generator(writer)
+    root = os.fsencode(snapshot)
+    generator.walk(root)
+    writer.write(bytes(2 * BLOCK_SIZE))
+    return LayerInfo(diff_id=writer.digest(), size=writer.size, entries=generator.entries)
+
+
+class _Generator:
+    def __init__(self, writer: _HashingWriter) -> None:
+        self._writer = writer
+        self._buffer = bytearray(COPY_CHUNK)
+        self._first_name_of_inode: dict[tuple[int, int], str] = {}
+        self.entries = 0
+
+    def walk(self, root: bytes) -> None:
+        # An explicit stack of directory iterators, not recursion: deep trees must not hit the recursion limit.
+        stack: list[tuple[bytes, bytes, Iterator[bytes]]] = [(root, b"", iter(_sorted_names(root)))]
+        while stack:
+            directory, rel_dir, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                continue
+            path = directory + b"/" + name
+            rel = rel_dir + name
+            if self._add(path, rel):
+                stack.append((path, rel + b"/", iter(_sorted_names(path))))
+
+    def _add(self, path: bytes, rel: bytes) -> bool:
+        """Write the entries for one path; True when it is a directory whose contents must follow."""
+        st = os.lstat(path)
+        base = rel.rsplit(b"/", 1)[-1]
+        if is_whiteout(st):
+            self._write_whiteout(rel, base, st)
+            return False
+        if base.startswith(WHITEOUT_PREFIX.encode()):
+            raise LayerError(f"snapshot has a file named like a whiteout, which a layer cannot hold: {_text(rel)}")
+        info = tarfile.TarInfo(_text(rel))
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.uname = info.gname = ""
+        info.mtime = st.st_mtime_ns // 1_000_000_000
+        xattr_names = _xattr_names(path)
+        bad = unsupported_overlay_xattr(xattr_names)
+        if bad is not None:
+            raise LayerError(
+                f"snapshot path {_text(rel)} has {bad}: its content lives in a lower dir "
+                "(mount overlay with redirect_dir=off,metacopy=off)"
+            )
+        info.pax_headers = _xattr_records(path, xattr_names)
+        data_size = 0
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            first = self._first_name_of_inode.get(key) if st.st_nlink > 1 else None
+            if first is not None:
+                info.type, info.linkname = tarfile.LNKTYPE, first
+            else:
+                if st.st_nlink > 1:
+                    self._first_name_of_inode[key] = info.name
+                info.type, info.size = tarfile.REGTYPE, st.st_size
+                data_size = st.st_size
+        elif stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(os.readlink(path))
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        else:
+            raise LayerError(f"snapshot path {_text(rel)} is a socket or unknown file type; a layer cannot hold it")
+        self._write_header(info, stat.S_IFMT(mode))
+        if data_size:
+            self._copy_data(path, rel, data_size)
+        if info.type == tarfile.DIRTYPE:
+            if is_opaque(path, xattr_names):
+                # Carries the directory's owner, mode and mtime, as Docker's overlay driver writes it.
+                marker = tarfile.TarInfo(f"{info.name}/{OPAQUE_MARKER}")
+                marker.mode, marker.uid, marker.gid, marker.mtime = info.mode, info.uid, info.gid, info.mtime
+                self._write_header(marker, 0)
+            return True
+        return False
+
+    def _write_whiteout(self, rel: bytes, base: bytes, st: os.stat_result) -> None:
+        if base.startswith(WHITEOUT_PREFIX.encode()):
+            raise LayerError(f"snapshot has a whiteout for a name that is itself a whiteout: {_text(rel)}")
+        parent = rel[: len(rel) - len(base)]
+        # Owner, permissions and mtime of the device are carried over, as Docker does; they make the tar a
+        # deterministic function of the snapshot and survive a round trip through unpack_layer.
+        info = tarfile.TarInfo(_text(parent + WHITEOUT_PREFIX.encode() + base))
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.mtime = st.st_mtime_ns // 1_000_000_000
+        self._write_header(info, 0)
+
+    def _write_header(self, info: tarfile.TarInfo, file_type_bits: int) -> None:
+        buf = info.tobuf(tarfile.PAX_FORMAT, _ENCODING, _ERRORS)
+        self._writer.write(buf[:-BLOCK_SIZE])
+        self._writer.write(_go_style(buf[-BLOCK_SIZE:], file_type_bits | info.mode))
+        self.entries += 1
+
+    def _copy_data(self, path: bytes, rel: bytes, size: int) -> None:
+        view = memoryview(self._buffer)
+        remaining = size
+        with open(path, "rb", buffering=0) as source:
+            while remaining:
+                count = source.readinto(view[: min(remaining, COPY_CHUNK)])
+                if not count:
+                    raise LayerError(f"snapshot file {_text(rel)} shrank while its layer was written")
+                self._writer.write(view[:count])
+                remaining -= count
+        padding = -size % BLOCK_SIZE
+        if padding:
+            self._writer.write(bytes(padding))
+
+
+def _go_style(block: bytes, full_mode: int) -> bytes:
+    """Rewrite a ustar header the way Go's archive/tar writes it: file-type bits in the mode field, device numbers
+    always present, then a fresh checksum. tarfile writes only the permission bits and leaves devices blank."""
+    header = bytearray(block)
+    header[100:108] = b"%07o\0" % full_mode
+    if header[329:345] == bytes(16):
+        header[329:345] = b"0000000\0" * 2
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _sorted_names(directory: bytes) -> list[bytes]:
+    with os.scandir(directory) as scan:
+        return sorted(entry.name for entry in scan)
+
+
+def _xattr_names(path: bytes) -> list[str]:
+    try:
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+
+
+def _xattr_records(path: bytes, names: list[str]) -> dict[str, str]:
+    records: dict[str, str] = {}
+    for name in sorted(names):
+        if is_overlay_xattr(name) or name in _SKIPPED_XATTRS:
+            continue
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as error:
+            if error.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                continue
+            raise
+        # An empty PAX value means "unset", so an empty xattr cannot be carried (umoci skips it too).
+        if value:
+            records["SCHILY.xattr." + name] = value.decode(_ENCODING, _ERRORS)
+    return records
+
+
+def _text(name: bytes) -> str:
+    return name.decode(_ENCODING, _ERRORS)
