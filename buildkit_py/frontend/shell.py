@@ -137,7 +137,8 @@ def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
 
 
 def _go_expand_template(template: str, match: re.Match[str]) -> str:
-    """Go's Regexp.Expand for a pattern without groups: ``$$`` is ``$``, ``$0``/``${0}`` the match, other names empty."""
+    """Go's Regexp.Expand for a pattern without groups: ``$$`` is ``$``, ``$0`` or ``${0}`` the match, other names
+    nothing."""
     out: list[str] = []
     index = 0
     while index < len(template):
