@@ -21,7 +21,7 @@ import tarfile
 import zlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast, overload
+from typing import Any, BinaryIO, Literal, Self, cast, overload
 
 import zstandard
 
@@ -83,8 +83,10 @@ def unpack_layer(stream: BinaryIO, dest: Path, *, allow_devices: bool | None = N
         if archive is None:  # an empty stream is an empty layer, as Go's archive/tar reads it
             return LayerInfo(diff_id=reader.digest(), size=0, entries=0)
         with archive:
-            for member in archive:
+            while (member := archive.next()) is not None:
                 unpacker.add(member, archive)
+                # tarfile keeps every member it has read; a layer can have millions.
+                archive.members.clear()  # type: ignore[attr-defined]
         unpacker.finish()
         reader.drain()
     except tarfile.TarError as error:
@@ -98,10 +100,32 @@ def unpack_layer(stream: BinaryIO, dest: Path, *, allow_devices: bool | None = N
     return LayerInfo(diff_id=reader.digest(), size=reader.size, entries=unpacker.entries)
 
 
+# Part of tarfile since Python 3.2 but missing from typeshed; named here also because fromtarfile's parameter,
+# named as in tarfile, hides the module.
+_TruncatedHeaderError: type[Exception] = tarfile.TruncatedHeaderError  # type: ignore[attr-defined]
+_InvalidHeaderError: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """tarfile takes a truncated or garbled header after the first one for the end of the archive; Go's archive/tar
+    (and so Docker) fails there, and so do we. A zero block or the end of the stream still ends the archive."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile: tarfile.TarFile) -> Self:
+        try:
+            return super().fromtarfile(tarfile)
+        except _TruncatedHeaderError as error:
+            raise LayerError(f"layer tar is truncated inside a header: {error}") from error
+        except _InvalidHeaderError as error:
+            raise LayerError(f"layer tar has an invalid header: {error}") from error
+
+
 def _open_tar(reader: _HashingReader) -> tarfile.TarFile | None:
     try:
         stream = cast(BinaryIO, reader)
-        return tarfile.open(fileobj=stream, mode="r|", encoding=_ENCODING, errors=_ERRORS, bufsize=COPY_CHUNK)
+        return tarfile.open(
+            fileobj=stream, mode="r|", tarinfo=_CheckedTarInfo, encoding=_ENCODING, errors=_ERRORS, bufsize=COPY_CHUNK
+        )
     except tarfile.ReadError as error:
         if reader.size == 0:
             return None
