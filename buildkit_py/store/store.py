@@ -232,10 +232,10 @@ class Store:
     def resolve(self, name_or_id: str) -> Digest:
         """A tag (`name`, `name:tag`, `host:5000/a/b:tag`), a full id (`sha256:<hex>` or `<64 hex>`), or a unique
         id prefix of at least 4 hex digits, looked up in Docker's order. ImageNotFound: "No such image: NAME"."""
-        return self._resolve(name_or_id)[0]
+        return self.lookup(name_or_id)[0]
 
-    def _resolve(self, text: str) -> tuple[Digest, str | None]:
-        """(image id, the tag key it was found by, or None when found by id)."""
+    def lookup(self, text: str) -> tuple[Digest, str | None]:
+        """Like resolve: (image id, the tag it was found by, or None when `text` was taken as an id or id prefix)."""
         full_id = _full_id(text)
         with self.meta.read() as db:
             if full_id is not None:
@@ -249,7 +249,10 @@ class Store:
             if reference is not None:
                 row = db.execute("SELECT image_id FROM tags WHERE name = ?", (reference.familiar,)).fetchone()
                 if row is not None:
-                    return Digest.parse(row[0]), reference.familiar
+                    image_id = Digest.parse(row[0])
+                    # Docker: text that is also a prefix of the image's id counts as an id (matters for rmi).
+                    by_id = image_id.hex.startswith(text.removeprefix("sha256:"))
+                    return image_id, None if by_id else reference.familiar
             prefix = text.removeprefix("sha256:")
             if len(prefix) >= MIN_ID_PREFIX and set(prefix) <= _HEX:
                 rows = db.execute(
@@ -315,8 +318,8 @@ class Store:
         """`docker rmi`: a tag is untagged, and the image deleted once no tag is left; an id deletes the image after
         untagging all its tags, which needs `force` when there are several. Returns Docker's report lines."""
         lines: list[str] = []
-        image_id, tag_key = self._resolve(name_or_id)
-        by_id = tag_key is None or image_id.hex.startswith(name_or_id.removeprefix("sha256:"))
+        image_id, tag_key = self.lookup(name_or_id)
+        by_id = tag_key is None
         deleted_layers: list[Digest] = []
         trash: list[Path] = []
         with self.meta.write() as db:
