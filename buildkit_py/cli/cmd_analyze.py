@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         analysis = analyze(store, args.image, top=args.top)
     if args.html:
-        from ..analyze import report_html
+        from ..analyze.report_html import render_analysis
 
-        args.html.write_text(report_html.render_analysis(analysis), encoding="utf-8")
+        args.html.write_text(render_analysis(analysis), encoding="utf-8")
     results = rules.evaluate(analysis.efficiency) if rules is not None else None
     if args.format == "json":
         document = report_json.export(analysis, file_lists=not args.no_file_list)
