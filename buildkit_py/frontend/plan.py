@@ -49,6 +49,7 @@ class BuildPlan:
     used_build_args: frozenset[str] = frozenset()
     unused_build_args: frozenset[str] = frozenset()
     stage_targets: Mapping[str, Digest] = field(default_factory=dict)
+    author: str = ""  # MAINTAINER of the target stage: the image config's `author`
 
 
 __all__ = ["BuildPlan", "HistoryEntry", "HistoryStep", "ImageResolver", "ResolvedImage"]
