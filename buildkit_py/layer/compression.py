@@ -57,6 +57,47 @@ class _Replay(io.RawIOBase):
         return len(data)
 
 
+class _ZstdReader(io.RawIOBase):
+    """zstd frames one after another, failing on a frame cut short (zstandard's stream_reader just ends there)."""
+
+    _INPUT_CHUNK = 1 << 17  # small input steps bound the memory a highly compressed frame can expand into
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._context = zstandard.ZstdDecompressor()
+        self._frame = self._context.decompressobj()
+        self._in_frame = False
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            data = self._source.read(self._INPUT_CHUNK)
+            if not data:
+                if self._in_frame:
+                    raise LayerError("zstd layer is truncated: the stream ends inside a frame")
+                return 0
+            self._feed(data)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def _feed(self, data: bytes) -> None:
+        output = []
+        while data:
+            if self._frame.eof:
+                self._frame = self._context.decompressobj()
+            self._in_frame = True
+            output.append(self._frame.decompress(data))
+            data = self._frame.unused_data if self._frame.eof else b""
+        if self._frame.eof:
+            self._in_frame = False
+        self._pending = memoryview(b"".join(output))
+
+
 def open_decompressed(stream: BinaryIO) -> BinaryIO:
     """A stream of the tar inside stream, whatever the compression. Errors of a corrupt compressed stream surface
     while reading (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)."""
@@ -71,8 +112,7 @@ def open_decompressed(stream: BinaryIO) -> BinaryIO:
     if algorithm == "gzip":
         return cast(BinaryIO, gzip.GzipFile(fileobj=replay, mode="rb"))
     if algorithm == "zstd":
-        reader = zstandard.ZstdDecompressor().stream_reader(replay, read_size=_CHUNK, read_across_frames=True)
-        return cast(BinaryIO, reader)
+        return cast(BinaryIO, io.BufferedReader(_ZstdReader(replay), _CHUNK))
     if algorithm == "bzip2":
         return cast(BinaryIO, bz2.BZ2File(replay, mode="rb"))
     if algorithm == "xz":
