@@ -10,7 +10,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,9 +64,8 @@ def change_through_overlay(merged: Path) -> None:
     os.setxattr(merged / "ping", "user.note", b"kept")
 
 
-@pytest.fixture
-def overlay_snapshot(tmp_path: Path) -> Iterator[Path]:
-    """The upper dir of a real overlay mount after change_through_overlay, unmounted."""
+def build_overlay_snapshot(tmp_path: Path) -> Path:
+    """The upper dir of a real overlay mount after change_through_overlay, unmounted (skips the test without root)."""
     if os.geteuid() != 0:
         pytest.skip("overlay mounts need root")
     lower, upper, work, merged = (tmp_path / name for name in ("lower", "upper", "work", "merged"))
@@ -88,7 +86,12 @@ def overlay_snapshot(tmp_path: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(upper):
         for name in dirs + files:
             os.utime(Path(root, name), (MTIME, MTIME), follow_symlinks=False)
-    yield upper
+    return upper
+
+
+@pytest.fixture
+def overlay_snapshot(tmp_path: Path) -> Path:
+    return build_overlay_snapshot(tmp_path)
 
 
 def generate(snapshot: Path) -> tuple[LayerInfo, bytes]:
