@@ -1,0 +1,119 @@
+"""Checksums of what a COPY selects from the build context, without re-reading unchanged files.
+
+A stat cache in the store maps (inode, size, mtime_ns, ctime_ns) of a path to its content digest, so a no-op rebuild
+of a large context reads only metadata. The checksum covers, per selected entry: path relative to the source, type,
+mode, owner, size, content and link target — never mtime or atime, so a `touch` is still a hit."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import blake3
+
+from ..digest import Digest
+from ..solver.ops import CopyAction
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+_CHUNK = 8 << 20
+_HASH_THREADS = 4
+_SHORT = 16
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One COPY source's checksum, and each selected path's short digest (to say which file changed)."""
+
+    digest: Digest
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+def hash_file(path: str) -> str:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(path, "rb", buffering=0) as stream:
+        while chunk := stream.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _stat_row(path: str, info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+class ContextHasher:
+    def __init__(self, context: Path, store: Store) -> None:
+        self.context = context
+        self.store = store
+        self._results: dict[tuple[str, bool, bool, tuple[str, ...]], Selection] = {}
+        self._lock = threading.Lock()
+
+    def checksum(self, action: CopyAction) -> Selection:
+        request = (action.src, action.allow_wildcard, action.follow_symlinks, action.exclude)
+        with self._lock:
+            cached = self._results.get(request)
+        if cached is not None:
+            return cached
+        selection = self._checksum(action)
+        with self._lock:
+            self._results[request] = selection
+        return selection
+
+    def _checksum(self, action: CopyAction) -> Selection:
+        from ..frontend.dockerignore import IgnoreRules
+        from .select import walk_selected
+
+        rules = IgnoreRules(action.exclude) if action.exclude else None
+        entries = list(
+            walk_selected(
+                self.context,
+                action.src,
+                allow_wildcard=action.allow_wildcard,
+                follow_symlinks=action.follow_symlinks,
+                exclude=rules,
+            )
+        )
+        regular = [(str(self.context / relpath), info) for relpath, info in entries if stat.S_ISREG(info.st_mode)]
+        contents = self._content_digests(regular)
+        hasher = blake3.blake3()
+        files: dict[str, str] = {}
+        for relpath, info in entries:
+            mode = info.st_mode
+            if stat.S_ISREG(mode):
+                payload = contents[str(self.context / relpath)]
+            elif stat.S_ISLNK(mode):
+                payload = os.readlink(self.context / relpath)
+            else:
+                payload = ""
+            record = f"{relpath}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode)}\0{info.st_uid}\0{info.st_gid}\0"
+            record += f"{info.st_size if stat.S_ISREG(mode) else 0}\0{payload}\n"
+            hasher.update(record.encode("utf-8", "surrogateescape"))
+            files[relpath] = blake3.blake3(record.encode("utf-8", "surrogateescape")).hexdigest()[:_SHORT]
+        return Selection(Digest("blake3", hasher.hexdigest()), files)
+
+    def _content_digests(self, regular: list[tuple[str, os.stat_result]]) -> dict[str, str]:
+        known = self.store.stat_cache_get([path for path, _ in regular]) if regular else {}
+        digests: dict[str, str] = {}
+        stale: list[tuple[str, os.stat_result]] = []
+        for path, info in regular:
+            row = known.get(path)
+            if row is not None and tuple(row[:4]) == _stat_row(path, info):
+                digests[path] = row[4]
+            else:
+                stale.append((path, info))
+        if stale:
+            with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
+                fresh = list(pool.map(lambda item: hash_file(item[0]), stale))
+            rows = []
+            for (path, info), content in zip(stale, fresh):
+                digests[path] = content
+                rows.append((path, *_stat_row(path, info), content))
+            self.store.stat_cache_put(rows)
+        return digests
