@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class F:
     link: str = ""
 
 
-def layer_tar(entries: list[F]) -> bytes:
+def layer_tar(entries: Sequence[F]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for spec in entries:
@@ -59,7 +60,7 @@ def put_layer(store: Store, tar: bytes) -> Digest:
     return diff_id
 
 
-def make_image(store: Store, name: str, steps: list[tuple[str, list[F] | None]]) -> Digest:
+def make_image(store: Store, name: str, steps: Sequence[tuple[str, Sequence[F] | None]]) -> Digest:
     """Each step is (Dockerfile instruction, entries); entries None is a step without a layer (ENV, CMD...).
 
     History is written as pybuild's builder writes it: BuildKit's created_by and `buildkit_py: Dockerfile:N`."""
