@@ -199,7 +199,12 @@ class Store:
 
     def put_image(self, config: ImageConfig) -> Digest:
         """Store an image config; its sha256 is the image id (as Docker's). Every layer must be committed first."""
-        data = config.to_bytes()
+        return self.put_image_bytes(config.to_bytes(), config)
+
+    def put_image_bytes(self, data: bytes, config: ImageConfig | None = None) -> Digest:
+        """Store an image config byte for byte (one loaded or pulled keeps its id, the sha256 of these bytes)."""
+        if config is None:
+            config = ImageConfig.from_bytes(data)
         with self.meta.write() as db:
             missing = self._layers_missing(db, config.diff_ids)
             if missing:
