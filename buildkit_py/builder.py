@@ -114,7 +114,7 @@ def assemble_image(plan: BuildPlan, solved: SolveResult) -> ImageConfig:
         architecture=host_architecture(),
         os="linux",
         created=created,
-        author=plan.base.author,
+        author=plan.author or plan.base.author,
     )
 
 
