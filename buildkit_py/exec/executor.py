@@ -72,3 +72,7 @@ class Executor(Protocol):
     ) -> None:
         """Apply `actions` on the overlay `rootfs`; each CopyAction reads `sources[str(action.source)]`."""
         ...
+
+    def kill_all(self) -> None:
+        """Kill every process still running in a sandbox of this executor (the build failed or was interrupted)."""
+        ...

@@ -1,0 +1,433 @@
+"""The child side of LinuxExecutor: `python -m buildkit_py.exec.sandbox --status-fd N`, request (pickle) on stdin.
+
+A fresh single-threaded process, so it may fork. Run mode:
+
+    sandbox (host pid ns; new mount, uts, ipc [, net] ns; overlay mounted on a private tmpfs)
+      └── pid 1 of a new pid ns: its own copy of the mount ns, proc/dev/sys/etc mounts, pivot_root,
+          user, capabilities, then execve of the user's command
+
+Files mode: a new mount ns only; the destination overlay and the sources are mounted, then `apply_actions` runs here.
+
+Every mount lives in namespaces that die with these processes, so nothing is ever left mounted on the host. The
+result goes to the status fd as one pickle: `("exit", status)`, `("ok", None)` or `("error", encoded exception)`.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+import pickle
+import select
+import signal
+import stat
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildError, ExecError
+from ..solver.ops import FileAction
+from . import syscalls as sc
+from .executor import Mount, ProcessSpec, RootfsSpec, SourceTree
+from .rootpath import resolve_in_root
+from .users import resolve_user
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_SYMLINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+_OVERLAY_EXTRA = ",index=off,redirect_dir=off,metacopy=off"
+
+ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction]], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    rootfs: RootfsSpec
+    process: ProcessSpec
+    mounts: tuple[Mount, ...]
+    init_layer: Path
+    scratch: Path  # an empty host folder; each sandbox mounts its own private tmpfs there
+    parent_pid: int
+
+
+@dataclass(frozen=True)
+class FilesRequest:
+    rootfs: RootfsSpec
+    actions: tuple[FileAction, ...]
+    sources: tuple[tuple[str, SourceTree], ...]
+    scratch: Path
+    parent_pid: int
+    apply_actions: ApplyActions | None = None  # pickled by reference; None means buildkit_py.exec.fileops
+
+
+# -- errors across the process boundary -------------------------------------------------------------------------
+
+
+def encode_error(exc: BaseException) -> bytes:
+    """A BuildError keeps its class, args and attributes; anything else becomes an ExecError."""
+    if isinstance(exc, BuildError):
+        for state in (dict(exc.__dict__), {}):  # an attribute that does not pickle: keep class and message
+            try:
+                return pickle.dumps((type(exc), exc.args, state))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                continue
+    if isinstance(exc, OSError) and exc.strerror:
+        message = exc.strerror if exc.filename is None else f"{exc.strerror}: {exc.filename}"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    return pickle.dumps((ExecError, (f"sandbox: {message}",), {}))
+
+
+def decode_error(data: bytes) -> BuildError:
+    cls, args, state = pickle.loads(data)
+    exc: BuildError = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+# -- mounts -----------------------------------------------------------------------------------------------------
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def mount_overlay(lowers: Sequence[Path], target: Path, upper: Path | None = None, work: Path | None = None) -> None:
+    """Mount an overlay of `lowers` (topmost first) at `target`; read-only when there is no upper.
+
+    Paths are passed relative to their common parent (we chdir there) so that many layers still fit in the one page
+    the kernel accepts for mount options."""
+    dirs = [os.fspath(path) for path in lowers]
+    if upper is not None and work is not None:
+        dirs += [os.fspath(upper), os.fspath(work)]
+    base = os.path.commonpath(dirs)
+    relative = [_escape(os.path.relpath(path, base)) for path in dirs]
+    options = "lowerdir=" + ":".join(relative[: len(lowers)])
+    if upper is not None:
+        options += f",upperdir={relative[-2]},workdir={relative[-1]}"
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    if len(os.fsencode(options)) >= page_size:
+        raise ExecError(
+            f"overlay mount options are {len(os.fsencode(options))} bytes, more than the page size ({page_size}): "
+            f"too many layers ({len(lowers)}) under {base}"
+        )
+    flags = sc.MS_RDONLY if upper is None else 0
+    previous = os.getcwd()
+    os.chdir(base)
+    try:
+        candidates = [options + _OVERLAY_EXTRA, options] if len(options + _OVERLAY_EXTRA) < page_size else [options]
+        for index, candidate in enumerate(candidates):
+            try:
+                sc.mount("overlay", target, "overlay", flags, candidate)
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and index + 1 < len(candidates):
+                    continue  # an older kernel that does not know one of the extra options
+                raise ExecError(f"cannot mount overlay on {target}: {exc.strerror} (options {candidate!r})") from exc
+    finally:
+        os.chdir(previous)
+
+
+def _bind(source: Path | str, target: Path | str, readonly: bool = False) -> None:
+    sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC)
+    if readonly:
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+def _private_scratch(flags: int, scratch: Path) -> None:
+    """Enter new namespaces, stop mount propagation both ways, and mount a private tmpfs on `scratch`."""
+    sc.unshare(flags)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0700")
+
+
+# -- run mode ---------------------------------------------------------------------------------------------------
+
+
+def _etc_files(directory: Path, process: ProcessSpec) -> None:
+    directory.mkdir()
+    (directory / "hosts").write_text(
+        f"127.0.0.1\tlocalhost {process.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+    (directory / "hostname").write_text(process.hostname + "\n")
+    if process.network == "none":
+        resolv = "# --network=none: no name servers\n"
+    else:
+        try:
+            resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv = ""
+    (directory / "resolv.conf").write_text(resolv)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        (directory / name).chmod(0o644)
+
+
+def _mount_stubs(merged: Path, mounts: Sequence[Mount]) -> tuple[list[tuple[Path, Path, bool]], list[Path]]:
+    """Resolve each Mount's target in the rootfs and create what is missing; return the binds and what we created."""
+    binds: list[tuple[Path, Path, bool]] = []
+    created: list[Path] = []
+    for mount in mounts:
+        if not mount.source.exists():
+            raise ExecError(f"mount source {mount.source} does not exist")
+        target = resolve_in_root(merged, mount.target)
+        missing = []
+        probe = target
+        while not os.path.lexists(probe) and probe != merged:
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            if path == target and not mount.source.is_dir():
+                path.touch(mode=0o644)
+            else:
+                path.mkdir(mode=0o755)
+            created.append(path)
+        binds.append((mount.source, target, mount.readonly))
+    return binds, created
+
+
+def _remove_stubs(created: Sequence[Path]) -> None:
+    for path in reversed(created):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            elif path.stat().st_size == 0:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _mount_container_fs(merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]]) -> None:
+    """Inside the new pid ns: proc, a minimal /dev, read-only sysfs, /etc files and the step's own mounts."""
+    nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    sc.mount("proc", merged / "proc", "proc", nosuid_nodev_noexec)
+    dev = merged / "dev"
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    for name in _HOST_DEVICES:
+        (dev / name).touch(mode=0o666)
+        sc.mount(f"/dev/{name}", dev / name, None, sc.MS_BIND)
+    (dev / "pts").mkdir(mode=0o755)
+    sc.mount("devpts", dev / "pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    (dev / "shm").mkdir(mode=0o1777)
+    sc.mount("shm", dev / "shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")
+    (dev / "mqueue").mkdir(mode=0o1777)
+    sc.mount("mqueue", dev / "mqueue", "mqueue", nosuid_nodev_noexec)
+    for name, link in _DEV_SYMLINKS:
+        os.symlink(link, dev / name)
+    sc.mount("sysfs", merged / "sys", "sysfs", sc.MS_RDONLY | nosuid_nodev_noexec)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        sc.mount(etc_dir / name, merged / "etc" / name, None, sc.MS_BIND)
+    for source, target, readonly in binds:
+        _bind(source, target, readonly)
+
+
+def _find_executable(path: str) -> str | None:
+    """Go's exec.findExecutable: None when runnable, else the reason."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"stat {path}: {os.strerror(exc.errno or 0).lower()}"
+    if stat.S_ISDIR(mode) or not mode & 0o111:
+        return "permission denied"
+    return None
+
+
+def look_path(file: str, path_env: str) -> str:
+    """Go's exec.LookPath, with runc's error messages."""
+    if "/" in file:
+        reason = _find_executable(file)
+        if reason is not None:
+            raise ExecError(f'exec: "{file}": {reason}')
+        return file
+    for directory in path_env.split(":"):
+        candidate = os.path.join(directory or ".", file)
+        if _find_executable(candidate) is None:
+            return candidate
+    raise ExecError(f'exec: "{file}": executable file not found in $PATH')
+
+
+def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:
+    """After pivot_root: user, capabilities, cwd, environment, execve. Returns only by raising."""
+    if not process.args:
+        raise ExecError("no command given")
+    user = resolve_user(Path("/"), process.user)
+    cwd = process.cwd or "/"
+    if not os.path.lexists(cwd):
+        os.makedirs(cwd, mode=0o755, exist_ok=True)  # as BuildKit does; the frontend normally made it already
+
+    sc.drop_bounding_set(sc.DOCKER_DEFAULT_CAPS)
+    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    os.setgroups(list(dict.fromkeys((user.gid, *user.additional_gids))))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    if user.uid == 0:
+        sc.capset(sc.DOCKER_DEFAULT_CAPS, sc.DOCKER_DEFAULT_CAPS, frozenset())
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise ExecError(f"cannot change to working directory {cwd}: {os.strerror(exc.errno or 0).lower()}") from exc
+
+    env: dict[str, str] = {}
+    for item in process.env:
+        name, equals, value = item.partition("=")
+        if equals:
+            env[name] = value
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOME", user.home)
+    executable = look_path(process.args[0], env["PATH"])
+
+    os.umask(0o022)
+    for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+    # Set last: a change of uid or gid clears the parent-death signal.
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if select.select([parent_alive], [], [], 0)[0]:
+        os._exit(137)  # the sandbox died before we could be tied to it
+    try:
+        os.execve(executable, process.args, env)
+    except OSError as exc:
+        raise ExecError(f'exec: "{process.args[0]}": {os.strerror(exc.errno or 0).lower()}') from exc
+
+
+def _container_init(
+    request: RunRequest, merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]], parent_alive: int
+) -> None:
+    sc.unshare(sc.CLONE_NEWNS)  # our own copy, so that pivot_root leaves the sandbox's root alone
+    _mount_container_fs(merged, etc_dir, binds)
+    os.chdir(merged)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+    _exec_user_process(request.process, parent_alive)
+
+
+def run(request: RunRequest) -> int:
+    process = request.process
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
+    if process.network == "none":
+        flags |= sc.CLONE_NEWNET
+    elif process.network != "host":
+        raise ExecError(f"unsupported network mode {process.network!r} (use host or none)")
+    _private_scratch(flags, request.scratch)
+    if process.network == "none":
+        sc.loopback_up()
+    sc.sethostname(process.hostname)
+
+    merged = request.scratch / "rootfs"
+    merged.mkdir()
+    rootfs = request.rootfs
+    mount_overlay((request.init_layer, *rootfs.lowers), merged, rootfs.upper, rootfs.work)
+    etc_dir = request.scratch / "etc"
+    _etc_files(etc_dir, process)
+    binds, created = _mount_stubs(merged, request.mounts)
+
+    error_r, error_w = os.pipe()  # close-on-exec: EOF without data means execve succeeded
+    alive_r, alive_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(error_r)
+            os.close(alive_w)
+            _container_init(request, merged, etc_dir, binds, alive_r)
+        except BaseException as exc:  # noqa: BLE001 - everything must reach the caller
+            os.write(error_w, encode_error(exc))
+        finally:
+            os._exit(127)
+    os.close(error_w)
+    os.close(alive_r)
+    with os.fdopen(error_r, "rb") as errors:
+        failure = errors.read()
+    _, wait_status = os.waitpid(pid, 0)
+    os.close(alive_w)
+    _remove_stubs(created)
+    if failure:
+        raise decode_error(failure)
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+# -- files mode -------------------------------------------------------------------------------------------------
+
+
+def _load_apply_actions(request: FilesRequest) -> ApplyActions:
+    if request.apply_actions is not None:
+        return request.apply_actions
+    module = importlib.import_module("buildkit_py.exec.fileops")
+    apply: ApplyActions = module.apply_actions
+    return apply
+
+
+def apply_files(request: FilesRequest) -> None:
+    _private_scratch(sc.CLONE_NEWNS, request.scratch)
+    empty = request.scratch / "empty"
+    empty.mkdir(mode=0o755)
+    dest = request.scratch / "dest"
+    dest.mkdir()
+    rootfs = request.rootfs
+    mount_overlay(rootfs.lowers or (empty,), dest, rootfs.upper, rootfs.work)
+
+    sources: dict[str, Path] = {}
+    for index, (key, tree) in enumerate(request.sources):
+        if tree.folder is not None:
+            sources[key] = tree.folder
+        elif not tree.lowers:
+            sources[key] = empty
+        else:
+            target = request.scratch / f"source-{index}"
+            target.mkdir()
+            if len(tree.lowers) == 1:
+                _bind(tree.lowers[0], target, readonly=True)
+            else:
+                mount_overlay(tree.lowers, target)
+            sources[key] = target
+    apply = _load_apply_actions(request)
+    os.umask(0o022)
+    apply(dest, sources, request.actions)
+
+
+# -- entry point ------------------------------------------------------------------------------------------------
+
+
+def _report(status_fd: int, message: tuple[str, Any]) -> None:
+    data = pickle.dumps(message)
+    view = memoryview(data)
+    while view:
+        written = os.write(status_fd, view)
+        view = view[written:]
+
+
+def main(argv: Sequence[str]) -> int:
+    status_fd = int(argv[argv.index("--status-fd") + 1])
+    os.set_inheritable(status_fd, False)
+    try:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        request = pickle.load(sys.stdin.buffer)
+        if os.getppid() != request.parent_pid:
+            return 1  # the caller is already gone
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        if isinstance(request, RunRequest):
+            message: tuple[str, Any] = ("exit", run(request))
+        elif isinstance(request, FilesRequest):
+            apply_files(request)
+            message = ("ok", None)
+        else:
+            raise ExecError(f"unknown sandbox request {type(request).__name__}")
+    except BaseException as exc:  # noqa: BLE001 - report, never print a traceback into the step's output
+        message = ("error", encode_error(exc))
+    _report(status_fd, message)
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the copy imported under the package name: pickled requests refer to its classes, not __main__'s.
+    sys.exit(importlib.import_module("buildkit_py.exec.sandbox").main(sys.argv))
