@@ -43,7 +43,9 @@ _MAX_CACHED_DIRS = 64
 
 
 class _HashingReader:
-    """Reads from the source while feeding a sha256 hasher and counting bytes; tarfile reads through this."""
+    """The tar stream as tarfile sees it: reads feed a sha256 hasher, and seeking is forward only (by reading and
+    hashing what is skipped). tarfile's own stream mode ("r|") copies its whole buffer on every small read, which
+    made parsing cost more than disk and sha256 together; its seekable mode needs only forward seeks."""
 
     def __init__(self, source: BinaryIO) -> None:
         self._source = source
@@ -51,14 +53,42 @@ class _HashingReader:
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            parts = list(iter(lambda: self._read_some(COPY_CHUNK), b""))
+            return b"".join(parts)
+        data = self._read_some(size)
+        if len(data) == size or not data:
+            return data
+        parts = [data]  # a short read from a pipe or socket is not the end of the stream
+        missing = size - len(data)
+        while missing and (more := self._read_some(missing)):
+            parts.append(more)
+            missing -= len(more)
+        return b"".join(parts)
+
+    def _read_some(self, size: int) -> bytes:
         data = self._source.read(size)
         self._hasher.update(data)
         self.size += len(data)
         return data
 
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self.size + offset if whence == io.SEEK_CUR else -1
+        if target < self.size:
+            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
+        while self.size < target and self._read_some(min(COPY_CHUNK, target - self.size)):
+            pass
+        return self.size
+
+    def seekable(self) -> bool:
+        return True
+
     def drain(self) -> None:
         """Hash whatever follows the end-of-archive blocks: the diff_id covers the whole stream."""
-        while self.read(COPY_CHUNK):
+        while self._read_some(COPY_CHUNK):
             pass
 
     def digest(self) -> Digest:
@@ -76,6 +106,8 @@ def unpack_layer(stream: BinaryIO, dest: Path, *, allow_devices: bool | None = N
     """
     if allow_devices is None:
         allow_devices = os.geteuid() == 0
+    if any(os.scandir(dest)):
+        raise LayerError(f"layer destination {dest} is not empty")
     reader = _HashingReader(open_decompressed(stream))
     unpacker = _Unpacker(dest, allow_devices)
     try:
@@ -123,9 +155,7 @@ class _CheckedTarInfo(tarfile.TarInfo):
 def _open_tar(reader: _HashingReader) -> tarfile.TarFile | None:
     try:
         stream = cast(BinaryIO, reader)
-        return tarfile.open(
-            fileobj=stream, mode="r|", tarinfo=_CheckedTarInfo, encoding=_ENCODING, errors=_ERRORS, bufsize=COPY_CHUNK
-        )
+        return tarfile.open(fileobj=stream, mode="r:", tarinfo=_CheckedTarInfo, encoding=_ENCODING, errors=_ERRORS)
     except tarfile.ReadError as error:
         if reader.size == 0:
             return None
