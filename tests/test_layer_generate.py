@@ -16,6 +16,7 @@ import pytest
 
 from buildkit_py.errors import LayerError
 from buildkit_py.layer import LayerInfo, is_empty_snapshot, unpack_layer, write_layer_tar
+from buildkit_py.layer.generate import _go_style, _plain_ustar_header
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts, devices and trusted.* xattrs need root")
 
@@ -291,3 +292,30 @@ def test_headers_match_docker_legacy_builder(tmp_path: Path) -> None:
         assert docker_block[265:297].rstrip(b"\0") == b"root" and our_block[265:329] == bytes(64)
         for start, end in ((0, 148), (156, 265), (329, 512)):  # all but checksum, uname, gname
             assert docker_block[start:end] == our_block[start:end], (offset, start)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "fields"),
+    [
+        ("etc/passwd", tarfile.REGTYPE, {"size": 1234, "mode": 0o644}),
+        ("bin", tarfile.DIRTYPE, {"mode": 0o755}),
+        ("tmp", tarfile.DIRTYPE, {"mode": 0o1777, "uid": 65534, "gid": 65534}),
+        ("usr/bin/su", tarfile.REGTYPE, {"mode": 0o4755, "size": 8**8}),
+        ("sh", tarfile.SYMTYPE, {"linkname": "busybox", "mode": 0o777}),
+        ("b", tarfile.LNKTYPE, {"linkname": "a"}),
+        ("dev/sda", tarfile.BLKTYPE, {"devmajor": 8, "devminor": 1, "mode": 0o660}),
+        ("p", tarfile.FIFOTYPE, {"mode": 0o600, "mtime": 0}),
+        ("x" * 100, tarfile.REGTYPE, {}),
+    ],
+)
+def test_fast_header_path_matches_tarfile_path(name: str, kind: bytes, fields: dict[str, int | str]) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mtime = kind, MTIME
+    for key, value in fields.items():
+        setattr(info, key, value)
+    full_mode = info.mode | (stat.S_IFDIR if kind == tarfile.DIRTYPE else stat.S_IFREG)
+    fast = _plain_ustar_header(info, full_mode)
+    assert fast is not None
+    assert fast == _go_style(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), full_mode)
+    info.name = "y" * 101
+    assert _plain_ustar_header(info, full_mode) is None

@@ -328,3 +328,18 @@ def test_corrupt_or_truncated_tar_raises_layer_error(tmp_path: Path, cut: object
     data = make_tar(entry("a", data=b"x" * 600), entry("b", data=b"y" * 100))
     with pytest.raises(LayerError):
         unpack(cut(data), tmp_path / "dest")  # type: ignore[operator]
+
+
+def test_destination_must_be_empty(tmp_path: Path) -> None:
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "old").write_text("")
+    with pytest.raises(LayerError, match="not empty"):
+        unpack_layer(io.BytesIO(make_tar(entry("f"))), tmp_path / "dest")
+
+
+def test_package_exports() -> None:
+    from buildkit_py import layer
+
+    assert sorted(layer.__all__) == sorted(
+        name for name in vars(layer) if not name.startswith("_") and callable(getattr(layer, name))
+    )
