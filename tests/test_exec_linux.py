@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import textwrap
 import threading
 import time
@@ -273,6 +276,31 @@ def test_mounts(sandbox: Sandbox) -> None:
     assert not (sandbox.upper / "data/out").exists()
 
 
+def test_concurrent_steps_share_one_executor(executor: LinuxExecutor, tmp_path: Path) -> None:
+    lower = make_busybox_root(tmp_path / "lower")
+    results: dict[int, tuple[int, bytes]] = {}
+
+    def step(index: int) -> None:
+        upper, work = tmp_path / f"upper{index}", tmp_path / f"work{index}"
+        upper.mkdir()
+        work.mkdir()
+        chunks: list[bytes] = []
+        script = f"sleep 0.2; echo {index} > /mine; cat /mine; ls /"
+        status = executor.run(RootfsSpec((lower,), upper, work), _process(("/bin/sh", "-c", script)), (), chunks.append)
+        results[index] = (status, b"".join(chunks))
+
+    threads = [threading.Thread(target=step, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    for index in range(4):
+        status, output = results[index]
+        assert status == 0
+        assert output.decode().split() == [str(index), "bin", "dev", "etc", "mine", "proc", "sys"]
+        assert (tmp_path / f"upper{index}/mine").read_text() == f"{index}\n"
+
+
 # -- the layer --------------------------------------------------------------------------------------------------
 
 
@@ -294,6 +322,64 @@ def test_no_init_layer_entry_leaks_into_upper(sandbox: Sandbox) -> None:
     assert _upper_entries(sandbox.upper) == []
     assert sandbox.run("touch /etc/x")[0] == 0
     assert _upper_entries(sandbox.upper) == ["etc", "etc/x"]
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+def _layer_names(upper: Path) -> set[str]:
+    """What a layer tar of `upper` would hold, whiteouts written the OCI way."""
+    names = set()
+    for path in upper.rglob("*"):
+        relative = path.relative_to(upper)
+        info = path.lstat()
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+            relative = relative.parent / f".wh.{relative.name}"
+        names.add(relative.as_posix())
+    return names
+
+
+@pytest.mark.docker
+def test_run_layers_match_dockers(executor: LinuxExecutor, tmp_path: Path) -> None:
+    if not _docker_available():
+        pytest.skip("no Docker daemon")
+    steps = ['["/bin/busybox","--install","-s","/bin"]', "touch /etc/x", "rm /bin/cat && mkdir -p /tmp/a"]
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy2(BUSYBOX, context / "busybox")
+    lines = ["FROM scratch", "COPY busybox /bin/busybox", *(f"RUN {step}" for step in steps)]
+    (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+    tag = f"buildkit-py-test-exec:{os.getpid()}"
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    subprocess.run(["docker", "build", "-q", "--network=none", "-t", tag, str(context)], env=env, check=True)
+    try:
+        saved = subprocess.run(["docker", "save", tag], capture_output=True, check=True).stdout
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+    with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        docker_layers = []
+        for name in manifest[0]["Layers"][1:]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                docker_layers.append({member.name.rstrip("/") for member in layer.getmembers()})
+
+    lowers = [tmp_path / "base"]
+    (lowers[0] / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, lowers[0] / "bin/busybox")
+    ours = []
+    for index, step in enumerate(steps):
+        upper, work = tmp_path / f"upper{index}", tmp_path / f"work{index}"
+        upper.mkdir()
+        work.mkdir()
+        args = tuple(json.loads(step)) if step.startswith("[") else ("/bin/sh", "-c", step)
+        rootfs = RootfsSpec(tuple(reversed(lowers)), upper, work)
+        assert executor.run(rootfs, _process(args, network="none")) == 0
+        ours.append(_layer_names(upper))
+        lowers.append(upper)
+    assert ours == docker_layers
 
 
 def test_from_scratch(executor: LinuxExecutor, tmp_path: Path) -> None:
