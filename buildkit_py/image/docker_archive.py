@@ -11,6 +11,10 @@ Docker 20.10 names a layer dir by a v1 id derived from the chain; `docker load` 
 manifest.json, so the dir here is the layer's chain id (unique per position, deterministic), and each is written
 once. Layers stream from the store into the archive; nothing holds a whole layer in memory. Every entry has mtime 0,
 so saving the same images twice gives the same bytes.
+
+Loading reads what `docker save` writes (manifest.json; layers plain or compressed, also as links to
+`blobs/sha256/...` as Docker 25 writes them), and the legacy form with only `repositories` and v1 layer dirs.
+The image id is the sha256 of the config bytes, kept as they are; each layer must unpack to its config's diff_id.
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ import io
 import json
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..digest import Digest
+from ..errors import StoreError
+from .ingest import ArchiveSource, IngestBatch, open_source, parse_config, read_small
 
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["chain_ids", "save_docker_archive"]
+__all__ = ["chain_ids", "load_docker_archive", "load_docker_source", "save_docker_archive"]
 
 _V1_EMPTY_CONTAINER_CONFIG: dict[str, Any] = {
     "Hostname": "",
@@ -160,3 +166,118 @@ def _add_layer(
     info.mtime = 0
     with store.open_layer(diff_id) as stream:
         archive.addfile(info, stream)
+
+
+# -- loading ---------------------------------------------------------------------------------------------------------
+
+
+def _json(source: ArchiveSource, name: str) -> Any:
+    try:
+        return json.loads(read_small(source, name))
+    except ValueError as error:
+        raise StoreError(f"{name} in the archive is not JSON: {error}") from None
+
+
+def _tags(value: Any, where: str) -> list[str]:
+    from ..store import normalize_tag
+
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise StoreError(f"{where}: RepoTags is not a list of names")
+    return [normalize_tag(tag) for tag in value]
+
+
+def load_docker_source(store: Store, source: ArchiveSource, batch: IngestBatch) -> None:
+    """Prepare every image of a docker archive into `batch` (committed by the caller)."""
+    if not source.exists("manifest.json"):
+        _load_legacy(source, batch)
+        return
+    entries = _json(source, "manifest.json")
+    if not isinstance(entries, list) or not entries:
+        raise StoreError("manifest.json in the archive is not a list of images")
+    for position, entry in enumerate(entries):
+        where = f"manifest.json entry {position}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
+            raise StoreError(f"{where} names no config")
+        layers = entry.get("Layers") or []
+        if not isinstance(layers, list) or not all(isinstance(layer, str) for layer in layers):
+            raise StoreError(f"{where}: Layers is not a list of paths")
+        tags = _tags(entry.get("RepoTags"), where)
+        config_bytes = read_small(source, entry["Config"])
+        _, diff_ids = parse_config(config_bytes, entry["Config"])
+        if len(diff_ids) != len(layers):
+            raise StoreError(f"{where} lists {len(layers)} layers but its config {len(diff_ids)} diff_ids")
+        for layer, diff_id in zip(layers, diff_ids, strict=True):
+            batch.add_layer(source, layer, diff_id)
+        batch.add_image(config_bytes, tags)
+
+
+def _load_legacy(source: ArchiveSource, batch: IngestBatch) -> None:
+    """`repositories` and v1 layer dirs only: the top layer's json carries the image config, parents the chain."""
+    from .config import HistoryEntry, ImageConfig
+
+    if not source.exists("repositories"):
+        raise StoreError("not a docker archive: no manifest.json and no repositories file")
+    repositories = _json(source, "repositories")
+    if not isinstance(repositories, dict):
+        raise StoreError("repositories in the archive is not a JSON object")
+    by_top: dict[str, list[str]] = {}
+    for name, tags in repositories.items():
+        if not isinstance(name, str) or not isinstance(tags, dict):
+            raise StoreError("repositories in the archive is malformed")
+        for tag, top in tags.items():
+            if not isinstance(tag, str) or not isinstance(top, str):
+                raise StoreError("repositories in the archive is malformed")
+            by_top.setdefault(top, []).extend(_tags([f"{name}:{tag}"], "repositories"))
+    for top, tags in by_top.items():
+        chain: list[tuple[str, dict[str, Any]]] = []
+        layer_id: str | None = top
+        while layer_id:
+            if len(chain) > 1000 or any(known == layer_id for known, _ in chain):
+                raise StoreError("the v1 layer chain in the archive loops")
+            v1 = _json(source, f"{layer_id}/json")
+            if not isinstance(v1, dict):
+                raise StoreError(f"{layer_id}/json in the archive is not a JSON object")
+            chain.append((layer_id, v1))
+            parent = v1.get("parent")
+            layer_id = parent if isinstance(parent, str) else None
+        chain.reverse()
+        diff_ids: list[Digest] = []
+        history: list[HistoryEntry] = []
+        for layer_id, v1 in chain:
+            diff_ids.append(_layer_digest(source, f"{layer_id}/layer.tar"))
+            command = (v1.get("container_config") or {}).get("Cmd") or []
+            history.append(HistoryEntry(created=str(v1.get("created") or ""), created_by=" ".join(map(str, command))))
+        top_v1 = chain[-1][1]
+        keys = ("architecture", "os", "variant", "created", "author", "config")
+        config_json: dict[str, Any] = {key: top_v1[key] for key in keys if key in top_v1}
+        config_json["rootfs"] = {"type": "layers", "diff_ids": [str(diff_id) for diff_id in diff_ids]}
+        try:
+            config = ImageConfig.from_json(config_json)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise StoreError(f"{chain[-1][0]}/json in the archive is not a valid v1 image: {error}") from None
+        config = replace(config, history=tuple(history))
+        for (layer_id, _), diff_id in zip(chain, diff_ids, strict=True):
+            batch.add_layer(source, f"{layer_id}/layer.tar", diff_id)
+        batch.add_image(config.to_bytes(), tags)
+
+
+def _layer_digest(source: ArchiveSource, name: str) -> Digest:
+    """The diff_id of a layer file that may be compressed (a v1 archive records none)."""
+    from ..layer.compression import open_decompressed
+
+    hasher = hashlib.sha256()
+    with source.open(name) as raw:
+        stream = open_decompressed(raw)
+        while chunk := stream.read(1 << 20):
+            hasher.update(chunk)
+    return Digest("sha256", hasher.hexdigest())
+
+
+def load_docker_archive(store: Store, stream: BinaryIO) -> list[str]:
+    """Load a `docker save` archive; returns the tags loaded, and the id of each image loaded without one."""
+    with open_source(store, stream) as source, store.temp_dir("load") as work:
+        batch = IngestBatch(store, work)
+        load_docker_source(store, source, batch)
+        return batch.commit()
