@@ -42,6 +42,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--explain", action="store_true", help="say for every step whether it is cached, and why not, without building"
     )
+    parser.add_argument(
+        "-o", "--output", action="append", default=[], help="also export: type=docker|oci|tar|local,dest=PATH"
+    )
     parser.set_defaults(func=run)
 
 
@@ -94,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         store=store,
     )
+    if args.output:
+        from ..image.export import export_image
+
+        for spec in args.output:
+            export_image(store, result.image_id, spec)
     if args.iidfile:
         Path(args.iidfile).write_text(str(result.image_id))
     if args.quiet:

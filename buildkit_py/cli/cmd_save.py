@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BuildError
 from .common import open_store
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 def register(subparsers: Any) -> None:
@@ -19,6 +23,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("names", nargs="+", metavar="NAME")
     parser.add_argument("-o", "--output", help="write to this file instead of standard output")
     parser.add_argument("--format", choices=("docker", "oci"), default="docker", help="archive format")
+    parser.add_argument(
+        "--compression",
+        choices=("gzip", "zstd", "uncompressed"),
+        default=None,
+        help="layer compression of an OCI layout (default gzip; docker archives hold uncompressed layers)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -28,9 +38,21 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args)
     for name in args.names:
         store.resolve(name)
+    save: Callable[[Store, Sequence[str], BinaryIO], None]
     if args.format == "oci":
-        from ..image.oci_layout import save_oci_archive as save
+        from ..image.oci_layout import save_oci_archive, save_oci_layout
+
+        compression = args.compression or "gzip"
+        if args.output and (args.output.endswith("/") or Path(args.output).is_dir()):
+            save_oci_layout(store, args.names, Path(args.output), compression)
+            return 0
+
+        def save(store: Store, names: Sequence[str], out: BinaryIO) -> None:
+            save_oci_archive(store, names, out, compression)
+
     else:
+        if args.compression not in (None, "uncompressed"):
+            raise BuildError("docker archives hold uncompressed layers; use --format oci for --compression")
         save = save_docker_archive
     if not args.output:
         if sys.stdout.isatty():
