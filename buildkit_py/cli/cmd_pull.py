@@ -1,0 +1,59 @@
+"""pybuild pull: fetch an image from a registry into the store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import open_store
+
+
+def add_transport_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http and unverified TLS for this registry (loopback registries may use http anyway)",
+    )
+    parser.add_argument(
+        "--ca-cert", type=Path, default=None, help="also trust this CA certificate (PEM); default $PYBUILD_CA_CERT"
+    )
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "pull", help="pull an image from a registry", description="Pull an image (NAME[:TAG] or NAME@DIGEST)."
+    )
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument(
+        "--platform", default=None, help="os/arch[/variant] to pick from an index (default linux/amd64)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    add_transport_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..image.manifest import Platform
+    from ..registry.client import TransportOptions
+    from ..registry.pull import pull_image
+
+    store = open_store(args)
+    platform = Platform.parse(args.platform) if args.platform else None
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr)
+
+    result = pull_image(
+        store,
+        args.name,
+        platform=platform,
+        options=TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert),
+        progress=progress,
+    )
+    if not args.quiet:
+        print(f"Status: Downloaded image for {result.reference.familiar}", file=sys.stderr)
+    print(result.image_id)
+    return 0

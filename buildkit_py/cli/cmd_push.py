@@ -1,0 +1,46 @@
+"""pybuild push: send an image from the store to a registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .cmd_pull import add_transport_options
+from .common import open_store
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "push", help="push an image to a registry", description="Push an image (NAME[:TAG]) to its registry."
+    )
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument(
+        "--compression", choices=("gzip", "zstd", "uncompressed"), default="gzip", help="layer compression (zstd: OCI)"
+    )
+    parser.add_argument("--oci", action="store_true", help="push an OCI manifest instead of Docker v2 schema 2")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the manifest digest")
+    add_transport_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registry.client import TransportOptions
+    from ..registry.push import push_image
+
+    store = open_store(args)
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr)
+
+    result = push_image(
+        store,
+        args.name,
+        compression=args.compression,
+        oci=args.oci,
+        options=TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert),
+        progress=progress,
+    )
+    print(result.manifest_digest)
+    return 0

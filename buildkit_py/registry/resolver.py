@@ -1,0 +1,72 @@
+"""FROM of an image that is not in the store pulls it: an ImageResolver for the frontend that falls back to a pull.
+
+A tag found in the store is used as it is (no registry round trip, like Docker's classic builder); a digest reference
+is found through the manifest digests earlier pulls recorded; anything else is pulled. `scratch` never reaches here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..digest import Digest
+from ..errors import ImageNotFound
+from ..frontend.plan import ResolvedImage
+from ..image.manifest import Platform
+from ..image.reference import InvalidReference, parse_reference
+from ..store import Store
+from .blobinfo import BlobInfo
+from .client import NotFoundError, TransportOptions
+from .pull import pull_image
+
+__all__ = ["PullingImageResolver"]
+
+
+class PullingImageResolver:
+    """Same call as builder.StoreImageResolver: `resolver(ref) -> ResolvedImage`, ImageNotFound when there is none."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        options: TransportOptions | None = None,
+        platform: Platform | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.platform = platform
+        self.progress = progress
+        self.pulled: list[str] = []
+
+    def __call__(self, ref: str) -> ResolvedImage:
+        image_id = self._local(ref)
+        if image_id is None:
+            try:
+                result = pull_image(
+                    self.store,
+                    ref,
+                    platform=self.platform,
+                    options=self.options,
+                    progress=self.progress or (lambda _: None),
+                )
+            except NotFoundError as error:
+                raise ImageNotFound(
+                    f"No such image: {ref} (not in the store, and the registry has none: {error})"
+                ) from None
+            self.pulled.append(ref)
+            image_id = result.image_id
+        return ResolvedImage(ref=ref, image_id=image_id, config=self.store.image_config(image_id))
+
+    def _local(self, ref: str) -> Digest | None:
+        try:
+            reference = parse_reference(ref)
+        except InvalidReference:
+            return self.store.resolve(ref)  # an id or id prefix, or a clear "invalid reference" error
+        if reference.digest is not None:
+            info = BlobInfo(self.store.root)
+            known = info.image_for_manifest(reference.registry, reference.repository, reference.digest)
+            return known if known is not None and self.store.has_image(known) else None
+        try:
+            return self.store.resolve(ref)
+        except ImageNotFound:
+            return None
