@@ -1,0 +1,94 @@
+"""Build the same Dockerfiles with pybuild and with Docker's classic builder; the images must be the same.
+
+Compared: the flattened filesystem (paths, types, modes, owners, sizes, content, link targets) and the config fields
+a Dockerfile sets. Dockerfiles that Docker refuses must be refused too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import BASE_IMAGE, TESTDATA, base_context, docker_available, docker_config, docker_tree, pybuild_tree
+
+from buildkit_py.builder import build
+from buildkit_py.errors import BuildError
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs"),
+    pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers `docker info`"),
+]
+
+CASES = sorted(path.name for path in (TESTDATA / "compare").iterdir() if path.is_dir())
+REFUSED = sorted(path.name for path in (TESTDATA / "compare-refused").iterdir() if path.is_dir())
+CONFIG_FIELDS = (
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "ExposedPorts",
+    "Volumes",
+    "Labels",
+    "StopSignal",
+    "Healthcheck",
+    "Shell",
+    "OnBuild",
+)
+
+
+def docker_build(context: Path, tag: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "build", "--network=none", "-q", "-t", tag, *extra, str(context)],
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def docker_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    result = docker_build(base_context(tmp_path_factory.mktemp("docker-base")), BASE_IMAGE)
+    assert result.returncode == 0, result.stderr
+    yield BASE_IMAGE
+
+
+def _normalised_config(config: dict[str, object]) -> dict[str, object]:
+    return {field: config.get(field) or None for field in CONFIG_FIELDS}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_same_image_as_docker(case: str, docker_base: str, base_store: object) -> None:
+    context = TESTDATA / "compare" / case
+    tag = f"pybuild-compare/{case}:latest"
+    result = docker_build(context, tag)
+    assert result.returncode == 0, result.stderr
+    try:
+        ours = build(context, tags=[tag], store=base_store)  # type: ignore[arg-type]
+        expected_tree = docker_tree(tag)
+        actual_tree = pybuild_tree(base_store, tag)
+        missing = sorted(set(expected_tree) - set(actual_tree))
+        extra = sorted(set(actual_tree) - set(expected_tree))
+        different = [
+            (expected_tree[path], actual_tree[path])
+            for path in sorted(set(expected_tree) & set(actual_tree))
+            if expected_tree[path] != actual_tree[path]
+        ]
+        assert (missing, extra, different) == ([], [], [])
+        expected_config = _normalised_config(docker_config(tag))
+        actual_config = _normalised_config(ours.config.config.to_json())
+        assert actual_config == expected_config
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_refused_like_docker(case: str, docker_base: str, base_store: object) -> None:
+    context = TESTDATA / "compare-refused" / case
+    result = docker_build(context, f"pybuild-refused/{case}")
+    assert result.returncode != 0, f"Docker accepted {case}"
+    with pytest.raises(BuildError):
+        build(context, store=base_store)  # type: ignore[arg-type]
