@@ -23,13 +23,17 @@ from urllib.parse import urlencode
 from ..errors import RegistryError
 from .credentials import Credentials
 
-__all__ = ["Authenticator", "Challenge", "parse_challenges", "repository_scope"]
+__all__ = ["AuthenticationError", "Authenticator", "Challenge", "parse_challenges", "repository_scope"]
 
 _DEFAULT_TOKEN_LIFETIME = 60
 _EXPIRY_MARGIN = 10
 _PARAM_RE = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*(?:,|$)')
 
 TokenFetcher = Callable[[str, Mapping[str, str]], tuple[int, bytes]]
+
+
+class AuthenticationError(RegistryError):
+    """401 or 403: missing or wrong credentials, or a token without the scope the request needs."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,9 @@ class Authenticator:
         status, body = self._fetch(url, headers)
         if status in (401, 403):
             who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
-            raise RegistryError(f"token service {realm} refused {who} for scope {scope or '(none)'}: HTTP {status}")
+            raise AuthenticationError(
+                f"token service {realm} refused {who} for scope {scope or '(none)'}: HTTP {status}"
+            )
         if status != 200:
             raise RegistryError(f"token service {realm} answered HTTP {status}")
         try:

@@ -19,7 +19,7 @@ from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import RegistryError
-from .auth import Authenticator
+from .auth import AuthenticationError, Authenticator
 from .credentials import Credentials, load_credentials
 from .insecure import is_loopback, make_ssl_context, plain_http_allowed
 
@@ -38,10 +38,6 @@ _MAX_REDIRECTS = 5
 _ERROR_BODY_LIMIT = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DOCKER_HUB_HOST = "registry-1.docker.io"
-
-
-class AuthenticationError(RegistryError):
-    """401 or 403: missing or wrong credentials, or a token without the scope the request needs."""
 
 
 class NotFoundError(RegistryError):
@@ -272,7 +268,9 @@ class RegistryClient:
             response.close()
         message = _error_message(detail) or f"HTTP {response.status} {response.reason}"
         text = f"{method} {url}: {message}"
-        if response.status in (401, 403):
+        if response.status == 401:
+            return AuthenticationError(f"{text} ({self._auth_hint()})")
+        if response.status == 403:
             return AuthenticationError(text)
         if response.status == 404:
             return NotFoundError(text)
