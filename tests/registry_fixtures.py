@@ -278,6 +278,8 @@ class FakeRegistry:
     manifests: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     port: int = 0
+    redirect_blobs: bool = False  # answer blob GETs with a 307 to /storage/ on `localhost` (another host name)
+    seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Authorization header)
 
     @property
     def host(self) -> str:
@@ -301,6 +303,10 @@ def run_fake_registry() -> Iterator[FakeRegistry]:
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
+            fake.seen.append((self.command, path, self.headers.get("Authorization", "")))
+            if path.startswith("/storage/") and path[len("/storage/") :] in fake.blobs:
+                self._send(200, fake.blobs[path[len("/storage/") :]])
+                return
             if path == "/v2/":
                 self._send(200, b"{}", "application/json")
                 return
@@ -313,6 +319,11 @@ def run_fake_registry() -> Iterator[FakeRegistry]:
             if kind == "manifests" and (repo, ref) in fake.manifests:
                 media_type, body = fake.manifests[(repo, ref)]
                 self._send(200, body, media_type)
+            elif kind == "blobs" and ref in fake.blobs and fake.redirect_blobs:
+                self.send_response(307)
+                self.send_header("Location", f"http://localhost:{fake.port}/storage/{ref}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif kind == "blobs" and ref in fake.blobs:
                 self._send(200, fake.blobs[ref])
             else:

@@ -235,6 +235,11 @@ def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: R
     assert (mounted.uploaded, mounted.mounted, mounted.blob_bytes_sent) == (0, 3, 0)
     assert basic_registry.blob_upload_requests() == uploads_before  # the registry saw no blob upload either
 
+    with RegistryClient(basic_registry.host, credentials=ALICE) as client:
+        again = pull_image(store, name, client=client)  # every layer is in the store already: only the config comes
+    assert (again.layers_present, again.layers_downloaded) == (2, 0)
+    assert again.bytes_downloaded == len(store.image_config_bytes(again.image_id))
+
 
 @needs_registry
 def test_chunked_upload_and_oci_zstd_round_trip(basic_registry: RegistryServer, tmp_path: Path) -> None:
@@ -470,6 +475,22 @@ def test_absolute_names_land_inside_the_layer(tmp_path: Path) -> None:
     assert not any(outside.iterdir())
     snapshot = store.snapshot_path(store.image_config(image_id).diff_ids[0])
     assert (snapshot / str(outside).lstrip("/") / "escaped").read_bytes() == b"xxx"
+
+
+def test_blob_redirects_are_followed_without_the_registry_credentials(tmp_path: Path) -> None:
+    layer = tar_bytes({"bin/sh": b"moved"})
+    store = _store(tmp_path, "s")
+    with run_fake_registry() as fake:
+        fake.redirect_blobs = True
+        _serve_image(fake, "moved", gzip_bytes(layer), sha256(layer))
+        with RegistryClient(fake.host, credentials=ALICE) as client:
+            client.auth.learn('Basic realm="fake"')  # so every registry request carries credentials
+            image_id = pull_image(store, f"{fake.host}/moved", client=client).image_id
+    assert store.image_config(image_id).diff_ids == (sha256(layer),)
+    storage = [auth for _, path, auth in fake.seen if path.startswith("/storage/")]
+    registry = [auth for _, path, auth in fake.seen if path.startswith("/v2/moved/")]
+    assert len(storage) == 2 and storage == ["", ""]  # config and layer, fetched from the other host without auth
+    assert registry and all(auth.startswith("Basic ") for auth in registry)
 
 
 def test_blob_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
