@@ -96,7 +96,14 @@ class Response:
         return data
 
     def iter_chunks(self, size: int = _SEND_CHUNK) -> Iterator[bytes]:
-        while chunk := self._raw.read(size):
+        while True:
+            try:
+                chunk = self._raw.read(size)
+            except (OSError, http.client.HTTPException) as error:
+                self._connection.close()
+                raise RegistryError(f"{self.url}: download failed: {error or type(error).__name__}") from None
+            if not chunk:
+                return
             yield chunk
 
     def close(self) -> None:
@@ -226,6 +233,26 @@ class RegistryClient:
     ) -> Response:
         """Send a request (`path` relative to the registry, or an absolute URL such as an upload location) and return
         the response when its status is one of `ok`; RegistryError (AuthenticationError, NotFoundError) otherwise."""
+        try:
+            return self._request(method, path, scope, headers, body, follow_redirects, ok)
+        except ssl.SSLCertVerificationError as error:
+            raise RegistryError(
+                f"{method} {path}: TLS certificate of {self.host} not trusted ({error.verify_message}); "
+                "pass --ca-cert (or set $PYBUILD_CA_CERT)"
+            ) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise RegistryError(f"{method} {path} on {self.host}: {error or type(error).__name__}") from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        scope: str | None,
+        headers: Mapping[str, str] | None,
+        body: Body | None,
+        follow_redirects: bool,
+        ok: tuple[int, ...],
+    ) -> Response:
         url = self.url(path)
         request_headers = dict(headers or {})
         for attempt in range(2):
