@@ -397,6 +397,12 @@ def test_token_auth_over_tls_with_a_test_ca(
     assert result.uploaded == 3
     assert token_service.requests[0]["scope"] == ["repository:secure/busybox:pull,push"]
 
+    store.tag(f"{host}/mounted/busybox:1", image_id)
+    with RegistryClient(host, trusted) as client:  # the mount's token covers both repositories
+        mounted = push_image(store, f"{host}/mounted/busybox:1", client=client)
+    assert (mounted.mounted, mounted.uploaded, mounted.blob_bytes_sent) == (3, 0, 0)
+    assert "repository:secure/busybox:pull" in token_service.requests[-1]["scope"]
+
     with RegistryClient(host, trusted) as client:
         pulled = pull_image(_store(tmp_path, "p"), name, client=client)
     assert pulled.image_id == image_id

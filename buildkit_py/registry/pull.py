@@ -209,8 +209,6 @@ def _pull(
         raise RegistryError(f"{reference}: image is {config.os}/{config.architecture}, not {platform}")
     present = 0
     for descriptor, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
-        info.add_form(CompressedForm(diff_id, descriptor.digest, descriptor.size, descriptor.media_type))
-        info.add_source(descriptor.digest, client.registry, repository)
         if store.has_layer(diff_id):
             present += 1
             progress(f"{descriptor.digest.short}: Already exists")
@@ -229,6 +227,9 @@ def _pull(
             with open(tar, "rb") as stream:
                 unpack_layer(stream, root)
             store.commit_layer(tar, diff_id, size, snapshot=root)
+        # Only a blob we downloaded and checked is remembered as holding the layer (push trusts this mapping).
+        info.add_form(CompressedForm(diff_id, descriptor.digest, descriptor.size, descriptor.media_type))
+        info.add_source(descriptor.digest, client.registry, repository)
         progress(f"{descriptor.digest.short}: Pull complete")
     info.add_source(manifest.config.digest, client.registry, repository)
     # The registry's config bytes are the image id, when the store can keep them as they are.
