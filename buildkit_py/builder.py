@@ -173,6 +173,7 @@ def build(
         solved = solver.solve([plan.target])
     finally:
         explainer.close()
+        executor.close()
     image = assemble_image(plan, solved)
     image_id = store.put_image(image)
     written: list[str] = []
@@ -218,16 +219,15 @@ def explain(
     )
     graph = plan.graph.subgraph_for([plan.target])
     explainer = StepLog(store.root / "meta.db")
+    executor = LinuxExecutor(store.root / "tmp")
     try:
         solver = Solver(
-            graph,
-            LocalWorker(store, LinuxExecutor(store.root / "tmp"), graph, ContextHasher(context_path, store)),
-            store,
-            explainer=explainer,
+            graph, LocalWorker(store, executor, graph, ContextHasher(context_path, store)), store, explainer=explainer
         )
         return solver.explain([plan.target])
     finally:
         explainer.close()
+        executor.close()
 
 
 __all__ = ["BuildResult", "ImageNotFound", "build", "explain", "plan_build"]

@@ -12,8 +12,6 @@ import os
 import pickle
 import selectors
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 from ..errors import ExecError
 from ..solver.ops import FileAction
 from .executor import Mount, OutputSink, ProcessSpec, RootfsSpec, SourceTree
+from .forkserver import ForkServerClient
 from .initlayer import ensure_init_layer
 from .sandbox import ApplyActions, FilesRequest, RunRequest, decode_error
 
@@ -42,7 +41,12 @@ class LinuxExecutor:
         self.scratch.mkdir(mode=0o700, exist_ok=True)
         self._apply_actions = apply_actions  # None: buildkit_py.exec.fileops.apply_actions
         self._lock = threading.Lock()
-        self._running: set[subprocess.Popen[bytes]] = set()
+        self._running: set[int] = set()
+        self._killed: set[int] = set()
+        self._server = ForkServerClient()
+
+    def close(self) -> None:
+        self._server.close()
 
     def run(
         self,
@@ -72,61 +76,35 @@ class LinuxExecutor:
         """SIGKILL every sandbox still running; their pid-1 children follow through the parent-death signal."""
         with self._lock:
             running = list(self._running)
-        for proc in running:
+        for pid in running:
+            self._killed.add(pid)
             try:
-                proc.send_signal(signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
     def _spawn(self, request: RunRequest | FilesRequest, output: OutputSink | None) -> tuple[str, Any]:
         status_r, status_w = os.pipe()
         output_r, output_w = os.pipe()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
-        }
         try:
-            with self._lock:
-                # Started in its own session so Ctrl-C reaches the caller only, which then calls kill_all.
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "buildkit_py.exec.sandbox", "--status-fd", str(status_w)],
-                    stdin=subprocess.PIPE,
-                    stdout=output_w,
-                    stderr=output_w,
-                    pass_fds=(status_w,),
-                    start_new_session=True,
-                    env=env,
-                )
-                self._running.add(proc)
-        except BaseException:
-            for fd in (status_r, status_w, output_r, output_w):
-                os.close(fd)
-            raise
-        os.close(status_w)
-        os.close(output_w)
+            pid = self._server.start(request, status_w, output_w)
+        finally:
+            os.close(status_w)
+            os.close(output_w)
+        with self._lock:
+            self._running.add(pid)
         try:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(pickle.dumps(request))
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # it died already; the status pipe says why (or stays empty)
             status, tail = self._pump(output_r, status_r, output)
-            returncode = proc.wait()
         finally:
             with self._lock:
-                self._running.discard(proc)
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
+                self._running.discard(pid)
+                killed = pid in self._killed
+                self._killed.discard(pid)
             os.close(output_r)
             os.close(status_r)
         if not status:
             text = tail.decode(errors="replace").strip()
-            if returncode < 0:
-                reason = f"killed by signal {-returncode}"
-            else:
-                reason = f"exited with status {returncode}"
+            reason = "killed by signal 9" if killed else "died"
             raise ExecError(f"sandbox {reason} before reporting a result" + (f": {text}" if text else ""))
         kind, value = pickle.loads(status)
         if kind == "error":

@@ -404,6 +404,22 @@ def _report(status_fd: int, message: tuple[str, Any]) -> None:
         view = view[written:]
 
 
+def handle(request: RunRequest | FilesRequest, status_fd: int) -> None:
+    """Carry out one request in this (fresh, single-threaded) process and report on `status_fd`."""
+    try:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if isinstance(request, RunRequest):
+            message: tuple[str, Any] = ("exit", run(request))
+        elif isinstance(request, FilesRequest):
+            apply_files(request)
+            message = ("ok", None)
+        else:
+            raise ExecError(f"unknown sandbox request {type(request).__name__}")
+    except BaseException as exc:  # noqa: BLE001 - report, never print a traceback into the step's output
+        message = ("error", encode_error(exc))
+    _report(status_fd, message)
+
+
 def main(argv: Sequence[str]) -> int:
     status_fd = int(argv[argv.index("--status-fd") + 1])
     os.set_inheritable(status_fd, False)
@@ -415,16 +431,10 @@ def main(argv: Sequence[str]) -> int:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        if isinstance(request, RunRequest):
-            message: tuple[str, Any] = ("exit", run(request))
-        elif isinstance(request, FilesRequest):
-            apply_files(request)
-            message = ("ok", None)
-        else:
-            raise ExecError(f"unknown sandbox request {type(request).__name__}")
-    except BaseException as exc:  # noqa: BLE001 - report, never print a traceback into the step's output
-        message = ("error", encode_error(exc))
-    _report(status_fd, message)
+    except BaseException as exc:  # noqa: BLE001
+        _report(status_fd, ("error", encode_error(exc)))
+        return 0
+    handle(request, status_fd)
     return 0
 
 
