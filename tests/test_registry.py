@@ -333,7 +333,7 @@ def test_skopeo_reads_and_copies_what_pybuild_pushed(basic_registry: RegistrySer
 @needs_skopeo
 def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: RegistryServer, tmp_path: Path) -> None:
     layers = [busybox_layer(), tar_bytes({"etc/from-skopeo": b"yes\n"})]
-    write_oci_layout(tmp_path / "layout", layers)
+    config_digest = write_oci_layout(tmp_path / "layout", layers)
     name = f"{basic_registry.host}/fromskopeo/busybox:1"
     copy = subprocess.run(
         ["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "alice:wonderland",
@@ -360,6 +360,7 @@ def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: Registry
     assert resolver.pulled == [name]
     assert plan.base.diff_ids == tuple(sha256(layer) for layer in layers)
     image_id = store.resolve(name)
+    assert image_id == config_digest  # the config is kept byte for byte, so the id is the registry's config digest
     assert _layer_files(store, image_id)["etc/from-skopeo"] == b"yes\n"
     assert resolver(name).image_id == image_id and resolver.pulled == [name]  # found in the store the second time
 

@@ -232,9 +232,7 @@ def _pull(
         info.add_source(descriptor.digest, client.registry, repository)
         progress(f"{descriptor.digest.short}: Pull complete")
     info.add_source(manifest.config.digest, client.registry, repository)
-    # The registry's config bytes are the image id, when the store can keep them as they are.
-    put_bytes = getattr(store, "put_image_bytes", None)
-    image_id: Digest = put_bytes(config_bytes, config) if put_bytes is not None else store.put_image(config)
+    image_id = store.put_image_bytes(config_bytes, config)  # byte for byte: the id is the config's digest
     info.add_manifest(client.registry, repository, manifest_digest, image_id)
     if reference.tag is not None and reference.digest is None:
         store.tag(reference.familiar, image_id)
