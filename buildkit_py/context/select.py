@@ -1,0 +1,349 @@
+"""Which files a COPY or ADD source selects: the one place that decides it, for copying and cache hashing alike.
+
+Docker's classic builder (moby `builder/dockerfile/copy.go`) works on the context as the client sent it, already
+filtered by `.dockerignore`, and resolves a source path with `FollowSymlinkInScope`: symlinks are followed but never
+leave the source root, while a path that is lexically outside it (`../x`) is refused. A wildcard is matched with Go's
+`filepath.Match` against the paths a `filepath.Walk` of the root visits, so it never reaches through a symlinked
+directory. Everything here only reads; the results come in Go's walk order (a directory, then its entries by name).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ContextError, StepError
+
+if TYPE_CHECKING:
+    from ..frontend.dockerignore import IgnoreRules
+
+__all__ = [
+    "IMPLIED_DIR",
+    "SelectedPath",
+    "has_wildcards",
+    "is_implied",
+    "select_sources",
+    "walk_selected",
+    "walk_tree",
+]
+
+_MAX_SYMLINKS = 255
+
+# A directory that .dockerignore excludes but that holds an exception (`dir` + `!dir/keep`): Docker's client does not
+# send its header, so the daemon creates it with MkdirAll: 0755, root, no mtime of its own. st_nlink 0 marks it.
+IMPLIED_DIR = os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
+
+def is_implied(info: os.stat_result) -> bool:
+    return info.st_nlink == 0 and stat.S_ISDIR(info.st_mode)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedPath:
+    """One top-level match of a source.
+
+    `name` is the base name the source takes inside a destination directory (the name as written or matched, even
+    when it is a symlink that was followed); `relpath` is where it really is, relative to the source root, with every
+    symlink resolved ("" for the root itself); `info` is its lstat (or IMPLIED_DIR)."""
+
+    name: str
+    relpath: str
+    info: os.stat_result
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.info.st_mode)
+
+
+def has_wildcards(src: str) -> bool:
+    """moby's containsWildcards: `*`, `?` or `[` not escaped by a backslash."""
+    index = 0
+    while index < len(src):
+        char = src[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char in "*?[":
+            return True
+        index += 1
+    return False
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def _display(src: str) -> str:
+    """The path as Docker prints it in `stat x: file does not exist`: cleaned, relative."""
+    parts: list[str] = []
+    for part in src.split("/"):
+        if part in ("", "."):
+            continue
+        if part == ".." and parts and parts[-1] != "..":
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts) or "."
+
+
+class _Presence:
+    """Whether a path of the source root exists once the ignore rules have filtered it (lstat results cached)."""
+
+    def __init__(self, root: str, rules: IgnoreRules | None) -> None:
+        self.root = root
+        self.rules = rules
+
+    def lstat(self, relpath: str) -> os.stat_result | None:
+        try:
+            info = os.lstat(os.path.join(self.root, relpath)) if relpath else os.lstat(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if self.rules is None or not relpath:
+            return info
+        is_dir = stat.S_ISDIR(info.st_mode)
+        if not self.rules.excludes(relpath, is_dir):
+            return info
+        if is_dir and self.rules.may_descend(relpath) and _has_included(self.root, relpath, self.rules):
+            return IMPLIED_DIR
+        return None
+
+
+def _has_included(root: str, reldir: str, rules: IgnoreRules) -> bool:
+    for _ in _walk(root, reldir, rules):
+        return True
+    return False
+
+
+def _resolve(presence: _Presence, src: str, follow_final: bool) -> tuple[str, os.stat_result] | None:
+    """FollowSymlinkInScope for a cleaned relative path: (resolved relpath, lstat) or None when it does not exist."""
+    pending = [part for part in src.split("/") if part not in ("", ".")]
+    resolved: list[str] = []
+    info = presence.lstat("")
+    followed = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            info = presence.lstat("/".join(resolved))
+            continue
+        relpath = "/".join([*resolved, part])
+        info = presence.lstat(relpath)
+        if info is None:
+            return None
+        if stat.S_ISLNK(info.st_mode) and (pending or follow_final):
+            followed += 1
+            if followed > _MAX_SYMLINKS:
+                raise StepError(f"too many levels of symbolic links: {src}")
+            target = os.readlink(os.path.join(presence.root, relpath))
+            if target.startswith("/"):
+                resolved = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        if pending and not stat.S_ISDIR(info.st_mode):
+            return None
+        resolved.append(part)
+    if info is None:
+        return None
+    return "/".join(resolved), info
+
+
+def _check_scope(src: str) -> str:
+    """`src` relative to the root; a path that cleans to outside it is refused like moby's FullPath does."""
+    relative = src.lstrip("/")
+    depth = 0
+    for part in relative.split("/"):
+        if part in ("", "."):
+            continue
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            raise ContextError(f"forbidden path outside the build context: {src} ()")
+    return relative
+
+
+@lru_cache(maxsize=256)
+def _component_regex(pattern: str) -> re.Pattern[str] | None:
+    """Go's filepath.Match for one path component, as a regex; None for a malformed pattern (which matches nothing,
+    as moby ignores Match's ErrBadPattern)."""
+    out: list[str] = []
+    index = 0
+    length = len(pattern)
+    while index < length:
+        char = pattern[index]
+        index += 1
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "\\":
+            if index >= length:
+                return None
+            out.append(re.escape(pattern[index]))
+            index += 1
+        elif char == "[":
+            negated = index < length and pattern[index] == "^"
+            if negated:
+                index += 1
+            ranges: list[str] = []
+            while True:
+                if index < length and pattern[index] == "]" and ranges:
+                    index += 1
+                    break
+                low, index = _class_char(pattern, index)
+                if low is None:
+                    return None
+                if index < length and pattern[index] == "-":
+                    high, index = _class_char(pattern, index + 1)
+                    if high is None:
+                        return None
+                    ranges.append(f"{re.escape(low)}-{re.escape(high)}")
+                else:
+                    ranges.append(re.escape(low))
+            out.append(("[^" if negated else "[") + "".join(ranges) + "]")
+        else:
+            out.append(re.escape(char))
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error:
+        return None
+
+
+def _class_char(pattern: str, index: int) -> tuple[str | None, int]:
+    if index >= len(pattern) or pattern[index] in "-]":
+        return None, index
+    if pattern[index] == "\\":
+        index += 1
+        if index >= len(pattern):
+            return None, index
+    return pattern[index], index + 1
+
+
+def _expand(presence: _Presence, pattern: str) -> list[str]:
+    """moby's copyWithWildcards: the relpaths a walk of the root (not following symlinks) visits that match."""
+    parts = pattern.split("/")
+    matches: list[str] = []
+
+    def descend(reldir: str, depth: int) -> None:
+        component = parts[depth]
+        last = depth == len(parts) - 1
+        if has_wildcards(component) or "\\" in component:
+            regex = _component_regex(component)
+            if regex is None:
+                return
+            try:
+                with os.scandir(os.path.join(presence.root, reldir)) as entries:
+                    names = sorted(entry.name for entry in entries if regex.fullmatch(entry.name))
+            except (FileNotFoundError, NotADirectoryError):
+                return
+        elif component in ("", ".", ".."):
+            return  # a walk never visits such a name, so Go's Match never succeeds
+        else:
+            names = [component]
+        for name in names:
+            relpath = _join(reldir, name)
+            info = presence.lstat(relpath)
+            if info is None:
+                continue
+            if last:
+                matches.append(relpath)
+            elif stat.S_ISDIR(info.st_mode):
+                descend(relpath, depth + 1)
+
+    descend("", 0)
+    return matches
+
+
+def select_sources(
+    source_root: Path,
+    src: str,
+    *,
+    allow_wildcard: bool,
+    follow_symlinks: bool,
+    exclude: IgnoreRules | None,
+) -> list[SelectedPath]:
+    """The top-level paths `src` names under `source_root`, in Docker's order.
+
+    A wildcard that matches nothing gives []; a plain path that does not exist raises StepError with Docker's
+    wording; a path that leaves the root lexically raises ContextError."""
+    presence = _Presence(os.fspath(source_root), exclude if exclude else None)
+    if allow_wildcard and has_wildcards(src):
+        pattern = src[1:] if src.startswith("/") and len(src) > 1 else src
+        pattern = pattern.removeprefix("./")
+        # a match is then taken as a plain path: a dangling symlink matches the walk, then fails like a missing file
+        return [_select_one(presence, relpath, follow_symlinks) for relpath in _expand(presence, pattern)]
+    return [_select_one(presence, _check_scope(src), follow_symlinks)]
+
+
+def _select_one(presence: _Presence, relative: str, follow_symlinks: bool) -> SelectedPath:
+    found = _resolve(presence, relative, follow_symlinks)
+    if found is None:
+        raise StepError(
+            "file not found in build context or excluded by .dockerignore: "
+            f"stat {_display(relative)}: file does not exist"
+        )
+    return SelectedPath(_display(relative).rsplit("/", 1)[-1], *found)
+
+
+def _walk(root: str, reldir: str, rules: IgnoreRules | None) -> Iterator[tuple[str, os.stat_result]]:
+    """Everything under `reldir` (not itself), pre-order, entries by name; sockets are skipped as Docker's tar does."""
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = []
+
+    def push(directory: str) -> None:
+        with os.scandir(os.path.join(root, directory) if directory else root) as entries:
+            stack.append((directory, iter(sorted(entries, key=lambda entry: entry.name))))
+
+    push(reldir)
+    while stack:
+        directory, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        relpath = _join(directory, entry.name)
+        info = entry.stat(follow_symlinks=False)
+        mode = info.st_mode
+        if stat.S_ISSOCK(mode):
+            continue
+        is_dir = stat.S_ISDIR(mode)
+        if rules is not None and rules.excludes(relpath, is_dir):
+            if is_dir and rules.may_descend(relpath) and _has_included(root, relpath, rules):
+                yield relpath, IMPLIED_DIR
+                push(relpath)
+            continue
+        yield relpath, info
+        if is_dir:
+            push(relpath)
+
+
+def walk_tree(
+    source_root: Path, selected: SelectedPath, exclude: IgnoreRules | None
+) -> Iterator[tuple[str, os.stat_result]]:
+    """What copying `selected` reads: the path itself when it is not a directory, else everything beneath it."""
+    if not selected.is_dir:
+        yield selected.relpath, selected.info
+        return
+    yield from _walk(os.fspath(source_root), selected.relpath, exclude if exclude else None)
+
+
+def walk_selected(
+    source_root: Path,
+    src: str,
+    *,
+    allow_wildcard: bool,
+    follow_symlinks: bool,
+    exclude: IgnoreRules | None,
+) -> Iterator[tuple[str, os.stat_result]]:
+    """(relpath under `source_root`, lstat) of every entry a copy of `src` reads, in copy order.
+
+    A selected directory contributes its contents, not itself (its own mode, owner and time are not copied);
+    relpaths have no symlink on the way, so `source_root / relpath` is safe to open."""
+    for selected in select_sources(
+        source_root, src, allow_wildcard=allow_wildcard, follow_symlinks=follow_symlinks, exclude=exclude
+    ):
+        yield from walk_tree(source_root, selected, exclude)
