@@ -80,6 +80,7 @@ def plan_build(
     from .frontend.dockerfile2ops import dockerfile_to_plan
     from .frontend.dockerignore import load_ignore_rules
     from .frontend.parser import parse_dockerfile
+    from .registry.resolver import PullingImageResolver
 
     context = context.resolve()
     if not context.is_dir():
@@ -93,7 +94,7 @@ def plan_build(
         context=context_op,
         build_args=dict(build_args or {}),
         target=target,
-        resolve_image=StoreImageResolver(store),
+        resolve_image=PullingImageResolver(store),
         network=network,
     )
 
@@ -102,7 +103,13 @@ def assemble_image(plan: BuildPlan, solved: SolveResult) -> ImageConfig:
     created = now_rfc3339()
     history = list(plan.base.history)
     for step in plan.steps:
-        empty = step.op is None or step.parent is None or solved.chains[step.op] == solved.chains[step.parent]
+        chains = solved.chains
+        if step.op is None or step.parent is None:
+            empty = True
+        elif step.op in chains and step.parent in chains:
+            empty = chains[step.op] == chains[step.parent]
+        else:
+            empty = False  # a record beneath a cached step was pruned: assume the step made its layer
         comment = step.comment
         if step.location is not None:
             comment = f"{comment}: {step.location.file}:{step.location.start_line}"

@@ -149,3 +149,19 @@ class LayerError(BuildError):
 
 class RegistryError(BuildError):
     pass
+
+
+def at_location(error: BuildError, location: SourceLocation | None, instruction: str) -> BuildError:
+    """`error` tied to the step it came from: a DockerfileError gains the location it lacked; any other BuildError
+    (a missing context file, a failed sandbox) becomes a StepError that names the step."""
+    if location is None:
+        return error
+    if isinstance(error, DockerfileError):
+        if error.location is None:
+            error.location = location
+            error.instruction = error.instruction or instruction
+            error.args = (error.render(),)
+        return error
+    located = StepError(str(error), location, instruction)
+    located.__cause__ = error
+    return located

@@ -51,6 +51,7 @@ def test_run_copy_env_workdir_user(base_store: object, tmp_path: Path) -> None:
                 "WORKDIR /app\n"
                 "COPY hello.txt .\n"
                 "RUN echo \"$GREETING $(cat hello.txt)\" > out.txt && echo app:x:1000:1000::/home/app:/bin/sh >> /etc/passwd\n"
+                "RUN mkdir -p /tmp && chmod 1777 /tmp\n"
                 "USER app\n"
                 "RUN id -u > /tmp/uid\n"
                 'CMD ["cat", "/app/out.txt"]\n'

@@ -117,5 +117,7 @@ def test_miss_reasons_name_the_file_and_the_value(project: Path, base_store: obj
         re.sub(r"^\[[^\]]*\]\s*", "", name): state
         for _, name, state in explain(project, store=base_store, build_args={"FLAVOUR": "sweet"})  # type: ignore[arg-type]
     }
-    assert "FLAVOUR" in reasons['RUN echo "$FLAVOUR" > /app/flavour']
-    assert "sweet" in reasons['RUN echo "$FLAVOUR" > /app/flavour']
+    # ARGs in scope are in every later RUN's environment: the first RUN after the ARG is the one that changed.
+    assert "FLAVOUR" in reasons["RUN cat /app/early.txt > /app/copy-of-early"]
+    assert "sweet" in reasons["RUN cat /app/early.txt > /app/copy-of-early"]
+    assert "rebuilt" in reasons['RUN echo "$FLAVOUR" > /app/flavour']

@@ -6,6 +6,7 @@ remembers what a key produced, an `Explainer` says why a key missed.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -14,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..digest import Digest
-from ..errors import BuildError
+from ..errors import BuildError, at_location
 from .cachekey import cache_key, keyed_definition
 from .graph import BuildGraph
 from .ops import Op, OpMeta
 from .progress import ProgressCallback, StepCached, StepDone, StepFailed, StepOutput, StepStarted, ignore_progress
 
 Chain = tuple[Digest, ...]
+_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,22 @@ class Solver:
         needed = self.graph.subgraph_for(list(targets))
         order = list(needed.topological())
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            summaries = dict(zip(order, pool.map(lambda d: self.worker.content(self.graph.op(d)), order)))
+            summaries = dict(zip(order, pool.map(self._content, order)))
         keys: dict[Digest, Digest] = {}
         for digest in order:
             op = self.graph.op(digest)
             keys[digest] = cache_key(op, keys, summaries[digest].digests)
         return keys, summaries
+
+    def _located(self, digest: Digest, error: BuildError) -> BuildError:
+        meta = self.graph.meta(digest)
+        return at_location(error, meta.location, _STAGE_PREFIX.sub("", meta.name))
+
+    def _content(self, digest: Digest) -> ContentSummary:
+        try:
+            return self.worker.content(self.graph.op(digest))
+        except BuildError as error:
+            raise self._located(digest, error) from error.__cause__
 
     def solve(self, targets: list[Digest]) -> SolveResult:
         keys, summaries = self.compute_keys(targets)
@@ -138,7 +150,16 @@ class Solver:
         for digest in to_run:
             stats.reasons[digest] = self._reason(digest, keys, summaries, stats)
         self._run(to_run, keys, summaries, chains, stats)
+        self._fill_skipped(keys, chains)
         return SolveResult(chains=chains, keys=keys, stats=stats)
+
+    def _fill_skipped(self, keys: Mapping[Digest, Digest], chains: dict[Digest, Chain]) -> None:
+        """Steps beneath a hit were never visited; their layers are still wanted (image history), from the cache."""
+        for digest in keys:
+            if digest not in chains:
+                cached = self.cache.cache_get(keys[digest])
+                if cached is not None:
+                    chains[digest] = cached
 
     def explain(self, targets: list[Digest]) -> list[tuple[int, str, str]]:
         """Without running anything: (number, name, "cached" or the reason it would run) for every step."""
@@ -275,6 +296,12 @@ class Solver:
         inputs = {d: chains[d] for d in op.inputs()}
         try:
             chain = self.worker.execute(op, meta, inputs, lambda data: self.progress(StepOutput(number, data)))
+        except BuildError as error:
+            located = self._located(digest, error)
+            self.progress(StepFailed(number, meta.name, digest, str(located)))
+            if located is error:
+                raise
+            raise located from error
         except BaseException as error:
             self.progress(StepFailed(number, meta.name, digest, str(error)))
             raise
