@@ -471,6 +471,7 @@ class _Converter:
             cwd=state.config.working_dir or "/",
             user=state.config.user,
             network=self.network,
+            volumes=state.config.volumes,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)

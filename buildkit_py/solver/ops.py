@@ -91,7 +91,9 @@ class ContextSource(Op):
 
 @dataclass(frozen=True)
 class ExecOp(Op):
-    """Run a process on top of `rootfs`; yields `rootfs` plus the layer of what the process changed."""
+    """Run a process on top of `rootfs`; yields `rootfs` plus the layer of what the process changed.
+
+    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN."""
 
     kind: ClassVar[str] = "exec"
     rootfs: Digest
@@ -100,6 +102,7 @@ class ExecOp(Op):
     cwd: str = "/"
     user: str = ""
     network: str = "host"
+    volumes: tuple[str, ...] = ()
 
     def inputs(self) -> tuple[Digest, ...]:
         return (self.rootfs,)

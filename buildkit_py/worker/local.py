@@ -4,6 +4,7 @@ step's overlay upper dir into a committed layer."""
 from __future__ import annotations
 
 import collections
+import shutil
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +23,19 @@ if TYPE_CHECKING:
 
 _OUTPUT_TAIL_LINES = 10
 _STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
+
+
+def _discard_volumes(upper: Path, volumes: tuple[str, ...]) -> None:
+    """Drop what a RUN wrote under VOLUME paths: in Docker those writes went to a volume, not the layer."""
+    for volume in volumes:
+        parts = [part for part in volume.split("/") if part not in ("", ".", "..")]
+        if not parts:
+            continue
+        changed = upper.joinpath(*parts)
+        if changed.is_dir() and not changed.is_symlink():
+            shutil.rmtree(changed)
+        elif changed.exists() or changed.is_symlink():
+            changed.unlink()
 
 
 class LocalWorker:
@@ -94,6 +108,7 @@ class LocalWorker:
                     exit_status=status,
                     output_tail=tuple(line.decode(errors="replace") for line in tail),
                 )
+            _discard_volumes(rootfs.upper, op.volumes)
             return chain + self._commit(scratch, rootfs.upper)
 
     def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain]) -> Chain:
