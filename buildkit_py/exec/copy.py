@@ -1,0 +1,289 @@
+"""COPY and ADD from a local tree, with the results of Docker 20.10's classic builder (moby `builder/dockerfile/copy.go`).
+
+What the classic builder does, and so what this does:
+- A directory source copies its contents; the destination folder is created 0755 (its parents root-owned, itself
+  owned like the copied files); an existing one keeps its own mode and owner. Subdirectories met on the way take the
+  source's mode, owner and time, merging with what is there; any other existing entry is replaced, never followed.
+- A file goes to `dest/<name>` when dest ends with "/" or is a directory, else to dest itself; missing parents are
+  created 0755 and owned like the file. The top-level source is followed when it is a symlink (the name stays the
+  link's), symlinks below it are copied as symlinks, hard links inside one source directory stay hard links.
+- Modes are kept; mtimes are kept, truncated to the second (Docker's tar headers), and atime is set to the mtime.
+- Ownership: with `chown` every copied entry goes to that uid:gid, and, as the kernel does on a chown after the
+  chmod, a regular file loses setuid, and setgid when it is group-executable. Without `chown` owners (and setuid,
+  and the file capability) are kept: the frontend passes `Chown("0", "0")` for the build context, as Docker's
+  builder chowns context files to root, and nothing for `COPY --from`, which Docker copies with their owners.
+- The destination path is resolved inside the root (`resolve_in_root`), so an image symlink such as /app -> /srv is
+  followed, to /srv of the image.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..context.select import SelectedPath, is_implied, select_sources, walk_tree
+from ..errors import BuildError, ContextError, ExecError, StepError
+from ..solver.ops import Chown, CopyAction
+from .archive import extract_archive, is_archive
+from .rootpath import container_path, resolve_in_root
+
+if TYPE_CHECKING:
+    from ..frontend.dockerignore import IgnoreRules
+
+__all__ = ["copy_action", "mkdir_all", "resolve_owner"]
+
+_CAPABILITY = "security.capability"
+_FALLBACK_ERRNOS = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
+
+
+def resolve_owner(dest_root: Path, chown: Chown | None) -> tuple[int, int] | None:
+    """uid:gid for `--chown`, looked up in the destination's /etc/passwd and /etc/group."""
+    if chown is None:
+        return None
+    from .users import resolve_chown
+
+    try:
+        return resolve_chown(dest_root, chown.user, chown.group)
+    except ExecError as error:
+        raise StepError(str(error)) from None
+
+
+def mkdir_all(path: str, mode: int, owner: tuple[int, int]) -> list[str]:
+    """MkdirAllAndChownNew: create `path` and its missing parents with `mode` and `owner`; returns what it created.
+
+    `path` must have no symlink among its existing components (it comes from resolve_in_root)."""
+    missing: list[str] = []
+    probe = path
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), missing[-1] if missing else probe)
+    for directory in reversed(missing):
+        os.mkdir(directory, 0o700)
+        os.lchown(directory, *owner)
+        os.chmod(directory, mode)
+    return missing
+
+
+def _remove(path: str, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _copy_content(source: str, target_fd: int) -> None:
+    source_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        copied = 0
+        try:
+            while chunk := os.copy_file_range(source_fd, target_fd, 1 << 30):
+                copied += chunk
+            return
+        except OSError as error:
+            if copied or error.errno not in _FALLBACK_ERRNOS:
+                raise
+        try:
+            while chunk := os.sendfile(target_fd, source_fd, None, 1 << 30):
+                copied += chunk
+            return
+        except OSError as error:
+            if copied or error.errno not in _FALLBACK_ERRNOS:
+                raise
+        while data := os.read(source_fd, 1 << 20):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(target_fd, view) :]
+    finally:
+        os.close(source_fd)
+
+
+@dataclass
+class _Copier:
+    source_root: Path
+    identity: tuple[int, int] | None
+    chmod: int | None
+    rules: IgnoreRules | None
+    directories: list[tuple[str, os.stat_result]] = field(default_factory=list)
+
+    def _mode(self, info: os.stat_result) -> int:
+        mode = self.chmod if self.chmod is not None else stat.S_IMODE(info.st_mode)
+        if self.identity is not None and not stat.S_ISDIR(info.st_mode):
+            mode &= ~stat.S_ISUID
+            if mode & stat.S_IXGRP:
+                mode &= ~stat.S_ISGID
+        return mode
+
+    def _owner(self, info: os.stat_result) -> tuple[int, int]:
+        return self.identity if self.identity is not None else (info.st_uid, info.st_gid)
+
+    def place(self, relpath: str, target: str, info: os.stat_result, links: dict[tuple[int, int], str]) -> None:
+        """Create `target` as a copy of source entry `relpath` (lstat `info`), replacing what is in the way."""
+        mode = info.st_mode
+        is_dir = stat.S_ISDIR(mode)
+        try:
+            existing: os.stat_result | None = os.lstat(target)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not (is_dir and stat.S_ISDIR(existing.st_mode)):
+            _remove(target, existing)
+            existing = None
+        source = os.path.join(self.source_root, relpath)
+        if is_dir:
+            if existing is None:
+                os.mkdir(target, 0o700)
+            os.lchown(target, *self._owner(info))
+            os.chmod(target, self._mode(info))
+            if not is_implied(info):
+                self.directories.append((target, info))
+            return
+        seconds = info.st_mtime_ns // 1_000_000_000 * 1_000_000_000
+        if stat.S_ISREG(mode):
+            if info.st_nlink > 1:
+                first = links.get((info.st_dev, info.st_ino))
+                if first is not None:
+                    os.link(first, target, follow_symlinks=False)
+                    return
+                links[(info.st_dev, info.st_ino)] = target
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                _copy_content(source, fd)
+                os.fchown(fd, *self._owner(info))
+                if self.identity is None:
+                    self._copy_capability(source, fd)
+                os.fchmod(fd, self._mode(info))
+                os.utime(fd, ns=(seconds, seconds))
+            finally:
+                os.close(fd)
+            return
+        if stat.S_ISLNK(mode):
+            os.symlink(os.readlink(source), target)
+            os.lchown(target, *self._owner(info))
+            os.utime(target, ns=(seconds, seconds), follow_symlinks=False)
+            return
+        os.mknod(target, stat.S_IFMT(mode) | 0o600, info.st_rdev)  # fifo or device node
+        os.lchown(target, *self._owner(info))
+        os.chmod(target, self._mode(info))
+        os.utime(target, ns=(seconds, seconds))
+
+    @staticmethod
+    def _copy_capability(source: str, fd: int) -> None:
+        try:
+            value = os.getxattr(source, _CAPABILITY, follow_symlinks=False)
+        except OSError:
+            return
+        os.setxattr(fd, _CAPABILITY, value)
+
+    def copy_tree(self, item: SelectedPath, dest: str) -> None:
+        """The contents of directory `item` into the existing directory `dest`."""
+        skip = len(item.relpath) + 1 if item.relpath else 0
+        links: dict[tuple[int, int], str] = {}
+        for relpath, info in walk_tree(self.source_root, item, self.rules):
+            self.place(relpath, os.path.join(dest, relpath[skip:]), info, links)
+
+    def finish(self) -> None:
+        """Directory times last: creating entries in a directory changes its mtime."""
+        for target, info in reversed(self.directories):
+            seconds = info.st_mtime_ns // 1_000_000_000 * 1_000_000_000
+            os.utime(target, ns=(seconds, seconds), follow_symlinks=False)
+        self.directories.clear()
+
+
+def _keyword(action: CopyAction) -> str:
+    return "ADD" if action.attempt_unpack else "COPY"
+
+
+def _select(source_root: Path, action: CopyAction, rules: IgnoreRules | None) -> list[SelectedPath]:
+    keyword = _keyword(action)
+    try:
+        return select_sources(
+            source_root,
+            action.src,
+            allow_wildcard=action.allow_wildcard,
+            follow_symlinks=action.follow_symlinks,
+            exclude=rules,
+        )
+    except StepError as error:
+        raise StepError(f"{keyword} failed: {error.message}") from None
+    except ContextError as error:
+        raise ContextError(f"{keyword} failed: {error}") from None
+
+
+def _rules(exclude: tuple[str, ...]) -> IgnoreRules | None:
+    if not exclude:
+        return None
+    from ..frontend.dockerignore import IgnoreRules
+
+    return IgnoreRules(exclude)
+
+
+def copy_action(dest_root: Path, source_root: Path, action: CopyAction) -> None:
+    """Apply one CopyAction: `action.src` of `source_root` onto `dest_root`."""
+    rules = _rules(action.exclude)
+    selected = _select(source_root, action, rules)
+    into_dir = action.dest_is_dir or action.dest.endswith("/")
+    keyword = _keyword(action)
+    if not selected:
+        if action.allow_empty_wildcard:
+            return
+        raise StepError(f"{keyword} failed: no source files were specified")
+    if len(selected) > 1 and not into_dir:
+        raise StepError(
+            f"When using {keyword} with more than one source file, the destination must be a directory and end with a /"
+        )
+    identity = resolve_owner(dest_root, action.chown)
+    try:
+        dest = os.fspath(resolve_in_root(dest_root, action.dest))
+    except NotADirectoryError:
+        raise StepError(f"failed to copy files: lstat {action.dest.rstrip('/') or '/'}: not a directory") from None
+    copier = _Copier(source_root, identity, action.chmod, rules)
+    stage = "failed to copy files"
+    try:
+        if not action.create_dest_path:
+            parent = dest if into_dir else os.path.dirname(dest)
+            if not os.path.isdir(parent):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), parent)
+        for item in selected:
+            if item.is_dir:
+                target = dest
+                if not action.dir_contents_only and (into_dir or os.path.isdir(dest)):
+                    target = os.path.join(dest, item.name)
+                stage = "failed to copy files: failed to copy directory"
+                existed = os.path.isdir(target)
+                if os.path.lexists(target) and not existed:
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), target)
+                mkdir_all(target, 0o755, (0, 0))
+                if identity is not None and not existed:
+                    os.lchown(target, *identity)
+                copier.copy_tree(item, target)
+                continue
+            source = os.path.join(source_root, item.relpath)
+            if action.attempt_unpack and stat.S_ISREG(item.info.st_mode) and is_archive(source):
+                extract_archive(source, Path(dest), action.dest)
+                continue
+            target = os.path.join(dest, item.name) if into_dir or os.path.isdir(dest) else dest
+            stage = "failed to copy files: failed to create new directory"
+            mkdir_all(os.path.dirname(target), 0o755, identity if identity is not None else (0, 0))
+            stage = "failed to copy files"
+            copier.place(item.relpath, target, item.info, {})
+        copier.finish()
+    except BuildError:
+        raise
+    except OSError as error:
+        where = error.filename if isinstance(error.filename, str) else dest
+        try:
+            shown = container_path(dest_root, Path(where))
+        except ValueError:
+            shown = where
+        operation = "mkdir " if error.errno == errno.ENOTDIR else ""
+        reason = (error.strerror or str(error)).lower()  # Go's wording: "not a directory"
+        raise StepError(f"{stage}: {operation}{shown}: {reason}") from error
