@@ -367,7 +367,7 @@ class _Converter:
             self._workdir(state, instruction, meta)
         else:
             created_by = self._metadata(state, instruction)
-            state.steps.append(HistoryStep(created_by=created_by))
+            state.steps.append(HistoryStep(created_by=created_by, location=instruction.location))
 
     def _fail(self, instruction: Instruction, message: str) -> InstructionError:
         return InstructionError(message, instruction.location, instruction.keyword)
@@ -479,7 +479,7 @@ class _Converter:
         declared = [f"{key}={env_map.get(key, value or '')}" for key, value in state.args.items()]
         prefix = [f"|{len(declared)}", *declared] if declared else []
         created_by = "RUN " + " ".join([*prefix, *args]) + " # buildkit"
-        state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent))
+        state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
 
     def _workdir(self, state: _StageState, workdir: Workdir, meta: OpMeta) -> None:
         path = self._expand(workdir, self._env(state)).path
@@ -493,7 +493,9 @@ class _Converter:
         parent = state.rootfs
         # Docker's classic builder creates the directory owned by root, whatever USER says.
         state.rootfs = self.graph.add(FileOp(base=parent, actions=(MkdirAction(path=new),)), meta)
-        state.steps.append(HistoryStep(created_by=f"WORKDIR {new}", op=state.rootfs, parent=parent))
+        state.steps.append(
+            HistoryStep(created_by=f"WORKDIR {new}", op=state.rootfs, parent=parent, location=meta.location)
+        )
 
     def _copy(self, state: _StageState, instruction: Copy | Add, meta: OpMeta) -> None:
         expanded = self._expand(instruction, self._env(state))
@@ -529,7 +531,7 @@ class _Converter:
         parent = state.rootfs
         state.rootfs = self.graph.add(FileOp(base=parent, actions=actions), meta)
         created_by = f"{keyword} {' '.join(expanded.sources)} {expanded.dest} # buildkit"
-        state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent))
+        state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
 
     def _copy_source(self, state: _StageState, instruction: Instruction, from_: str) -> tuple[Digest, bool]:
         if not from_:
