@@ -8,13 +8,13 @@ from datetime import datetime
 
 
 def human_size(size: float) -> str:
-    """Docker's units.HumanSize: decimal units, four significant digits at most (e.g. 1.24MB, 512B)."""
+    """Docker's units.HumanSizeWithPrecision(size, 3): decimal units, three significant digits (1.24MB, 512B)."""
     units = ["B", "kB", "MB", "GB", "TB", "PB"]
     index = 0
     while size >= 1000 and index < len(units) - 1:
         size /= 1000
         index += 1
-    return f"{size:.4g}{units[index]}"
+    return f"{size:.3g}{units[index]}"
 
 
 def parse_created(text: str) -> float | None:
