@@ -13,6 +13,7 @@ from .digest import Digest
 from .errors import ContextError, ImageNotFound
 from .frontend.plan import BuildPlan, ResolvedImage
 from .image.config import HistoryEntry, ImageConfig
+from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
 from .solver.solver import SolveResult, SolveStats
@@ -237,4 +238,70 @@ def explain(
         executor.close()
 
 
-__all__ = ["BuildResult", "ImageNotFound", "build", "explain", "plan_build"]
+@dataclass(frozen=True)
+class GraphStates:
+    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`."""
+
+    graph: BuildGraph
+    states: Mapping[Digest, str]
+    reasons: Mapping[Digest, str]
+    numbers: Mapping[Digest, int]
+
+
+def graph_states(
+    context: str | Path,
+    *,
+    dockerfile: str | Path | None = None,
+    dockerfile_text: bytes | None = None,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    network: str = "host",
+    root: str | Path | None = None,
+    store: Store | None = None,
+) -> GraphStates:
+    """What `explain` says, keyed by op digest, with the graph: the input of `pybuild graph`."""
+    from .context.hashing import ContextHasher
+    from .exec.linux import LinuxExecutor
+    from .solver.dot import HIT, MISS, NOT_NEEDED
+    from .solver.explain import StepLog
+    from .solver.solver import Solver
+    from .worker import LocalWorker
+
+    store = store or Store(Path(root) if root is not None else default_root())
+    context_path = Path(context).resolve()
+    plan = plan_build(
+        store,
+        context_path,
+        dockerfile=dockerfile,
+        dockerfile_text=dockerfile_text,
+        target=target,
+        build_args=build_args,
+        network=network,
+    )
+    graph = plan.graph.subgraph_for([plan.target])
+    explainer = StepLog(store.root / "meta.db")
+    executor = LinuxExecutor(store.root / "tmp")
+    try:
+        solver = Solver(
+            graph, LocalWorker(store, executor, graph, ContextHasher(context_path, store)), store, explainer=explainer
+        )
+        lines = solver.explain([plan.target])
+        by_number = {number: digest for digest, number in solver.numbers.items()}
+    finally:
+        explainer.close()
+        executor.close()
+    states: dict[Digest, str] = {}
+    reasons: dict[Digest, str] = {}
+    for number, _name, state in lines:
+        digest = by_number[number]
+        if state == "cached":
+            states[digest] = HIT
+        elif state.startswith("not needed"):
+            states[digest] = NOT_NEEDED
+        else:
+            states[digest] = MISS
+            reasons[digest] = state
+    return GraphStates(graph=graph, states=states, reasons=reasons, numbers=dict(solver.numbers))
+
+
+__all__ = ["BuildResult", "GraphStates", "ImageNotFound", "build", "explain", "graph_states", "plan_build"]
