@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "-o", "--output", action="append", default=[], help="also export: type=docker|oci|tar|local,dest=PATH"
     )
+    parser.add_argument("--graph", metavar="FILE", help="write the build graph with cache states: FILE.dot or FILE.svg")
     parser.set_defaults(func=run)
 
 
@@ -102,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
         for spec in args.output:
             export_image(store, result.image_id, spec)
+    if args.graph:
+        from ..solver.dot import solved_dot, write_graph
+
+        write_graph(Path(args.graph), solved_dot(result.plan.graph.subgraph_for([result.plan.target]), result.stats))
     if args.iidfile:
         Path(args.iidfile).write_text(str(result.image_id))
     if args.quiet:
