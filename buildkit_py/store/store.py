@@ -439,6 +439,40 @@ class Store:
             shutil.rmtree(folder, ignore_errors=True)
         return deleted
 
+    # -- garbage collection helpers ------------------------------------------------------------------------------
+
+    def layer_sizes(self) -> dict[Digest, int]:
+        """Every recorded layer's size in bytes (its uncompressed tar), by diff_id."""
+        with self.meta.read() as db:
+            rows = db.execute("SELECT diff_id, size FROM layers").fetchall()
+        return {Digest.parse(diff_id): int(size) for diff_id, size in rows}
+
+    def image_chains(self) -> dict[Digest, tuple[Digest, ...]]:
+        """Every image's layer chain, by image id, read from meta.db (no config blob is opened)."""
+        chains: dict[Digest, list[Digest]] = {}
+        with self.meta.read() as db:
+            for image_id in db.execute("SELECT image_id FROM images"):
+                chains[Digest.parse(image_id[0])] = []
+            rows = db.execute("SELECT image_id, diff_id FROM image_layers ORDER BY image_id, position").fetchall()
+            for image_id, diff_id in rows:
+                chains.setdefault(Digest.parse(image_id), []).append(Digest.parse(diff_id))
+        return {image_id: tuple(chain) for image_id, chain in chains.items()}
+
+    def delete_unreferenced_layers(self, added_before: float) -> list[Digest]:
+        """Delete the layers no image and no cache record names that were stored before `added_before` (a layer
+        a running build has just committed is not named by anything yet: the grace period keeps it)."""
+        with self.meta.write() as db:
+            rows = db.execute(
+                "SELECT diff_id FROM layers l WHERE added < ? "
+                "AND NOT EXISTS (SELECT 1 FROM image_layers il WHERE il.diff_id = l.diff_id) "
+                "AND NOT EXISTS (SELECT 1 FROM cache_layers cl WHERE cl.diff_id = l.diff_id)",
+                (added_before,),
+            ).fetchall()
+            deleted, trash = self._collect_layers(db, [Digest.parse(row[0]) for row in rows])
+        for folder in trash:
+            shutil.rmtree(folder, ignore_errors=True)
+        return deleted
+
     # -- context stat cache --------------------------------------------------------------------------------------
 
     def stat_cache_get(self, keys: list[str]) -> dict[str, tuple[int, int, int, int, str]]:
@@ -461,6 +495,14 @@ class Store:
                 "INSERT OR REPLACE INTO stat_cache (key, inode, size, mtime_ns, ctime_ns, digest) VALUES (?,?,?,?,?,?)",
                 rows,
             )
+
+    def stat_cache_keys(self) -> list[str]:
+        with self.meta.read() as db:
+            return [row[0] for row in db.execute("SELECT key FROM stat_cache")]
+
+    def stat_cache_delete(self, keys: Sequence[str]) -> None:
+        with self.meta.write() as db:
+            db.executemany("DELETE FROM stat_cache WHERE key = ?", [(key,) for key in keys])
 
 
 def _full_id(text: str) -> Digest | None:
