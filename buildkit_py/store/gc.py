@@ -1,0 +1,300 @@
+"""Build cache housekeeping: what the cache costs on disk, pruning it, and `docker system df`'s summary.
+
+A cache record names a whole layer chain (base layers first), so chains share prefixes: the record of step 3 names
+the layers of steps 1 and 2 too. A record's own layers are the ones past its parent's chain (the longest chain of
+another record that is a proper prefix of its own). Layers an image uses belong to the images, not to the cache:
+pruning never deletes them (the store checks every image inside the deleting transaction), so a record's `size`
+counts only its own layers that no image uses, and the totals count every layer once.
+
+Sizes are those of the layers' uncompressed tars (`layers.size`); unpacked snapshots and compressed blobs made for
+push or save come on top and go with their layer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..digest import Digest
+from .store import CacheRecord, Store
+
+__all__ = [
+    "CacheTotals",
+    "CacheUsage",
+    "DiskUsage",
+    "ImageUsage",
+    "PruneReport",
+    "UsageLine",
+    "cache_totals",
+    "cache_usage",
+    "prune_cache",
+    "system_df",
+]
+
+# A layer nothing names yet may belong to a build still running (committed, its cache record not yet written).
+ORPHAN_GRACE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    key: Digest
+    description: str
+    size: int  # bytes of the layers this record added that no image uses: what the cache costs for it
+    shared_size: int  # bytes of its whole chain that an image or another record keeps alive as well
+    created: float
+    last_used: float  # the latest use of this record or of any record built on top of it
+    in_use_by_image: bool  # its chain is (a prefix of) a tagged image's chain: that image was built through it
+    layers: tuple[Digest, ...] = ()  # the layers it added
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    records_removed: int
+    bytes_freed: int
+    layers_removed: tuple[Digest, ...] = ()
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """One row of `system df`."""
+
+    kind: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+@dataclass(frozen=True)
+class ImageUsage:
+    image_id: Digest
+    tags: tuple[str, ...]
+    created: str
+    size: int
+    shared_size: int  # bytes of its layers another image uses too
+    unique_size: int  # bytes of its layers no other image uses
+
+
+@dataclass(frozen=True)
+class CacheTotals:
+    """`buildx du`'s footer. Shared: cache layers an image uses too; private: the cache's alone (what `cache prune`
+    can free: a record a tagged image was built through names only layers of that image)."""
+
+    shared: int
+    private: int
+    reclaimable: int
+    total: int
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    images: UsageLine
+    build_cache: UsageLine
+    cache: tuple[CacheUsage, ...]
+    image_details: tuple[ImageUsage, ...] = ()
+
+
+def _is_prefix(prefix: tuple[Digest, ...], chain: tuple[Digest, ...]) -> bool:
+    return len(prefix) <= len(chain) and chain[: len(prefix)] == prefix
+
+
+def _parent_length(record: CacheRecord, records: Iterable[CacheRecord]) -> int:
+    """How many of the record's layers its parent already has. Of two records with one chain the older one owns it."""
+    best = 0
+    for other in records:
+        if other.key == record.key or not _is_prefix(other.chain, record.chain):
+            continue
+        older = (other.created, str(other.key)) < (record.created, str(record.key))
+        if len(other.chain) == len(record.chain) and not older:
+            continue
+        best = max(best, len(other.chain))
+    return best
+
+
+def _usage(store: Store) -> tuple[list[CacheUsage], dict[Digest, int], dict[Digest, tuple[Digest, ...]]]:
+    records = store.cache_records()
+    sizes = store.layer_sizes()
+    images = store.image_chains()
+    image_layers = {diff_id for chain in images.values() for diff_id in chain}
+    tagged = [
+        images[summary.image_id] for summary in store.list_images() if summary.tags and summary.image_id in images
+    ]
+    holders: dict[Digest, int] = {}
+    for record in records:
+        for diff_id in set(record.chain):
+            holders[diff_id] = holders.get(diff_id, 0) + 1
+    usages = []
+    for record in records:
+        own = record.chain[_parent_length(record, records) :]
+        latest = max(other.last_used for other in records if _is_prefix(record.chain, other.chain))
+        shared = [d for d in set(record.chain) if d in image_layers or holders.get(d, 0) > 1]
+        usages.append(
+            CacheUsage(
+                key=record.key,
+                description=record.description,
+                size=sum(sizes.get(d, 0) for d in set(own) if d not in image_layers),
+                shared_size=sum(sizes.get(d, 0) for d in shared),
+                created=record.created,
+                last_used=latest,
+                in_use_by_image=any(_is_prefix(record.chain, chain) for chain in tagged),
+                layers=tuple(own),
+            )
+        )
+    usages.sort(key=lambda usage: usage.last_used, reverse=True)
+    return usages, sizes, images
+
+
+def cache_usage(store: Store) -> list[CacheUsage]:
+    """Every cache record with what it costs, most recently used first."""
+    return _usage(store)[0]
+
+
+def cache_totals(store: Store) -> CacheTotals:
+    sizes = store.layer_sizes()
+    image_layers = {diff_id for chain in store.image_chains().values() for diff_id in chain}
+    cache_layers = {diff_id for record in store.cache_records() for diff_id in record.chain}
+    shared = _total(sizes, cache_layers & image_layers)
+    private = _total(sizes, cache_layers - image_layers)
+    return CacheTotals(shared=shared, private=private, reclaimable=private, total=shared + private)
+
+
+def _private_layers(records: Iterable[CacheRecord], image_layers: set[Digest]) -> dict[Digest, int]:
+    """How many records name each layer that no image uses."""
+    counts: dict[Digest, int] = {}
+    for record in records:
+        for diff_id in set(record.chain):
+            if diff_id not in image_layers:
+                counts[diff_id] = counts.get(diff_id, 0) + 1
+    return counts
+
+
+def prune_cache(
+    store: Store,
+    *,
+    all: bool = False,
+    keep_storage: int | None = None,
+    until_seconds: float | None = None,
+    now: float | None = None,
+) -> PruneReport:
+    """`docker builder prune`: without `all`, only records no tagged image was built through (dangling cache); `until_seconds` spares records
+    used more recently than that; `keep_storage` removes the least recently used first, only until what the
+    remaining records keep on disk is at most that many bytes. Layers an image uses are never deleted."""
+    from ..image.compressed import prune_compressed
+
+    now = time.time() if now is None else now
+    usages, sizes, images = _usage(store)
+    records = {record.key: record for record in store.cache_records()}
+    image_layers = {diff_id for chain in images.values() for diff_id in chain}
+    candidates = [usage for usage in usages if usage.key in records and (all or not usage.in_use_by_image)]
+    if until_seconds is not None:
+        candidates = [usage for usage in candidates if usage.last_used < now - until_seconds]
+    # Least recently used first; a record before the records built on it, whose removal is what frees its layers.
+    candidates.sort(key=lambda usage: (usage.last_used, -len(records[usage.key].chain)))
+    if keep_storage is not None:
+        counts = _private_layers(records.values(), image_layers)
+        kept = sum(sizes.get(diff_id, 0) for diff_id in counts)
+        chosen = []
+        for usage in candidates:
+            if kept <= keep_storage:
+                break
+            chosen.append(usage)
+            for diff_id in set(records[usage.key].chain):
+                if diff_id in counts:
+                    counts[diff_id] -= 1
+                    if counts[diff_id] == 0:
+                        kept -= sizes.get(diff_id, 0)
+        candidates = chosen
+    removed_keys: list[Digest] = []
+    deleted: list[Digest] = []
+    for usage in candidates:
+        deleted += store.cache_delete(usage.key)
+        removed_keys.append(usage.key)
+    if all and until_seconds is None and keep_storage is None:
+        deleted += store.delete_unreferenced_layers(now - ORPHAN_GRACE_SECONDS)
+    freed = sum(sizes.get(diff_id, 0) for diff_id in deleted)
+    freed += _compressed_size(store, deleted)
+    prune_compressed(store)
+    if all:
+        # The step log lets a later miss say "the record was pruned"; a full prune forgets that too.
+        _forget_steps(store, removed_keys)
+    _forget_vanished_files(store)
+    return PruneReport(records_removed=len(removed_keys), bytes_freed=freed, layers_removed=tuple(deleted))
+
+
+def _has_table(store: Store, name: str) -> bool:
+    with store.meta.read() as db:
+        row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return row is not None
+
+
+def _compressed_size(store: Store, diff_ids: list[Digest]) -> int:
+    """Bytes of the compressed blobs made from these (now deleted) layers, which prune_compressed is about to drop."""
+    if not diff_ids or not _has_table(store, "compressed_blobs"):
+        return 0
+    total = 0
+    with store.meta.read() as db:
+        for diff_id in diff_ids:
+            for digest, size in db.execute(
+                "SELECT digest, size FROM compressed_blobs WHERE diff_id = ?", (str(diff_id),)
+            ).fetchall():
+                if store.blobs.has(Digest.parse(digest)):
+                    total += int(size)
+    return total
+
+
+def _forget_steps(store: Store, keys: list[Digest]) -> None:
+    if not keys or not _has_table(store, "step_log"):
+        return
+    with store.meta.write() as db:
+        db.executemany("DELETE FROM step_log WHERE key = ?", [(str(key),) for key in keys])
+
+
+def _forget_vanished_files(store: Store) -> None:
+    """Drop the context stat cache rows of files that no longer exist; the others still save re-reading a file."""
+    gone = [path for path in store.stat_cache_keys() if not os.path.lexists(path)]
+    if gone:
+        store.stat_cache_delete(gone)
+
+
+def system_df(store: Store) -> DiskUsage:
+    """`docker system df`. Images: an image is active when a tag names it; its reclaimable bytes are the layers only
+    untagged images use (and no cache record). Build cache: active records are those a tagged image was built through;
+    every byte of it is reclaimable (`cache prune --all`), since layers of images are never counted as cache."""
+    usages, sizes, images = _usage(store)
+    summaries = store.list_images()
+    tagged = {summary.image_id for summary in summaries if summary.tags}
+    image_layers = {diff_id for chain in images.values() for diff_id in chain}
+    tagged_layers = {diff_id for image_id in tagged for diff_id in images.get(image_id, ())}
+    cache_layers = {diff_id for record in store.cache_records() for diff_id in record.chain}
+    images_line = UsageLine(
+        kind="Images",
+        total=len(images),
+        active=len(tagged & set(images)),
+        size=_total(sizes, image_layers),
+        reclaimable=_total(sizes, image_layers - tagged_layers - cache_layers),
+    )
+    cache_size = _total(sizes, cache_layers - image_layers)
+    cache_line = UsageLine(
+        kind="Build Cache",
+        total=len(usages),
+        active=sum(1 for usage in usages if usage.in_use_by_image),
+        size=cache_size,
+        reclaimable=cache_size,
+    )
+    users: dict[Digest, int] = {}
+    for chain in images.values():
+        for diff_id in set(chain):
+            users[diff_id] = users.get(diff_id, 0) + 1
+    details = []
+    for summary in summaries:
+        layers = set(images.get(summary.image_id, ()))
+        shared = _total(sizes, {diff_id for diff_id in layers if users.get(diff_id, 0) > 1})
+        unique = _total(sizes, layers) - shared
+        details.append(ImageUsage(summary.image_id, summary.tags, summary.created, shared + unique, shared, unique))
+    return DiskUsage(images=images_line, build_cache=cache_line, cache=tuple(usages), image_details=tuple(details))
+
+
+def _total(sizes: Mapping[Digest, int], layers: set[Digest]) -> int:
+    return sum(sizes.get(diff_id, 0) for diff_id in layers)
