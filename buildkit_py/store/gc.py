@@ -54,6 +54,7 @@ class PruneReport:
     records_removed: int
     bytes_freed: int
     layers_removed: tuple[Digest, ...] = ()
+    removed_keys: tuple[Digest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,12 @@ def prune_cache(
         # The step log lets a later miss say "the record was pruned"; a full prune forgets that too.
         _forget_steps(store, removed_keys)
     _forget_vanished_files(store)
-    return PruneReport(records_removed=len(removed_keys), bytes_freed=freed, layers_removed=tuple(deleted))
+    return PruneReport(
+        records_removed=len(removed_keys),
+        bytes_freed=freed,
+        layers_removed=tuple(deleted),
+        removed_keys=tuple(removed_keys),
+    )
 
 
 def _has_table(store: Store, name: str) -> bool:
