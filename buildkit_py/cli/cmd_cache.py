@@ -1,0 +1,141 @@
+"""pybuild cache du | prune: the build cache's disk usage, and `docker builder prune`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import BuildError
+from .common import open_store
+from .formatting import human_age, human_size, table
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_ID_LENGTH = 25
+
+
+def parse_size(text: str) -> int:
+    """Docker's RAMInBytes (--keep-storage): "10GB", "512mb", "1.5g", "2048"; k, m, g... are powers of 1024."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise BuildError(f"invalid size: {text!r} (examples: 512MB, 10GB, 1.5g)")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+def parse_duration(text: str) -> float:
+    """Go's time.ParseDuration, in seconds: "24h", "90m", "1h30m", "1.5h", "300ms"."""
+    position = 0
+    seconds = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise BuildError(f"invalid duration: {text!r} (examples: 24h, 90m, 1h30m)")
+    return seconds
+
+
+def _age(timestamp: float) -> str:
+    return human_age(datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("cache", help="show and prune the build cache")
+    commands = parser.add_subparsers(dest="cache_command", metavar="COMMAND")
+    du = commands.add_parser("du", help="disk usage of the build cache", description="Disk usage of the build cache.")
+    du.add_argument("-v", "--verbose", action="store_true", help="every record in detail")
+    du.set_defaults(func=run_du)
+    prune = commands.add_parser(
+        "prune",
+        help="remove build cache",
+        description="Remove build cache records, and the layers only they kept. Layers an image uses are never "
+        "removed. Without --all, only records no tagged image was built through.",
+    )
+    prune.add_argument("-a", "--all", action="store_true", help="remove all records, not only dangling ones")
+    prune.add_argument("--keep-storage", metavar="SIZE", help="keep the most recently used cache up to SIZE (10GB)")
+    prune.add_argument(
+        "--filter", action="append", default=[], metavar="until=DURATION", help="only records last used before"
+    )
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    prune.set_defaults(func=run_prune)
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 1
+
+
+def run_du(args: argparse.Namespace) -> int:
+    from ..store.gc import cache_totals, cache_usage
+
+    store = open_store(args)
+    usages = cache_usage(store)
+    if args.verbose:
+        for usage in usages:
+            print(f"ID:\t\t{usage.key.hex[:_ID_LENGTH]}")
+            print(f"Created at:\t{_age(usage.created)}")
+            print(f"Reclaimable:\t{str(not usage.in_use_by_image).lower()}")
+            print(f"Shared:\t\t{str(usage.shared_size > 0).lower()}")
+            print(f"Size:\t\t{human_size(usage.size)}")
+            print(f"Shared size:\t{human_size(usage.shared_size)}")
+            print(f"Description:\t{usage.description}")
+            print(f"Last used:\t{_age(usage.last_used)}")
+            print()
+    else:
+        rows = [["ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED", "DESCRIPTION"]]
+        for usage in usages:
+            rows.append(
+                [
+                    usage.key.hex[:_ID_LENGTH],
+                    str(not usage.in_use_by_image).lower(),
+                    human_size(usage.size),
+                    _age(usage.last_used),
+                    usage.description,
+                ]
+            )
+        print(table(rows))
+    totals = cache_totals(store)
+    print(f"Shared:\t\t{human_size(totals.shared)}")
+    print(f"Private:\t{human_size(totals.private)}")
+    print(f"Reclaimable:\t{human_size(totals.reclaimable)}")
+    print(f"Total:\t\t{human_size(totals.total)}")
+    return 0
+
+
+def _until(filters: list[str]) -> float | None:
+    until: float | None = None
+    for text in filters:
+        name, equals, value = text.partition("=")
+        if not equals or name.strip().lower() != "until":
+            raise BuildError(f"invalid filter {text!r}: only until=DURATION is supported (until=24h)")
+        until = parse_duration(value.strip())
+    return until
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from ..store.gc import prune_cache
+
+    until = _until(args.filter)
+    keep_storage = parse_size(args.keep_storage) if args.keep_storage is not None else None
+    if not args.force:
+        what = "all build cache" if args.all else "all dangling build cache"
+        sys.stdout.write(f"WARNING! This will remove {what}. Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    report = prune_cache(open_store(args), all=args.all, keep_storage=keep_storage, until_seconds=until)
+    if report.removed_keys:
+        print("Deleted build cache objects:")
+        for key in report.removed_keys:
+            print(key.hex[:_ID_LENGTH])
+        print()
+    print(f"Total reclaimed space: {human_size(report.bytes_freed)}")
+    return 0

@@ -1,0 +1,89 @@
+"""pybuild system df: disk usage of images and build cache, as `docker system df`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from .common import open_store
+from .formatting import human_age, human_size, table
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("system", help="manage the store as a whole")
+    commands = parser.add_subparsers(dest="system_command", metavar="COMMAND")
+    df = commands.add_parser(
+        "df", help="show disk usage", description="Disk usage of images and build cache (layer tars)."
+    )
+    df.add_argument("-v", "--verbose", action="store_true", help="every image and cache record")
+    df.set_defaults(func=run_df)
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 1
+
+
+def _reclaimable(reclaimable: int, size: int) -> str:
+    if size == 0:
+        return human_size(reclaimable)
+    return f"{human_size(reclaimable)} ({reclaimable * 100 // size}%)"
+
+
+def _age(timestamp: float) -> str:
+    return human_age(datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def run_df(args: argparse.Namespace) -> int:
+    from ..store.gc import system_df
+
+    usage = system_df(open_store(args))
+    if not args.verbose:
+        rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
+        for line in (usage.images, usage.build_cache):
+            rows.append(
+                [
+                    line.kind,
+                    str(line.total),
+                    str(line.active),
+                    human_size(line.size),
+                    _reclaimable(line.reclaimable, line.size),
+                ]
+            )
+        print(table(rows))
+        return 0
+    print("Images space usage:\n")
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"]]
+    for image in usage.image_details:
+        names = [tag.rpartition(":") for tag in image.tags] or [("<none>", ":", "<none>")]
+        for repository, _, tag in names:
+            rows.append(
+                [
+                    repository,
+                    tag,
+                    image.image_id.short,
+                    human_age(image.created),
+                    human_size(image.size),
+                    human_size(image.shared_size),
+                    human_size(image.unique_size),
+                ]
+            )
+    print(table(rows))
+    print(f"\nBuild cache usage: {human_size(usage.build_cache.size)}\n")
+    rows = [["CACHE ID", "SIZE", "SHARED SIZE", "CREATED", "LAST USED", "IN USE", "DESCRIPTION"]]
+    for record in usage.cache:
+        rows.append(
+            [
+                record.key.hex[:25],
+                human_size(record.size),
+                human_size(record.shared_size),
+                _age(record.created),
+                _age(record.last_used),
+                str(record.in_use_by_image).lower(),
+                record.description,
+            ]
+        )
+    print(table(rows))
+    return 0
