@@ -516,6 +516,9 @@ class _Converter:
         from_ = expanded.from_ if isinstance(expanded, Copy) else ""
         source, from_context = self._copy_source(state, instruction, from_)
         chown = _chown(expanded.chown)
+        if chown is None and from_context:
+            chown = Chown("0", "0")  # Docker's classic builder gives context files to root (and so drops setuid)
+        several = len(expanded.sources) > 1
         actions = tuple(
             CopyAction(
                 source=source,
@@ -525,6 +528,8 @@ class _Converter:
                 attempt_unpack=isinstance(instruction, Add) and from_context,
                 chown=chown,
                 exclude=self.context.exclude if from_context else (),
+                # Docker counts matches per instruction: one source may match nothing when another matches.
+                allow_empty_wildcard=several,
             )
             for source_path in expanded.sources
         )
