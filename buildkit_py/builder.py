@@ -58,13 +58,18 @@ def read_dockerfile(context: Path, dockerfile: str | Path | None, dockerfile_tex
 
 
 class StoreImageResolver:
-    """Base images for FROM and COPY --from, looked up in the local store."""
+    """Base images for FROM and COPY --from: from the local store, else pulled from their registry."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def __call__(self, ref: str) -> ResolvedImage:
-        image_id = self.store.resolve(ref)
+        try:
+            image_id = self.store.resolve(ref)
+        except ImageNotFound:
+            from .registry.resolver import PullingImageResolver  # the registry client is only loaded when needed
+
+            return PullingImageResolver(self.store)(ref)
         return ResolvedImage(ref=ref, image_id=image_id, config=self.store.image_config(image_id))
 
 
@@ -81,7 +86,6 @@ def plan_build(
     from .frontend.dockerfile2ops import dockerfile_to_plan
     from .frontend.dockerignore import load_ignore_rules
     from .frontend.parser import parse_dockerfile
-    from .registry.resolver import PullingImageResolver
 
     context = context.resolve()
     if not context.is_dir():
@@ -95,7 +99,7 @@ def plan_build(
         context=context_op,
         build_args=dict(build_args or {}),
         target=target,
-        resolve_image=PullingImageResolver(store),
+        resolve_image=StoreImageResolver(store),
         network=network,
     )
 

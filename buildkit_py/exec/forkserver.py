@@ -81,11 +81,16 @@ def serve(sock: socket.socket) -> None:
 
 
 class ForkServerClient:
-    """The executor's side: starts the server lazily (from the thread that creates the client, which must outlive
-    the build: the server dies with its parent) and hands it requests."""
+    """The executor's side: starts the server on first use and hands it requests."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _connect(self) -> socket.socket:
+        if self._socket is not None:
+            return self._socket
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -100,20 +105,24 @@ class ForkServerClient:
         )
         child_end.close()
         self._socket = parent_end
+        return parent_end
 
     def start(self, request: Any, status_fd: int, output_fd: int) -> int:
         """Fork a sandbox for `request`; returns its pid."""
         data = pickle.dumps(request)
         with self._lock:
             try:
-                socket.send_fds(self._socket, [_HEADER.pack(len(data))], [status_fd, output_fd])
-                self._socket.sendall(data)
-                pid: int = _HEADER.unpack(_recv_exactly(self._socket, _HEADER.size))[0]
+                server = self._connect()
+                socket.send_fds(server, [_HEADER.pack(len(data))], [status_fd, output_fd])
+                server.sendall(data)
+                pid: int = _HEADER.unpack(_recv_exactly(server, _HEADER.size))[0]
             except (OSError, EOFError) as error:
                 raise ExecError(f"the sandbox fork server is gone: {error}") from error
         return pid
 
     def close(self) -> None:
+        if self._socket is None or self._process is None:
+            return
         self._socket.close()
         try:
             self._process.wait(timeout=5)
@@ -123,9 +132,8 @@ class ForkServerClient:
 
 
 def main(argv: list[str]) -> int:
-    from . import syscalls
-
-    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # No parent-death signal here: it would fire when the *thread* that started us ends. The server stops when its
+    # socket closes instead, which happens when the executor closes it or its process dies.
     sock = socket.socket(fileno=int(argv[1]))
     serve(sock)
     return 0
