@@ -252,7 +252,8 @@ class Solver:
         chains: dict[Digest, Chain],
         stats: SolveStats,
     ) -> None:
-        for digest in sorted(stats.cached, key=lambda d: self.numbers[d]):
+        # Steps beneath a hit were not even looked up, but they are as good as cached: say so, like BuildKit.
+        for digest in sorted(set(self.numbers) - set(to_run), key=lambda d: self.numbers[d]):
             meta = self.graph.meta(digest)
             self.progress(StepCached(self.numbers[digest], meta.name, digest))
         pending = list(to_run)
