@@ -1,9 +1,10 @@
 #!/bin/bash
-# Installs what pybuild and its tests need on a fresh Debian machine (run as root), and starts a Docker daemon
-# for the tests that compare with Docker's own builder.
+# Installs what pybuild and its tests need on a fresh Debian machine (run as root): Debian packages, a virtualenv
+# in .venv with pybuild and its Python dependencies, and a running Docker daemon for the comparison tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES="busybox-static docker.io buildah skopeo umoci docker-registry graphviz apache2-utils openssl"
+python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES="$APT_PACKAGES python3-venv"
 missing=""
 for package in $APT_PACKAGES; do
   dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
@@ -12,7 +13,8 @@ if [ -n "$missing" ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
 if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null; then
   (dockerd --iptables=false --bridge=none >/tmp/pybuild-dockerd.log 2>&1 &)
   for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..digest import Digest
 from .solver import StepRecord
 
+_RECORD_REMOVED = "the cache record was removed (pruned, or --no-cache)"
 _SHOWN_PATHS = 3
 _CANDIDATES = 20
 _STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
@@ -87,6 +87,8 @@ class StepLog:
         reasons = [
             _difference(step, json.loads(definition), json.loads(zlib.decompress(files))) for definition, files in rows
         ]
+        if _RECORD_REMOVED in reasons:  # this very step ran before: nothing changed, its record is gone
+            return _RECORD_REMOVED
         return min(reasons, key=len)
 
 
@@ -100,7 +102,7 @@ def _difference(step: StepRecord, old_definition: dict[str, Any], old_files: lis
             return changed
     if old_definition != new_definition:
         return "the instruction changed"
-    return "the cache record was removed (pruned, or --no-cache)"
+    return _RECORD_REMOVED
 
 
 def _exec_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -121,7 +123,7 @@ def _exec_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     for field_name, label in (("cwd", "working dir"), ("user", "user"), ("network", "network mode")):
         if old.get(field_name) != new.get(field_name):
             return f"the {label} changed: {old.get(field_name)!r} -> {new.get(field_name)!r}"
-    return "the cache record was removed (pruned, or --no-cache)"
+    return _RECORD_REMOVED
 
 
 def _files_difference(old_files: list[dict[str, str]], new_files: list[dict[str, str]]) -> str:
@@ -141,5 +143,3 @@ def _files_difference(old_files: list[dict[str, str]], new_files: list[dict[str,
             parts.append(f"{label}: {', '.join(sorted(paths)[:_SHOWN_PATHS])}{more}")
     return "files " + "; ".join(parts) if parts else ""
 
-
-__all__ = ["StepLog", "Digest"]
