@@ -6,7 +6,7 @@ import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .digest import Digest
@@ -33,14 +33,16 @@ class BuildResult:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def host_architecture() -> str:
     return _ARCHITECTURES.get(platform.machine(), platform.machine())
 
 
-def read_dockerfile(context: Path, dockerfile: str | Path | None, dockerfile_text: bytes | None) -> tuple[bytes, Path | None, str]:
+def read_dockerfile(
+    context: Path, dockerfile: str | Path | None, dockerfile_text: bytes | None
+) -> tuple[bytes, Path | None, str]:
     """The Dockerfile's bytes, its path (None when read from stdin) and the name errors show."""
     if dockerfile_text is not None:
         return dockerfile_text, None, "Dockerfile"
@@ -53,7 +55,11 @@ def read_dockerfile(context: Path, dockerfile: str | Path | None, dockerfile_tex
         raise ContextError(f"failed to read Dockerfile: open {path}: no such file or directory") from None
     except IsADirectoryError:
         raise ContextError(f"failed to read Dockerfile: {path} is a directory") from None
-    name = os.path.relpath(path, context) if path.is_relative_to(context.resolve()) or not path.is_absolute() else str(path)
+    name = (
+        os.path.relpath(path, context)
+        if path.is_relative_to(context.resolve()) or not path.is_absolute()
+        else str(path)
+    )
     return data, path, name if not name.startswith("..") else str(path)
 
 

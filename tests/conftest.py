@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import BASE_IMAGE, base_context  # noqa: E402
+from helpers import BASE_IMAGE, base_context
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,10 @@ import io
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO / "testdata"
@@ -21,7 +22,7 @@ BASE_IMAGE = "pybuild-test/busybox:latest"
 def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
 def base_context(tmp: Path) -> Path:

@@ -68,7 +68,7 @@ def test_one_byte_change_reruns_that_step_and_what_follows_only(project: Path, b
     assert ran(again) == [
         "COPY early.txt /app/early.txt",
         "COPY late.txt /app/late.txt",
-        'RUN cat /app/early.txt > /app/copy-of-early',
+        "RUN cat /app/early.txt > /app/copy-of-early",
         'RUN echo "$FLAVOUR" > /app/flavour',
     ]
 

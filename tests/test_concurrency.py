@@ -39,8 +39,12 @@ def test_two_builds_at_once_both_succeed_and_share_hits(root_with_base: Path, tm
     one = project(tmp_path / "one", "one", shared)
     two = project(tmp_path / "two", "two", shared)
     processes = [
-        subprocess.Popen(pybuild(root_with_base, "build", "--progress=plain", "-t", f"app/{p.name}", str(p)),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            pybuild(root_with_base, "build", "--progress=plain", "-t", f"app/{p.name}", str(p)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for p in (one, two)
     ]
     outputs = [process.communicate(timeout=120)[0] for process in processes]
@@ -65,11 +69,14 @@ def test_sigkill_mid_build_leaves_a_usable_store_and_no_mounts(root_with_base: P
     marker = f"marker-{tmp_path.name}"
     (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {marker} > /m && sleep 60\n")
     mounts_before = _mounts().count(str(root_with_base))
-    process = subprocess.Popen(pybuild(root_with_base, "build", "--progress=plain", "-t", "slow", str(folder)),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        pybuild(root_with_base, "build", "--progress=plain", "-t", "slow", str(folder)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True).stdout.split()
+        found = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True, check=False).stdout.split()
         if found:
             break
         time.sleep(0.1)
@@ -78,12 +85,19 @@ def test_sigkill_mid_build_leaves_a_usable_store_and_no_mounts(root_with_base: P
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
+    while (
+        time.monotonic() < deadline
+        and subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False).returncode == 0
+    ):
         time.sleep(0.1)
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0, "the step outlived pybuild"
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False).returncode != 0, (
+        "the step outlived pybuild"
+    )
     assert _mounts().count(str(root_with_base)) == mounts_before
     (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {marker} > /m\n")
-    finished = subprocess.run(pybuild(root_with_base, "build", "-q", "-t", "slow", str(folder)), capture_output=True)
+    finished = subprocess.run(
+        pybuild(root_with_base, "build", "-q", "-t", "slow", str(folder)), capture_output=True, check=False
+    )
     assert finished.returncode == 0, finished.stderr
     listing = subprocess.run(pybuild(root_with_base, "images"), capture_output=True, text=True, check=True).stdout
     assert "slow" in listing and "pybuild-test/busybox" in listing

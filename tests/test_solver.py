@@ -171,9 +171,7 @@ def test_independent_branches_run_concurrently() -> None:
     base = graph.add(ScratchSource())
     left = graph.add(ExecOp(rootfs=base, args=("left",)), OpMeta("left"))
     right = graph.add(ExecOp(rootfs=base, args=("right",)), OpMeta("right"))
-    joined = graph.add(
-        FileOp(base=left, actions=(CopyAction(source=right, src="/out", dest="/out"),)), OpMeta("join")
-    )
+    joined = graph.add(FileOp(base=left, actions=(CopyAction(source=right, src="/out", dest="/out"),)), OpMeta("join"))
     worker = CountingWorker(graph)
     # Both branches must be inside execute() at once to pass the barrier; run serially, it would time out.
     worker.barrier = threading.Barrier(2)

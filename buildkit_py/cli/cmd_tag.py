@@ -9,7 +9,9 @@ from .common import open_store
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("tag", help="name an image", description="Create a tag TARGET that refers to SOURCE.")
+    parser = subparsers.add_parser(
+        "tag", help="name an image", description="Create a tag TARGET that refers to SOURCE."
+    )
     parser.add_argument("source", metavar="SOURCE")
     parser.add_argument("target", metavar="TARGET")
     parser.set_defaults(func=run)

@@ -142,4 +142,3 @@ def _files_difference(old_files: list[dict[str, str]], new_files: list[dict[str,
             more = f" (+{len(paths) - _SHOWN_PATHS} more)" if len(paths) > _SHOWN_PATHS else ""
             parts.append(f"{label}: {', '.join(sorted(paths)[:_SHOWN_PATHS])}{more}")
     return "files " + "; ".join(parts) if parts else ""
-

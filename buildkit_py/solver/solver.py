@@ -214,7 +214,9 @@ class Solver:
         for target in targets:
             visit(target)
 
-    def _record(self, digest: Digest, keys: Mapping[Digest, Digest], summaries: Mapping[Digest, ContentSummary]) -> StepRecord:
+    def _record(
+        self, digest: Digest, keys: Mapping[Digest, Digest], summaries: Mapping[Digest, ContentSummary]
+    ) -> StepRecord:
         op = self.graph.op(digest)
         meta = self.graph.meta(digest)
         return StepRecord(

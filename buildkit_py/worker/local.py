@@ -4,8 +4,8 @@ step's overlay upper dir into a committed layer."""
 from __future__ import annotations
 
 import collections
-import shutil
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
