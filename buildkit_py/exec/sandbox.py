@@ -281,6 +281,7 @@ def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:
         if equals:
             env[name] = value
     env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", process.hostname)
     env.setdefault("HOME", user.home)
     executable = look_path(process.args[0], env["PATH"])
 
