@@ -30,7 +30,23 @@ _EXPORTS = {
     "ImageNotFound": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BuildError",
+    "BuildResult",
+    "ContainerConfig",
+    "Digest",
+    "DockerfileError",
+    "ImageConfig",
+    "ImageNotFound",
+    "StepError",
+    "Store",
+    "StoreError",
+    "build",
+    "default_root",
+    "explain",
+    "parse_dockerfile",
+    "plan_build",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,3 +10,7 @@ def test_build_is_the_library_call_behind_the_cli() -> None:
     from buildkit_py.builder import build
 
     assert buildkit_py.build is build
+
+
+def test_all_names_exactly_the_exports() -> None:
+    assert sorted(buildkit_py.__all__) == sorted(buildkit_py._EXPORTS)

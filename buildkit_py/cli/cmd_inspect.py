@@ -7,27 +7,8 @@ import json
 from typing import Any
 
 from ..errors import ImageNotFound
+from ..image.config import DOCKER_EMPTY_CONTAINER_CONFIG
 from .common import open_store
-
-_CONTAINER_CONFIG_DEFAULTS: dict[str, Any] = {
-    "Hostname": "",
-    "Domainname": "",
-    "User": "",
-    "AttachStdin": False,
-    "AttachStdout": False,
-    "AttachStderr": False,
-    "Tty": False,
-    "OpenStdin": False,
-    "StdinOnce": False,
-    "Env": None,
-    "Cmd": None,
-    "Image": "",
-    "Volumes": None,
-    "WorkingDir": "",
-    "Entrypoint": None,
-    "OnBuild": None,
-    "Labels": None,
-}
 
 
 def register(subparsers: Any) -> None:
@@ -52,7 +33,7 @@ def inspect_image(store: Any, name: str) -> dict[str, Any]:
         "Comment": "",
         "Created": config.created,
         "Author": config.author,
-        "Config": {**_CONTAINER_CONFIG_DEFAULTS, **config.config.to_json()},
+        "Config": {**DOCKER_EMPTY_CONTAINER_CONFIG, **config.config.to_json()},
         "Architecture": config.architecture,
         "Os": config.os,
         "Size": size,

@@ -9,12 +9,9 @@ from datetime import datetime
 
 def human_size(size: float) -> str:
     """Docker's units.HumanSizeWithPrecision(size, 3): decimal units, three significant digits (1.24MB, 512B)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    index = 0
-    while size >= 1000 and index < len(units) - 1:
-        size /= 1000
-        index += 1
-    return f"{size:.3g}{units[index]}"
+    from ..analyze.units import docker_size
+
+    return docker_size(size)
 
 
 def parse_created(text: str) -> float | None:
@@ -32,20 +29,12 @@ def parse_created(text: str) -> float | None:
 
 def human_age(created: str) -> str:
     """Docker's "2 minutes ago" style."""
+    from ..analyze.units import human_duration
+
     timestamp = parse_created(created)
     if timestamp is None:
         return "N/A"
-    seconds = max(0.0, time.time() - timestamp)
-    for unit, length in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400), ("hour", 3600)):
-        if seconds >= length * 2 or (unit == "hour" and seconds >= length):
-            count = int(seconds // length)
-            return f"{count} {unit}{'s' if count != 1 else ''} ago" if count != 1 else f"About an {unit} ago"
-    if seconds >= 60:
-        minutes = int(seconds // 60)
-        return f"{minutes} minutes ago" if minutes != 1 else "About a minute ago"
-    if seconds < 1:
-        return "Less than a second ago"
-    return f"{int(seconds)} seconds ago"
+    return human_duration(max(0.0, time.time() - timestamp)) + " ago"
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..digest import Digest
 from ..errors import StoreError
+from .config import DOCKER_EMPTY_CONTAINER_CONFIG
 from .ingest import ArchiveSource, IngestBatch, open_source, parse_config, read_small
 
 if TYPE_CHECKING:
@@ -36,25 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["chain_ids", "load_docker_archive", "load_docker_source", "save_docker_archive"]
 
-_V1_EMPTY_CONTAINER_CONFIG: dict[str, Any] = {
-    "Hostname": "",
-    "Domainname": "",
-    "User": "",
-    "AttachStdin": False,
-    "AttachStdout": False,
-    "AttachStderr": False,
-    "Tty": False,
-    "OpenStdin": False,
-    "StdinOnce": False,
-    "Env": None,
-    "Cmd": None,
-    "Image": "",
-    "Volumes": None,
-    "WorkingDir": "",
-    "Entrypoint": None,
-    "OnBuild": None,
-    "Labels": None,
-}
 
 
 def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
@@ -151,7 +133,7 @@ def _add_layer(
     if parent:
         v1["parent"] = parent
     v1["created"] = "1970-01-01T00:00:00Z"
-    v1["container_config"] = _V1_EMPTY_CONTAINER_CONFIG
+    v1["container_config"] = DOCKER_EMPTY_CONTAINER_CONFIG
     if last:
         # Docker puts the image's own metadata on the top layer's v1 json.
         for key in ("created", "author", "architecture", "os", "variant", "config"):
