@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .digest import Digest
 from .errors import ContextError, ImageNotFound
@@ -16,7 +18,7 @@ from .image.config import HistoryEntry, ImageConfig
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
-from .solver.solver import SolveResult, SolveStats
+from .solver.solver import Solver, SolveResult, SolveStats
 from .store import Store, default_root
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
@@ -136,6 +138,30 @@ def assemble_image(plan: BuildPlan, solved: SolveResult) -> ImageConfig:
     )
 
 
+@contextmanager
+def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -> Iterator[Solver]:
+    """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit."""
+    from .context.hashing import ContextHasher
+    from .exec.linux import LinuxExecutor
+    from .solver.explain import StepLog
+    from .solver.solver import Solver
+    from .worker import LocalWorker
+
+    graph = plan.graph.subgraph_for([plan.target])
+    explainer = StepLog(store.root / "meta.db")
+    executor = LinuxExecutor(store.root / "tmp")
+    try:
+        worker = LocalWorker(store, executor, graph, ContextHasher(context, store))
+        yield Solver(graph, worker, store, explainer=explainer, **options)
+    finally:
+        explainer.close()
+        executor.close()
+
+
+def _open_store(store: Store | None, root: str | Path | None) -> Store:
+    return store or Store(Path(root) if root is not None else default_root())
+
+
 def build(
     context: str | Path,
     *,
@@ -153,13 +179,9 @@ def build(
     store: Store | None = None,
 ) -> BuildResult:
     """Build the Dockerfile in `context`; store the image, tag it with each of `tags`, return what happened."""
-    from .context.hashing import ContextHasher
-    from .exec.linux import LinuxExecutor
-    from .solver.explain import StepLog
-    from .solver.solver import Solver
-    from .worker import LocalWorker
+    from .image.reference import parse_reference
 
-    store = store or Store(Path(root) if root is not None else default_root())
+    store = _open_store(store, root)
     context_path = Path(context).resolve()
     plan = plan_build(
         store,
@@ -173,36 +195,80 @@ def build(
     if plan.unused_build_args:
         names = " ".join(sorted(plan.unused_build_args))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
-    graph = plan.graph.subgraph_for([plan.target])
     skip_stages = {stage.lower() for stage in no_cache_stages}
-    hasher = ContextHasher(context_path, store)
-    executor = LinuxExecutor(store.root / "tmp")
-    explainer = StepLog(store.root / "meta.db")
-    try:
-        solver = Solver(
-            graph,
-            LocalWorker(store, executor, graph, hasher),
-            store,
-            explainer=explainer,
-            jobs=jobs or os.cpu_count() or 1,
-            no_cache=lambda digest: no_cache or graph.meta(digest).stage.lower() in skip_stages,
-            progress=progress,
-        )
+    with _open_solver(
+        store,
+        context_path,
+        plan,
+        jobs=jobs or os.cpu_count() or 1,
+        no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
+        progress=progress,
+    ) as solver:
         solved = solver.solve([plan.target])
-    finally:
-        explainer.close()
-        executor.close()
     image = assemble_image(plan, solved)
     image_id = store.put_image(image)
     written: list[str] = []
     for tag in tags:
-        from .image.reference import parse_reference
-
         familiar = parse_reference(tag).familiar
         store.tag(familiar, image_id)
         written.append(familiar)
     return BuildResult(
         image_id=image_id, config=image, tags=tuple(written), stats=solved.stats, plan=plan, keys=solved.keys
+    )
+
+
+@dataclass(frozen=True)
+class GraphStates:
+    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`."""
+
+    graph: BuildGraph
+    states: Mapping[Digest, str]
+    reasons: Mapping[Digest, str]
+    numbers: Mapping[Digest, int]
+    lines: tuple[tuple[int, str, str], ...] = ()
+
+
+def graph_states(
+    context: str | Path,
+    *,
+    dockerfile: str | Path | None = None,
+    dockerfile_text: bytes | None = None,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    network: str = "host",
+    root: str | Path | None = None,
+    store: Store | None = None,
+) -> GraphStates:
+    """Without building: every step's cache state and, for a miss, why it would run; the input of `pybuild graph`."""
+    from .solver.dot import HIT, MISS, NOT_NEEDED
+
+    store = _open_store(store, root)
+    context_path = Path(context).resolve()
+    plan = plan_build(
+        store,
+        context_path,
+        dockerfile=dockerfile,
+        dockerfile_text=dockerfile_text,
+        target=target,
+        build_args=build_args,
+        network=network,
+    )
+    with _open_solver(store, context_path, plan) as solver:
+        lines = solver.explain([plan.target])
+    by_number = {number: digest for digest, number in solver.numbers.items()}
+    states: dict[Digest, str] = {}
+    reasons: dict[Digest, str] = {}
+    for number, _name, state in lines:
+        digest = by_number[number]
+        if state == "cached":
+            states[digest] = HIT
+        elif state.startswith("not needed"):
+            states[digest] = NOT_NEEDED
+        else:
+            states[digest] = MISS
+            reasons[digest] = state
+    return GraphStates(
+        graph=solver.graph, states=states, reasons=reasons, numbers=dict(solver.numbers), lines=tuple(lines)
     )
 
 
@@ -218,100 +284,17 @@ def explain(
     store: Store | None = None,
 ) -> list[tuple[int, str, str]]:
     """Without building: for each step, (number, name, "cached" or why it would run)."""
-    from .context.hashing import ContextHasher
-    from .exec.linux import LinuxExecutor
-    from .solver.explain import StepLog
-    from .solver.solver import Solver
-    from .worker import LocalWorker
-
-    store = store or Store(Path(root) if root is not None else default_root())
-    context_path = Path(context).resolve()
-    plan = plan_build(
-        store,
-        context_path,
+    states = graph_states(
+        context,
         dockerfile=dockerfile,
         dockerfile_text=dockerfile_text,
         target=target,
         build_args=build_args,
         network=network,
+        root=root,
+        store=store,
     )
-    graph = plan.graph.subgraph_for([plan.target])
-    explainer = StepLog(store.root / "meta.db")
-    executor = LinuxExecutor(store.root / "tmp")
-    try:
-        solver = Solver(
-            graph, LocalWorker(store, executor, graph, ContextHasher(context_path, store)), store, explainer=explainer
-        )
-        return solver.explain([plan.target])
-    finally:
-        explainer.close()
-        executor.close()
-
-
-@dataclass(frozen=True)
-class GraphStates:
-    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`."""
-
-    graph: BuildGraph
-    states: Mapping[Digest, str]
-    reasons: Mapping[Digest, str]
-    numbers: Mapping[Digest, int]
-
-
-def graph_states(
-    context: str | Path,
-    *,
-    dockerfile: str | Path | None = None,
-    dockerfile_text: bytes | None = None,
-    target: str | None = None,
-    build_args: Mapping[str, str] | None = None,
-    network: str = "host",
-    root: str | Path | None = None,
-    store: Store | None = None,
-) -> GraphStates:
-    """What `explain` says, keyed by op digest, with the graph: the input of `pybuild graph`."""
-    from .context.hashing import ContextHasher
-    from .exec.linux import LinuxExecutor
-    from .solver.dot import HIT, MISS, NOT_NEEDED
-    from .solver.explain import StepLog
-    from .solver.solver import Solver
-    from .worker import LocalWorker
-
-    store = store or Store(Path(root) if root is not None else default_root())
-    context_path = Path(context).resolve()
-    plan = plan_build(
-        store,
-        context_path,
-        dockerfile=dockerfile,
-        dockerfile_text=dockerfile_text,
-        target=target,
-        build_args=build_args,
-        network=network,
-    )
-    graph = plan.graph.subgraph_for([plan.target])
-    explainer = StepLog(store.root / "meta.db")
-    executor = LinuxExecutor(store.root / "tmp")
-    try:
-        solver = Solver(
-            graph, LocalWorker(store, executor, graph, ContextHasher(context_path, store)), store, explainer=explainer
-        )
-        lines = solver.explain([plan.target])
-        by_number = {number: digest for digest, number in solver.numbers.items()}
-    finally:
-        explainer.close()
-        executor.close()
-    states: dict[Digest, str] = {}
-    reasons: dict[Digest, str] = {}
-    for number, _name, state in lines:
-        digest = by_number[number]
-        if state == "cached":
-            states[digest] = HIT
-        elif state.startswith("not needed"):
-            states[digest] = NOT_NEEDED
-        else:
-            states[digest] = MISS
-            reasons[digest] = state
-    return GraphStates(graph=graph, states=states, reasons=reasons, numbers=dict(solver.numbers))
+    return list(states.lines)
 
 
 __all__ = ["BuildResult", "GraphStates", "ImageNotFound", "build", "explain", "graph_states", "plan_build"]
