@@ -47,7 +47,8 @@ def _child(request: Any, status_fd: int, output_fd: int) -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    from . import sandbox  # noqa: F401 - imported once here, so that every forked child has it already
+    # Imported once here, so that every forked child has them already.
+    from . import fileops, sandbox  # noqa: F401
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
