@@ -80,22 +80,25 @@ class ContextHasher:
                 exclude=rules,
             )
         )
-        regular = [(str(self.context / relpath), info) for relpath, info in entries if stat.S_ISREG(info.st_mode)]
+        root = os.fspath(self.context)
+        paths = [os.path.join(root, relpath) for relpath, _ in entries]
+        regular = [(path, info) for path, (_, info) in zip(paths, entries) if stat.S_ISREG(info.st_mode)]
         contents = self._content_digests(regular)
         hasher = blake3.blake3()
         files: dict[str, str] = {}
-        for relpath, info in entries:
+        for path, (relpath, info) in zip(paths, entries):
             mode = info.st_mode
             if stat.S_ISREG(mode):
-                payload = contents[str(self.context / relpath)]
+                payload = contents[path]
             elif stat.S_ISLNK(mode):
-                payload = os.readlink(self.context / relpath)
+                payload = os.readlink(path)
             else:
                 payload = ""
-            record = f"{relpath}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode)}\0{info.st_uid}\0{info.st_gid}\0"
-            record += f"{info.st_size if stat.S_ISREG(mode) else 0}\0{payload}\n"
-            hasher.update(record.encode("utf-8", "surrogateescape"))
-            files[relpath] = blake3.blake3(record.encode("utf-8", "surrogateescape")).hexdigest()[:_SHORT]
+            size = info.st_size if stat.S_ISREG(mode) else 0
+            record = f"{relpath}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode)}\0{info.st_uid}\0{info.st_gid}\0{size}\0{payload}\n"
+            encoded = record.encode("utf-8", "surrogateescape")
+            hasher.update(encoded)
+            files[relpath] = blake3.blake3(encoded).hexdigest()[:_SHORT]
         return Selection(Digest("blake3", hasher.hexdigest()), files)
 
     def _content_digests(self, regular: list[tuple[str, os.stat_result]]) -> dict[str, str]:
