@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Markdown result (default: %(default)s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep each scenario's images and caches afterwards")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="run pybuild from the checkout itself, not from a copy of buildkit_py/ taken at the start",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.engines = [e for e in args.engines.split(",") if e]
@@ -94,11 +100,28 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def make_engines(args: argparse.Namespace, work: Path) -> dict[str, list[Engine]]:
-    """Engine name (as in --engines) -> its variants; the --jobs variants only join the multi-stage scenario."""
+def source_state() -> str:
+    """HEAD, and whether buildkit_py/ has uncommitted changes (others commit into this checkout while we run)."""
+    head = run_quiet(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?"
+    changes = run_quiet(["git", "-C", str(REPO), "status", "--porcelain", "--", "buildkit_py"], check=False).stdout
+    return head + (" + uncommitted changes in buildkit_py/" if changes.strip() else "")
+
+
+def freeze_source(work: Path) -> Path:
+    """A copy of buildkit_py/ taken now, so that a commit landing during a long run doesn't change what is timed."""
+    dest = work / "src"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(REPO / "buildkit_py", dest / "buildkit_py", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def make_engines(args: argparse.Namespace, work: Path, source: Path) -> dict[str, list[Engine]]:
+    """Engine name (as in --engines) -> its variants; the --jobs variants only join the multi-stage scenario.
+    pybuild runs with `source` first on PYTHONPATH and as its working directory (`-m` puts the cwd first)."""
     engines: dict[str, list[Engine]] = {}
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH", "")) if p)
     for name in args.engines:
         if name == "docker":
             engines[name] = [DockerEngine(work)]
@@ -108,9 +131,9 @@ def make_engines(args: argparse.Namespace, work: Path) -> dict[str, list[Engine]
                 engines[name].append(BuildahEngine(work, jobs=args.extra_jobs))
         elif name == "pybuild":
             command = pybuild_command(args.pybuild)
-            engines[name] = [PybuildEngine(work, env=env, cwd=REPO, command=command)]
+            engines[name] = [PybuildEngine(work, env=env, cwd=source, command=command)]
             if args.extra_jobs:
-                engines[name].append(PybuildEngine(work, env=env, cwd=REPO, command=command, jobs=args.extra_jobs))
+                engines[name].append(PybuildEngine(work, env=env, cwd=source, command=command, jobs=args.extra_jobs))
     return engines
 
 
@@ -185,18 +208,16 @@ def run_scenario(scenario: Scenario, engines: list[Engine], args: argparse.Names
                 log(f"  clean-up of {engine.label} failed: {error}")
 
 
-def describe_machine(args: argparse.Namespace) -> list[str]:
+def describe_machine(args: argparse.Namespace, source: str) -> list[str]:
     def out(argv: list[str]) -> str:
         try:
             return run_quiet(argv, check=False).stdout.strip().splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return "?"
 
-    commit = out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = " (with uncommitted changes)" if out(["git", "-C", str(REPO), "status", "--porcelain"]) != "?" else ""
     return [
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; {os.cpu_count()} CPUs; {platform.release()}",
-        f"- pybuild: `{args.pybuild}` at {commit}{dirty}; Python {platform.python_version()}",
+        f"- pybuild: `{args.pybuild}`, buildkit_py/ {source}; Python {platform.python_version()}",
         (
             f"- docker: {out(['docker', 'version', '--format', '{{.Server.Version}}'])} classic builder "
             "(`DOCKER_BUILDKIT=0 docker build --network=none`)"
@@ -228,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
             scenarios = [s for s in scenarios if s.base != DEBIAN_TAG]
     bases = Bases(args.bench / "base-busybox", debian_tar)
 
-    engines = make_engines(args, work)
+    started_at = source_state()
+    if args.live:
+        source, source_note = REPO, f"live from the checkout, at {started_at} when the run started"
+    else:
+        source, source_note = freeze_source(work), f"copied at the start from {started_at}"
+    log(f"pybuild: buildkit_py/ {source_note}")
+    engines = make_engines(args, work, source)
     for name, variants in list(engines.items()):
         for engine in list(variants):
             log(f"preparing {engine.label}")
@@ -256,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             "# pybuild beside Docker's classic builder and buildah",
             "",
-            *describe_machine(args),
+            *describe_machine(args, source_note),
             "",
             markdown_table(results),
             "",
@@ -273,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
             "\n## pybuild peak RSS (MB, largest of the runs; wait4 ru_maxrss of the pybuild process)\n\n" + rss + "\n"
         )
     text += "\n## Goals of issue 3\n\n" + "\n".join(goals(results)) + "\n"
+    if args.live and source_state() != started_at:
+        results.notes.append(
+            f"buildkit_py/ changed during the run: {started_at} at the start, {source_state()} at the end"
+        )
     failures = [f"- {s}, {e}, {m}.: {'; '.join(why)}" for (s, e, m), why in results.failures.items()]
     if results.notes or failures:
         text += "\n## Notes\n\n" + "\n".join([f"- {n}" for n in results.notes] + failures) + "\n"
