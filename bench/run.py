@@ -113,6 +113,8 @@ def freeze_source(work: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(REPO / "buildkit_py", dest / "buildkit_py", ignore=shutil.ignore_patterns("__pycache__"))
+    # Installed code has its bytecode compiled; without it every build would compile dozens of modules again.
+    run_quiet([sys.executable, "-m", "compileall", "-q", str(dest / "buildkit_py")])
     return dest
 
 
@@ -121,6 +123,8 @@ def make_engines(args: argparse.Namespace, work: Path, source: Path) -> dict[str
     pybuild runs with `source` first on PYTHONPATH and as its working directory (`-m` puts the cwd first)."""
     engines: dict[str, list[Engine]] = {}
     env = dict(os.environ)
+    # Set in some shells; it would make every pybuild run compile the modules that have no bytecode yet.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH", "")) if p)
     for name in args.engines:
         if name == "docker":
