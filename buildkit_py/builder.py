@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,10 +33,6 @@ class BuildResult:
     stats: SolveStats
     plan: BuildPlan
     keys: Mapping[Digest, Digest] = field(default_factory=dict)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def host_architecture() -> str:
@@ -112,11 +109,20 @@ def plan_build(
     )
 
 
-def assemble_image(plan: BuildPlan, solved: SolveResult) -> ImageConfig:
-    created = now_rfc3339()
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float]) -> ImageConfig:
+    """The image config. Each history entry is dated when its step's layer was first built (`step_times`, by op),
+    so a rebuild whose steps all hit yields the very same config, and so the same image id, as Docker's does."""
+    chains = solved.chains
     history = list(plan.base.history)
+    fallback = plan.base.created or rfc3339(time.time())
+    latest = 0.0
     for step in plan.steps:
-        chains = solved.chains
+        if step.op is not None:
+            latest = max(latest, step_times.get(step.op, latest))
         if step.op is None or step.parent is None:
             empty = True
         elif step.op in chains and step.parent in chains:
@@ -126,14 +132,15 @@ def assemble_image(plan: BuildPlan, solved: SolveResult) -> ImageConfig:
         comment = step.comment
         if step.location is not None:
             comment = f"{comment}: {step.location.file}:{step.location.start_line}"
+        created = rfc3339(latest) if latest else fallback
         history.append(HistoryEntry(created=created, created_by=step.created_by, empty_layer=empty, comment=comment))
     return ImageConfig(
         config=plan.config,
-        diff_ids=solved.chains[plan.target],
+        diff_ids=chains[plan.target],
         history=tuple(history),
         architecture=host_architecture(),
         os="linux",
-        created=created,
+        created=rfc3339(latest) if latest else fallback,
         author=plan.author or plan.base.author,
     )
 
@@ -205,7 +212,10 @@ def build(
         progress=progress,
     ) as solver:
         solved = solver.solve([plan.target])
-    image = assemble_image(plan, solved)
+    step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
+    created = store.cache_created([solved.keys[op] for op in step_ops])
+    step_times = {op: created[solved.keys[op]] for op in step_ops if solved.keys[op] in created}
+    image = assemble_image(plan, solved, step_times)
     image_id = store.put_image(image)
     written: list[str] = []
     for tag in tags:

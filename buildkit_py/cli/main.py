@@ -33,7 +33,21 @@ COMMAND_MODULES = (
 )
 
 
-def make_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word of `argv`, found before parsing, so that only its module needs importing."""
+    words = iter(argv)
+    for word in words:
+        if word == "--root":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+        elif word in ("-h", "--help"):
+            return None
+    return None
+
+
+def make_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` a known command, just that command's (help lists every command)."""
     parser = argparse.ArgumentParser(
         prog="pybuild",
         description="Build, store and ship OCI images from Dockerfiles.",
@@ -45,7 +59,10 @@ def make_parser() -> argparse.ArgumentParser:
         help="store folder (default: $PYBUILD_ROOT, else /var/lib/pybuild as root, ~/.local/share/pybuild otherwise)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    names = COMMAND_MODULES
+    if only is not None and only.replace("import", "import_") in COMMAND_MODULES:
+        names = (only.replace("import", "import_"),)
+    for name in names:
         try:
             module = importlib.import_module(f"{__package__}.cmd_{name}")
         except ModuleNotFoundError as error:
@@ -57,8 +74,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser(_command_in(arguments))
+    args = parser.parse_args(arguments)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -415,6 +415,16 @@ class Store:
                 [(str(key), position, str(d)) for position, d in enumerate(chain)],
             )
 
+    def cache_created(self, keys: Sequence[Digest]) -> dict[Digest, float]:
+        """When each of `keys` was first recorded (absent keys are left out)."""
+        found: dict[Digest, float] = {}
+        with self.meta.read() as db:
+            for key in keys:
+                row = db.execute("SELECT created FROM cache WHERE key = ?", (str(key),)).fetchone()
+                if row is not None:
+                    found[key] = float(row[0])
+        return found
+
     def cache_records(self) -> list[CacheRecord]:
         with self.meta.read() as db:
             records = db.execute("SELECT key, description, created, last_used FROM cache ORDER BY last_used DESC")
