@@ -158,11 +158,18 @@ def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -
     explainer = StepLog(store.root / "meta.db")
     executor = LinuxExecutor(store.root / "tmp")
     try:
-        worker = LocalWorker(store, executor, graph, ContextHasher(context, store))
+        worker = LocalWorker(store, executor, graph, ContextHasher(context, store), cpu_slots=os.cpu_count() or 1)
         yield Solver(graph, worker, store, explainer=explainer, **options)
     finally:
         explainer.close()
         executor.close()
+
+
+def default_jobs() -> int:
+    """Steps in flight when --jobs is not given. A RUN step mostly waits on its process, not on pybuild, so more
+    of them than CPUs may run; the CPU-bound parts of steps (copying, hashing, writing layers) are held to one per
+    CPU by the worker either way."""
+    return max(4, 2 * (os.cpu_count() or 1))
 
 
 def _open_store(store: Store | None, root: str | Path | None) -> Store:
@@ -207,7 +214,7 @@ def build(
         store,
         context_path,
         plan,
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=jobs or default_jobs(),
         no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
         progress=progress,
     ) as solver:

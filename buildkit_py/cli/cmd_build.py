@@ -38,7 +38,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     parser.add_argument("--iidfile", help="write the image id to this file")
-    parser.add_argument("--jobs", type=int, default=None, help="steps run at once (default: number of CPUs)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="steps run at once (default: 2 per CPU, at least 4; CPU-bound work stays at one per CPU)",
+    )
     parser.add_argument(
         "--explain", action="store_true", help="say for every step whether it is cached, and why not, without building"
     )

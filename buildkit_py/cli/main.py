@@ -59,7 +59,7 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="store folder (default: $PYBUILD_ROOT, else /var/lib/pybuild as root, ~/.local/share/pybuild otherwise)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    names = COMMAND_MODULES
+    names: tuple[str, ...] = COMMAND_MODULES
     if only is not None and only.replace("import", "import_") in COMMAND_MODULES:
         names = (only.replace("import", "import_"),)
     for name in names:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import re
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,11 +40,19 @@ def _discard_volumes(upper: Path, volumes: tuple[str, ...]) -> None:
 
 
 class LocalWorker:
-    def __init__(self, store: Store, executor: Executor, graph: BuildGraph, hasher: ContextHasher | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        graph: BuildGraph,
+        hasher: ContextHasher | None,
+        cpu_slots: int = 1,
+    ) -> None:
         self.store = store
         self.executor = executor
         self.graph = graph
         self.hasher = hasher
+        self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
 
     def source_chain(self, op: Op) -> Chain | None:
         if isinstance(op, ScratchSource | ContextSource):
@@ -109,7 +118,8 @@ class LocalWorker:
                     output_tail=tuple(line.decode(errors="replace") for line in tail),
                 )
             _discard_volumes(rootfs.upper, op.volumes)
-            return chain + self._commit(scratch, rootfs.upper)
+            with self._cpu:
+                return chain + self._commit(scratch, rootfs.upper)
 
     def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain]) -> Chain:
         chain = inputs[op.base]
@@ -122,7 +132,7 @@ class LocalWorker:
                 sources[str(action.source)] = SourceTree(folder=Path(source.path))
             else:
                 sources[str(action.source)] = SourceTree(lowers=self._lowers(inputs[action.source]))
-        with self.store.temp_dir("file-") as scratch:
+        with self.store.temp_dir("file-") as scratch, self._cpu:
             rootfs = self._fresh_rootfs(scratch, chain)
             self.executor.apply_file_actions(rootfs, op.actions, sources)
             return chain + self._commit(scratch, rootfs.upper)
