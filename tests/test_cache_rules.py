@@ -128,3 +128,13 @@ def test_a_rebuild_that_hits_everything_gives_the_same_image_id(project: Path, b
     first = first_build(project, base_store)
     again = build(project, store=base_store)  # type: ignore[arg-type]
     assert again.image_id == first.image_id
+
+
+def test_an_edited_instruction_says_what_it_was(project: Path, base_store: object) -> None:
+    first_build(project, base_store)
+    (project / "Dockerfile").write_text(DOCKERFILE.replace('echo "$FLAVOUR"', 'echo "flavour: $FLAVOUR"'))
+    reasons = {re.sub(r"^\[[^\]]*\]\s*", "", name): state for _, name, state in explain(project, store=base_store)}  # type: ignore[arg-type]
+    assert reasons['RUN echo "flavour: $FLAVOUR" > /app/flavour'] == (
+        'the instruction changed (was: RUN echo "$FLAVOUR" > /app/flavour)'
+    )
+    assert reasons["COPY late.txt /app/late.txt"] == "parent step #3 was rebuilt"

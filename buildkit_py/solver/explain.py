@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS step_log (
     stage TEXT NOT NULL,
     definition TEXT NOT NULL,
     files BLOB NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    number INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS step_log_inputs ON step_log(input_keys, kind);
 CREATE INDEX IF NOT EXISTS step_log_instruction ON step_log(instruction, stage);
@@ -46,6 +47,9 @@ class StepLog:
         self._connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.executescript(_SCHEMA)
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(step_log)")}
+        if "number" not in columns:  # a store written before steps were numbered
+            self._connection.execute("ALTER TABLE step_log ADD COLUMN number INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -55,7 +59,7 @@ class StepLog:
         files = zlib.compress(json.dumps([dict(f) for f in step.files], sort_keys=True).encode())
         with self._lock, self._connection:
             self._connection.execute(
-                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     str(step.key),
                     json.dumps([str(k) for k in step.input_keys]),
@@ -65,31 +69,43 @@ class StepLog:
                     json.dumps(step.definition, sort_keys=True),
                     files,
                     time.time(),
+                    step.number,
                 ),
             )
 
     def explain(self, step: StepRecord) -> str:
+        """The same instruction on the same inputs tells what changed in it (files, values); the same instruction
+        on other inputs means its base changed; another instruction at the same place on the same inputs means it
+        was edited. Steps of other Dockerfiles on the same base are never taken for this one."""
+        inputs = json.dumps([str(k) for k in step.input_keys])
+        instruction = _instruction(step.name)
         with self._lock:
-            rows = self._connection.execute(
-                "SELECT definition, files FROM step_log WHERE input_keys = ? AND kind = ? "
-                "ORDER BY (instruction = ?) DESC, created DESC LIMIT ?",
-                (json.dumps([str(k) for k in step.input_keys]), step.kind, _instruction(step.name), _CANDIDATES),
+            same = self._connection.execute(
+                "SELECT definition, files FROM step_log WHERE input_keys = ? AND kind = ? AND instruction = ? "
+                "ORDER BY created DESC LIMIT ?",
+                (inputs, step.kind, instruction, _CANDIDATES),
             ).fetchall()
-            if not rows:
-                same_text = self._connection.execute(
-                    "SELECT 1 FROM step_log WHERE instruction = ? AND stage = ? LIMIT 1",
-                    (_instruction(step.name), step.stage),
-                ).fetchone()
-        if not rows:
-            if same_text:
-                return "its base changed (a different base image or source stage than when it last ran)"
-            return "no earlier build of this step"
-        reasons = [
-            _difference(step, json.loads(definition), json.loads(zlib.decompress(files))) for definition, files in rows
-        ]
-        if _RECORD_REMOVED in reasons:  # this very step ran before: nothing changed, its record is gone
-            return _RECORD_REMOVED
-        return min(reasons, key=len)
+            moved = self._connection.execute(
+                "SELECT 1 FROM step_log WHERE instruction = ? AND stage = ? LIMIT 1", (instruction, step.stage)
+            ).fetchone()
+            edited = self._connection.execute(
+                "SELECT instruction FROM step_log WHERE input_keys = ? AND kind = ? AND number = ? "
+                "ORDER BY created DESC LIMIT 1",
+                (inputs, step.kind, step.number),
+            ).fetchone()
+        if same:
+            reasons = [
+                _difference(step, json.loads(definition), json.loads(zlib.decompress(files)))
+                for definition, files in same
+            ]
+            if _RECORD_REMOVED in reasons:  # this very step ran before: nothing changed, its record is gone
+                return _RECORD_REMOVED
+            return min(reasons, key=len)
+        if moved:
+            return "its base changed (a different base image or source stage than when it last ran)"
+        if edited:
+            return f"the instruction changed (was: {edited[0]})"
+        return "no earlier build of this step"
 
 
 def _difference(step: StepRecord, old_definition: dict[str, Any], old_files: list[dict[str, str]]) -> str:

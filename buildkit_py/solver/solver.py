@@ -64,6 +64,7 @@ class StepRecord:
     stage: str
     definition: dict[str, object]
     files: tuple[Mapping[str, str], ...] = ()
+    number: int = 0
 
 
 class Explainer(Protocol):
@@ -227,6 +228,7 @@ class Solver:
             stage=meta.stage,
             definition=keyed_definition(op, keys),
             files=summaries[digest].files,
+            number=self.numbers.get(digest, 0),
         )
 
     def _reason(
