@@ -155,7 +155,8 @@ def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -
     from .worker import LocalWorker
 
     graph = plan.graph.subgraph_for([plan.target])
-    explainer = StepLog(store.root / "meta.db")
+    dockerfile = next((step.location.file for step in plan.steps if step.location is not None), "")
+    explainer = StepLog(store.root / "meta.db", project=f"{context}:{dockerfile}")
     executor = LinuxExecutor(store.root / "tmp")
     try:
         worker = LocalWorker(store, executor, graph, ContextHasher(context, store), cpu_slots=os.cpu_count() or 1)

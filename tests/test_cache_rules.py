@@ -131,8 +131,10 @@ def test_a_rebuild_that_hits_everything_gives_the_same_image_id(project: Path, b
 
 
 def test_an_edited_instruction_says_what_it_was(project: Path, base_store: object) -> None:
+    own = DOCKERFILE.replace("FLAVOUR=plain", f"FLAVOUR={project.name}")  # steps no other test has built
+    (project / "Dockerfile").write_text(own)
     first_build(project, base_store)
-    (project / "Dockerfile").write_text(DOCKERFILE.replace('echo "$FLAVOUR"', 'echo "flavour: $FLAVOUR"'))
+    (project / "Dockerfile").write_text(own.replace('echo "$FLAVOUR"', 'echo "flavour: $FLAVOUR"'))
     reasons = {re.sub(r"^\[[^\]]*\]\s*", "", name): state for _, name, state in explain(project, store=base_store)}  # type: ignore[arg-type]
     assert reasons['RUN echo "flavour: $FLAVOUR" > /app/flavour'] == (
         'the instruction changed (was: RUN echo "$FLAVOUR" > /app/flavour)'

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS step_log (
     definition TEXT NOT NULL,
     files BLOB NOT NULL,
     created REAL NOT NULL,
-    number INTEGER NOT NULL DEFAULT 0
+    number INTEGER NOT NULL DEFAULT 0,
+    project TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS step_log_inputs ON step_log(input_keys, kind);
 CREATE INDEX IF NOT EXISTS step_log_instruction ON step_log(instruction, stage);
@@ -43,13 +44,16 @@ def _instruction(name: str) -> str:
 class StepLog:
     """An Explainer backed by a table in the store's SQLite database."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path, project: str = "") -> None:
+        """`project` names the build (context and Dockerfile): guesses about edits look only at its own steps."""
+        self.project = project
         self._connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.executescript(_SCHEMA)
         columns = {row[1] for row in self._connection.execute("PRAGMA table_info(step_log)")}
-        if "number" not in columns:  # a store written before steps were numbered
-            self._connection.execute("ALTER TABLE step_log ADD COLUMN number INTEGER NOT NULL DEFAULT 0")
+        for column, kind in (("number", "INTEGER NOT NULL DEFAULT 0"), ("project", "TEXT NOT NULL DEFAULT ''")):
+            if column not in columns:  # a store written before this column existed
+                self._connection.execute(f"ALTER TABLE step_log ADD COLUMN {column} {kind}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -59,7 +63,7 @@ class StepLog:
         files = zlib.compress(json.dumps([dict(f) for f in step.files], sort_keys=True).encode())
         with self._lock, self._connection:
             self._connection.execute(
-                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     str(step.key),
                     json.dumps([str(k) for k in step.input_keys]),
@@ -70,6 +74,7 @@ class StepLog:
                     files,
                     time.time(),
                     step.number,
+                    self.project,
                 ),
             )
 
@@ -86,12 +91,13 @@ class StepLog:
                 (inputs, step.kind, instruction, _CANDIDATES),
             ).fetchall()
             moved = self._connection.execute(
-                "SELECT 1 FROM step_log WHERE instruction = ? AND stage = ? LIMIT 1", (instruction, step.stage)
+                "SELECT 1 FROM step_log WHERE instruction = ? AND stage = ? AND project = ? LIMIT 1",
+                (instruction, step.stage, self.project),
             ).fetchone()
             edited = self._connection.execute(
-                "SELECT instruction FROM step_log WHERE input_keys = ? AND kind = ? AND number = ? "
+                "SELECT instruction FROM step_log WHERE input_keys = ? AND kind = ? AND number = ? AND project = ? "
                 "ORDER BY created DESC LIMIT 1",
-                (inputs, step.kind, step.number),
+                (inputs, step.kind, step.number, self.project),
             ).fetchone()
         if same:
             reasons = [
