@@ -15,6 +15,7 @@ if [ -n "$missing" ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m compileall -q buildkit_py  # byte-compiled now, so no run pays for it even where bytecode writing is off
 if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null; then
   (dockerd --iptables=false --bridge=none >/tmp/pybuild-dockerd.log 2>&1 &)
   for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
