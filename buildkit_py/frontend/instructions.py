@@ -81,13 +81,11 @@ class Run(Instruction):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Copy(Instruction):
-    """COPY [--from=<stage|index|image>] [--chown=<user>[:<group>]] <src>... <dest>  (also the JSON form)"""
+class FileInstruction(Instruction):
+    """What COPY and ADD share: sources, a destination, an owner and a mode for what they write."""
 
-    keyword: ClassVar[str] = "COPY"
     sources: tuple[str, ...]
     dest: str
-    from_: str = ""
     chown: str = ""
     chmod: str = ""
 
@@ -102,22 +100,18 @@ class Copy(Instruction):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Add(Instruction):
+class Copy(FileInstruction):
+    """COPY [--from=<stage|index|image>] [--chown=<user>[:<group>]] <src>... <dest>  (also the JSON form)"""
+
+    keyword: ClassVar[str] = "COPY"
+    from_: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Add(FileInstruction):
     """ADD [--chown=<user>[:<group>]] <src>... <dest>  (local archives are unpacked; also the JSON form)"""
 
     keyword: ClassVar[str] = "ADD"
-    sources: tuple[str, ...]
-    dest: str
-    chown: str = ""
-    chmod: str = ""
-
-    def expand(self, expand_word: WordExpander) -> Self:
-        return replace(
-            self,
-            sources=tuple(expand_word(source) for source in self.sources),
-            dest=expand_word(self.dest),
-            chown=expand_word(self.chown) if self.chown else "",
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
