@@ -81,17 +81,22 @@ def _remove(path: str, info: os.stat_result) -> None:
         os.unlink(path)
 
 
+_fast_copy = {"copy_file_range": True}  # cleared after the first refusal: into overlayfs it fails for every file
+
+
 def _copy_content(source: str, target_fd: int) -> None:
     source_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         copied = 0
-        try:
-            while chunk := os.copy_file_range(source_fd, target_fd, 1 << 30):
-                copied += chunk
-            return
-        except OSError as error:
-            if copied or error.errno not in _FALLBACK_ERRNOS:
-                raise
+        if _fast_copy["copy_file_range"]:
+            try:
+                while chunk := os.copy_file_range(source_fd, target_fd, 1 << 30):
+                    copied += chunk
+                return
+            except OSError as error:
+                if copied or error.errno not in _FALLBACK_ERRNOS:
+                    raise
+                _fast_copy["copy_file_range"] = False
         try:
             while chunk := os.sendfile(target_fd, source_fd, None, 1 << 30):
                 copied += chunk
