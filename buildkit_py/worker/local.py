@@ -27,16 +27,25 @@ _STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 
 
 def _discard_volumes(upper: Path, volumes: tuple[str, ...]) -> None:
-    """Drop what a RUN wrote under VOLUME paths: in Docker those writes went to a volume, not the layer."""
+    """Drop what a RUN wrote under VOLUME paths: in Docker those writes went to a volume, not the layer.
+
+    The upper dir holds what the step made, symlinks included: never follow one here, it may point anywhere on the
+    host."""
     for volume in volumes:
         parts = [part for part in volume.split("/") if part not in ("", ".", "..")]
         if not parts:
             continue
-        changed = upper.joinpath(*parts)
-        if changed.is_dir() and not changed.is_symlink():
-            shutil.rmtree(changed)
-        elif changed.exists() or changed.is_symlink():
-            changed.unlink()
+        current = upper
+        for part in parts[:-1]:
+            current = current / part
+            if current.is_symlink() or not current.is_dir():
+                break
+        else:
+            changed = current / parts[-1]
+            if changed.is_symlink() or not changed.is_dir():
+                changed.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(changed)
 
 
 class LocalWorker:
