@@ -364,6 +364,20 @@ def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: Registry
     assert _layer_files(store, image_id)["etc/from-skopeo"] == b"yes\n"
     assert resolver(name).image_id == image_id and resolver.pulled == [name]  # found in the store the second time
 
+    # and a real build on it, in a store that has never seen it: FROM pulls, RUN runs on the pulled layers
+    if os.geteuid() == 0:
+        from buildkit_py.builder import build
+
+        context = tmp_path / "context"
+        context.mkdir()
+        (context / "Dockerfile").write_text(
+            f'FROM {name}\nRUN ["/bin/busybox", "sh", "-c", "/bin/busybox cat /etc/from-skopeo > /copied"]\n'
+        )
+        built = build(context, tags=["built/on-skopeo"], root=tmp_path / "fresh")
+        fresh = _store(tmp_path, "fresh")
+        assert built.config.diff_ids[:2] == tuple(sha256(layer) for layer in layers)
+        assert _layer_files(fresh, built.image_id)["copied"] == b"yes\n"
+
 
 # -- token auth over TLS ---------------------------------------------------------------------------------------------
 
