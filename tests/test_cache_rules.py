@@ -140,3 +140,14 @@ def test_an_edited_instruction_says_what_it_was(project: Path, base_store: objec
         'the instruction changed (was: RUN echo "$FLAVOUR" > /app/flavour)'
     )
     assert reasons["COPY late.txt /app/late.txt"] == "parent step #3 was rebuilt"
+
+
+def test_no_cache_filter_reruns_that_stage_and_what_reads_it(tmp_path: Path, base_store: object) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE} AS deps\nRUN echo deps-{tmp_path.name} > /deps\n"
+        f"FROM {BASE_IMAGE} AS app\nRUN echo app-{tmp_path.name} > /app\nCOPY --from=deps /deps /deps\n"
+    )
+    build(tmp_path, store=base_store)  # type: ignore[arg-type]
+    again = build(tmp_path, store=base_store, no_cache_stages=["deps"])  # type: ignore[arg-type]
+    # The app stage's own RUN hits; the COPY that reads the rebuilt stage runs again.
+    assert ran(again) == ["COPY --from=deps /deps /deps", f"RUN echo deps-{tmp_path.name} > /deps"]

@@ -109,9 +109,22 @@ class Solver:
         self.explainer = explainer
         self.jobs = max(1, jobs)
         self.no_cache = no_cache
+        self.forced = self._forced_misses()
         self.progress = progress
         self.numbers = self._number_steps()
         self._lock = threading.Lock()
+
+    def _forced_misses(self) -> set[Digest]:
+        """Ops the cache may not answer for: those `no_cache` names, and everything built on them, since a step
+        that runs again may give a different result."""
+        forced: set[Digest] = set()
+        for digest in self.graph.topological():
+            op = self.graph.op(digest)
+            if self.worker.source_chain(op) is not None:
+                continue  # a source is shared by every stage that names it, and is never cached anyway
+            if self.no_cache(digest) or any(i in forced for i in op.inputs()):
+                forced.add(digest)
+        return forced
 
     def _number_steps(self) -> dict[Digest, int]:
         numbers: dict[Digest, int] = {}
@@ -202,7 +215,7 @@ class Solver:
             if source is not None:
                 chains[digest] = source
                 return
-            if not self.no_cache(digest):
+            if digest not in self.forced:
                 cached = self.cache.cache_get(keys[digest])
                 if cached is not None:
                     chains[digest] = cached
