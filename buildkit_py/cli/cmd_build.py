@@ -30,7 +30,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--target", help="build this stage and what it needs, nothing else")
     parser.add_argument("--no-cache", action="store_true", help="run every step, ignoring the build cache")
     parser.add_argument(
-        "--no-cache-filter", action="append", default=[], metavar="STAGE", help="ignore the cache for this stage and the steps that read it"
+        "--no-cache-filter",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="ignore the cache for this stage and the steps that read it",
     )
     parser.add_argument("--network", choices=("host", "none", "default"), default="host", help="RUN's network")
     parser.add_argument(
