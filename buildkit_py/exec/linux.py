@@ -84,6 +84,8 @@ class LinuxExecutor:
                 pass
 
     def _spawn(self, request: RunRequest | FilesRequest, output: OutputSink | None) -> tuple[str, Any]:
+        if os.geteuid() != 0:
+            raise ExecError("running build steps needs root (namespaces and overlay mounts); rootless mode is planned")
         status_r, status_w = os.pipe()
         output_r, output_w = os.pipe()
         try:
