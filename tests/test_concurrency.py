@@ -101,3 +101,28 @@ def test_sigkill_mid_build_leaves_a_usable_store_and_no_mounts(root_with_base: P
     assert finished.returncode == 0, finished.stderr
     listing = subprocess.run(pybuild(root_with_base, "images"), capture_output=True, text=True, check=True).stdout
     assert "slow" in listing and "pybuild-test/busybox" in listing
+
+
+def test_ctrl_c_stops_the_build_with_130_and_leaves_nothing_running(root_with_base: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "interrupted"
+    folder.mkdir()
+    marker = f"int-{tmp_path.name}"
+    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {marker} && sleep 60\n")
+    process = subprocess.Popen(
+        pybuild(root_with_base, "build", "--progress=plain", str(folder)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and subprocess.run(["pgrep", "-f", "sleep 60"], check=False, capture_output=True).returncode
+    ):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=30)[0]
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert subprocess.run(["pgrep", "-f", marker], check=False, capture_output=True).returncode != 0
+    assert str(root_with_base) not in _mounts()
