@@ -87,10 +87,6 @@ class SolveResult:
     stats: SolveStats
 
 
-class StepCancelled(BuildError):
-    pass
-
-
 class Solver:
     def __init__(
         self,
@@ -290,8 +286,7 @@ class Solver:
                         digest = running.pop(future)
                         error = future.exception()
                         if error is not None:
-                            if failure is None or isinstance(failure, StepCancelled):
-                                failure = error
+                            failure = failure or error  # the first failure; the steps it cancels fail after it
                             self.worker.cancel()
                             continue
                         with self._lock:
