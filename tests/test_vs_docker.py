@@ -57,6 +57,20 @@ def docker_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield BASE_IMAGE
 
 
+def _options(context: Path) -> tuple[list[str], dict[str, str], str | None]:
+    """A case may carry `build-args` (K=V lines) and `target` (a stage name) beside its Dockerfile."""
+    build_args: dict[str, str] = {}
+    args_file = context / "build-args"
+    if args_file.exists():
+        build_args = dict(line.split("=", 1) for line in args_file.read_text().splitlines() if line)
+    target_file = context / "target"
+    target = target_file.read_text().strip() if target_file.exists() else None
+    docker_flags = [f"--build-arg={key}={value}" for key, value in build_args.items()]
+    if target:
+        docker_flags.append(f"--target={target}")
+    return docker_flags, build_args, target
+
+
 def _normalised_config(config: dict[str, object]) -> dict[str, object]:
     return {field: config.get(field) or None for field in CONFIG_FIELDS}
 
@@ -65,10 +79,11 @@ def _normalised_config(config: dict[str, object]) -> dict[str, object]:
 def test_same_image_as_docker(case: str, docker_base: str, base_store: object) -> None:
     context = TESTDATA / "compare" / case
     tag = f"pybuild-compare/{case}:latest"
-    result = docker_build(context, tag)
+    docker_flags, build_args, target = _options(context)
+    result = docker_build(context, tag, *docker_flags)
     assert result.returncode == 0, result.stderr
     try:
-        ours = build(context, tags=[tag], store=base_store)  # type: ignore[arg-type]
+        ours = build(context, tags=[tag], build_args=build_args, target=target, store=base_store)  # type: ignore[arg-type]
         expected_tree = docker_tree(tag)
         actual_tree = pybuild_tree(base_store, tag)
         missing = sorted(set(expected_tree) - set(actual_tree))
