@@ -83,7 +83,7 @@ def test_same_image_as_docker(case: str, docker_base: str, base_store: object) -
     result = docker_build(context, tag, *docker_flags)
     assert result.returncode == 0, result.stderr
     try:
-        ours = build(context, tags=[tag], build_args=build_args, target=target, store=base_store)  # type: ignore[arg-type]
+        ours = build(context, tags=[tag], build_args=build_args, target=target, network="none", store=base_store)  # type: ignore[arg-type]
         expected_tree = docker_tree(tag)
         actual_tree = pybuild_tree(base_store, tag)
         missing = sorted(set(expected_tree) - set(actual_tree))
