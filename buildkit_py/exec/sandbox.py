@@ -159,13 +159,10 @@ def _etc_files(directory: Path, process: ProcessSpec) -> None:
         f"127.0.0.1\tlocalhost {process.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     )
     (directory / "hostname").write_text(process.hostname + "\n")
-    if process.network == "none":
-        resolv = "# --network=none: no name servers\n"
-    else:
-        try:
-            resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            resolv = ""
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()  # Docker's builder copies the host's, --network=none or not
+    except OSError:
+        resolv = ""
     (directory / "resolv.conf").write_text(resolv)
     for name in ("hosts", "hostname", "resolv.conf"):
         (directory / name).chmod(0o644)
