@@ -133,7 +133,7 @@ def to_dot(
         else:
             state = states.get(digest, "")
             step = f"#{numbers[digest]} " if digest in numbers else ""
-            title = _shorten(_STAGE_PREFIX.sub("", meta.name) or op.kind, _LABEL_NAME)
+            title = _shorten(meta.instruction or op.kind, _LABEL_NAME)
             lines = [f"{step}{title}"]
             tooltip = [f"{step}{meta.name or op.kind}"]
             if state == MISS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -12,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .ops import instruction_text
 from .solver import StepRecord
 
 _RECORD_REMOVED = "the cache record was removed (pruned, or --no-cache)"
 _SHOWN_PATHS = 3
 _CANDIDATES = 20
-_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS step_log (
@@ -35,10 +34,6 @@ CREATE TABLE IF NOT EXISTS step_log (
 CREATE INDEX IF NOT EXISTS step_log_inputs ON step_log(input_keys, kind);
 CREATE INDEX IF NOT EXISTS step_log_instruction ON step_log(instruction, stage);
 """
-
-
-def _instruction(name: str) -> str:
-    return _STAGE_PREFIX.sub("", name)
 
 
 class StepLog:
@@ -68,7 +63,7 @@ class StepLog:
                     str(step.key),
                     json.dumps([str(k) for k in step.input_keys]),
                     step.kind,
-                    _instruction(step.name),
+                    instruction_text(step.name),
                     step.stage,
                     json.dumps(step.definition, sort_keys=True),
                     files,
@@ -83,7 +78,7 @@ class StepLog:
         on other inputs means its base changed; another instruction at the same place on the same inputs means it
         was edited. Steps of other Dockerfiles on the same base are never taken for this one."""
         inputs = json.dumps([str(k) for k in step.input_keys])
-        instruction = _instruction(step.name)
+        instruction = instruction_text(step.name)
         with self._lock:
             same = self._connection.execute(
                 "SELECT definition, files FROM step_log WHERE input_keys = ? AND kind = ? AND instruction = ? "

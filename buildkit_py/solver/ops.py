@@ -7,12 +7,20 @@ An op whose output is a root filesystem yields a chain of layers; `ContextSource
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, ClassVar
 
 from ..digest import Digest, digest_json
 from ..errors import SourceLocation
+
+_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
+
+
+def instruction_text(name: str) -> str:
+    """A step's display name without its `[stage n/m]` prefix: `RUN make`."""
+    return _STAGE_PREFIX.sub("", name)
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,10 @@ class OpMeta:
     name: str = ""
     stage: str = ""
     location: SourceLocation | None = None
+
+    @property
+    def instruction(self) -> str:
+        return instruction_text(self.name)
 
 
 @dataclass(frozen=True)

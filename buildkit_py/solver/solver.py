@@ -6,7 +6,6 @@ remembers what a key produced, an `Explainer` says why a key missed.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +21,6 @@ from .ops import Op, OpMeta
 from .progress import ProgressCallback, StepCached, StepDone, StepFailed, StepOutput, StepStarted, ignore_progress
 
 Chain = tuple[Digest, ...]
-_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ class Solver:
 
     def _located(self, digest: Digest, error: BuildError) -> BuildError:
         meta = self.graph.meta(digest)
-        return at_location(error, meta.location, _STAGE_PREFIX.sub("", meta.name))
+        return at_location(error, meta.location, meta.instruction)
 
     def _content(self, digest: Digest) -> ContentSummary:
         try:

@@ -4,7 +4,6 @@ step's overlay upper dir into a committed layer."""
 from __future__ import annotations
 
 import collections
-import re
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from ..store import Store
 
 _OUTPUT_TAIL_LINES = 10
-_STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 
 
 def _discard_volumes(upper: Path, volumes: tuple[str, ...]) -> None:
@@ -122,7 +120,7 @@ class LocalWorker:
                 raise StepError(
                     f"exit status {status}" if status < 128 else f"killed by signal {status - 128}",
                     meta.location,
-                    _STAGE_PREFIX.sub("", meta.name),
+                    meta.instruction,
                     exit_status=status,
                     output_tail=tuple(line.decode(errors="replace") for line in tail),
                 )
