@@ -193,7 +193,15 @@ def test_network_host_sees_host_interfaces(sandbox: Sandbox) -> None:
 def test_environment(sandbox: Sandbox) -> None:
     status, output = sandbox.run("env | sort", env=("PATH=/bin", "A=1", "B=two words"))
     assert status == 0
-    assert output.splitlines() == ["A=1", "B=two words", "HOME=/root", "HOSTNAME=buildkitsandbox", "PATH=/bin", "PWD=/", "SHLVL=1"]
+    assert output.splitlines() == [
+        "A=1",
+        "B=two words",
+        "HOME=/root",
+        "HOSTNAME=buildkitsandbox",
+        "PATH=/bin",
+        "PWD=/",
+        "SHLVL=1",
+    ]
     # No PATH: Docker's default; HOME from /etc/passwd of the user.
     status, output = sandbox.run("echo $PATH $HOME", env=(), user="alice")
     assert output == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/alice\n"
@@ -502,16 +510,12 @@ def test_kill_all(sandbox: Sandbox) -> None:
 # -- file actions -----------------------------------------------------------------------------------------------
 
 
-class ShimRefused(ContextError):
-    """Raised by the shim below, to check that errors come back with their own class."""
-
-
 def shim_apply_actions(dest_root: Path, sources: Mapping[str, Path], actions: Sequence[FileAction]) -> None:
     """Stands in for buildkit_py.exec.fileops until it lands: MkdirAction, and a naive single-file CopyAction."""
     for action in actions:
         if isinstance(action, MkdirAction):
             if action.path == "/refuse":
-                raise ShimRefused("refusing /refuse")
+                raise ContextError("refusing /refuse")
             (dest_root / action.path.lstrip("/")).mkdir(mode=action.mode, parents=action.make_parents)
         else:
             source = sources[str(action.source)] / action.src.lstrip("/")
@@ -558,7 +562,7 @@ def test_apply_file_actions(file_executor: LinuxExecutor, sandbox: Sandbox) -> N
 
 
 def test_file_action_errors_keep_their_class(file_executor: LinuxExecutor, sandbox: Sandbox) -> None:
-    with pytest.raises(ShimRefused, match="^refusing /refuse$"):
+    with pytest.raises(ContextError, match="^refusing /refuse$"):
         file_executor.apply_file_actions(sandbox.rootfs, (MkdirAction("/refuse"),), {})
 
 
@@ -571,8 +575,8 @@ def test_file_actions_from_scratch(file_executor: LinuxExecutor, tmp_path: Path)
 
 
 def test_callers_sandbox_script_is_importable() -> None:
-    # The sandbox runs as `python -m buildkit_py.exec.sandbox`; a syntax or import error there would only show up as
-    # "sandbox exited" in every other test.
+    # The fork server imports the sandbox module; a syntax or import error there would only show up as "the sandbox
+    # fork server is gone" in every other test.
     result = subprocess.run(
         [sys.executable, "-c", "import buildkit_py.exec.sandbox"], capture_output=True, text=True, check=False
     )

@@ -23,14 +23,23 @@ class RootfsSpec:
     work: Path
 
 
+SANDBOX = "sandbox"
+INSECURE = "insecure"
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
+    """What to run and how. `network`: "default" (own namespace, outbound through a user-mode stack), "none" (own
+    namespace, loopback only) or "host"; `security`: SANDBOX (Docker's default hardening) or INSECURE (all
+    capabilities, no seccomp, no masked paths: `RUN --security=insecure`)."""
+
     args: tuple[str, ...]
     env: tuple[str, ...] = ()
     cwd: str = "/"
     user: str = ""
     hostname: str = "buildkitsandbox"
-    network: str = "host"
+    network: str = "default"
+    security: str = SANDBOX
 
 
 @dataclass(frozen=True)

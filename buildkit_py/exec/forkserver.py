@@ -2,7 +2,8 @@
 sandbox code, and forks a fresh child for each step. Starting Python for every step costs ~0.2 s; a fork costs ~1 ms.
 
 Protocol over a unix socketpair: the client sends an 8-byte length, then the pickled request, with two file
-descriptors attached (status pipe, output pipe); the server answers with the child's pid as 8 bytes.
+descriptors attached (status pipe, output pipe); the server answers with the child's pid as 8 bytes. Requests are
+pickled in this direction only: the executor writes them, and no sandboxed process ever holds the socket.
 """
 
 from __future__ import annotations
@@ -47,8 +48,15 @@ def _child(request: Any, status_fd: int, output_fd: int) -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    # Imported once here, so that every forked child has them already.
+    # Imported once here, so that every forked child has them already: after its pivot_root a step's init process
+    # sees only the image, and must load nothing more from disk.
     from . import fileops, sandbox  # noqa: F401
+    from .seccomp import prepare_default_filter
+
+    try:
+        prepare_default_filter()
+    except ExecError:
+        pass  # reported by each step that needs the filter, with the reason
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -69,6 +77,8 @@ def serve(sock: socket.socket) -> None:
                 os.close(fd)
             continue
         status_fd, output_fd = fds
+        for fd in fds:  # received descriptors are inheritable: a step's processes must never hold them
+            os.set_inheritable(fd, False)
         pid = os.fork()
         if pid == 0:
             try:

@@ -1,28 +1,27 @@
 """LinuxExecutor: each RUN step in fresh namespaces on an overlay of the layer snapshots (root only).
 
-The caller is multi-threaded and must not fork Python itself, so every step spawns `python -m
-buildkit_py.exec.sandbox` (see there for the process tree). This side streams the step's merged stdout+stderr and
-reads the sandbox's verdict from a dedicated status pipe, which keeps "the command exited 2" apart from "the sandbox
-could not start it" (an ExecError).
+The caller is multi-threaded and must not fork Python itself, so a fork server forks a sandbox for every step (see
+sandbox.py for the process tree). This side streams the step's merged stdout+stderr and reads the sandbox's answer
+(JSON, wire.py) from a dedicated status pipe, which keeps "the command exited 2" apart from "the sandbox could not
+start it" (an ExecError). The step's own processes never hold that pipe.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import selectors
 import signal
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from ..errors import ExecError
 from ..solver.ops import FileAction
 from .executor import Mount, OutputSink, ProcessSpec, RootfsSpec, SourceTree
 from .forkserver import ForkServerClient
 from .initlayer import ensure_init_layer
-from .sandbox import ApplyActions, FilesRequest, RunRequest, decode_error
+from .sandbox import ApplyActions, FilesRequest, RunRequest
+from .wire import MAX_ANSWER_BYTES, SandboxAnswer, decode_answer
 
 __all__ = ["LinuxExecutor"]
 
@@ -56,10 +55,10 @@ class LinuxExecutor:
         output: OutputSink | None = None,
     ) -> int:
         request = RunRequest(rootfs, process, tuple(mounts), self.init_layer, self.scratch, os.getpid())
-        kind, value = self._spawn(request, output)
-        if kind != "exit" or not isinstance(value, int):
-            raise ExecError(f"sandbox answered {kind!r} to a run request")
-        return value
+        answer = self._spawn(request, output)
+        if answer.kind != "exit":
+            raise ExecError(f"sandbox answered {answer.kind!r} to a run request")
+        return answer.status
 
     def apply_file_actions(
         self,
@@ -83,7 +82,7 @@ class LinuxExecutor:
             except ProcessLookupError:
                 pass
 
-    def _spawn(self, request: RunRequest | FilesRequest, output: OutputSink | None) -> tuple[str, Any]:
+    def _spawn(self, request: RunRequest | FilesRequest, output: OutputSink | None) -> SandboxAnswer:
         if os.geteuid() != 0:
             raise ExecError("running build steps needs root (namespaces and overlay mounts); rootless mode is planned")
         status_r, status_w = os.pipe()
@@ -108,10 +107,7 @@ class LinuxExecutor:
             text = tail.decode(errors="replace").strip()
             reason = "killed by signal 9" if killed else "died"
             raise ExecError(f"sandbox {reason} before reporting a result" + (f": {text}" if text else ""))
-        kind, value = pickle.loads(status)
-        if kind == "error":
-            raise decode_error(value)
-        return str(kind), value
+        return decode_answer(status)
 
     @staticmethod
     def _pump(output_fd: int, status_fd: int, output: OutputSink | None) -> tuple[bytes, bytes]:
@@ -129,7 +125,8 @@ class LinuxExecutor:
                         selector.unregister(key.fd)
                         open_fds -= 1
                     elif key.fd == status_fd:
-                        status += chunk
+                        if len(status) <= MAX_ANSWER_BYTES:
+                            status += chunk
                     else:
                         if output is not None:
                             output(chunk)

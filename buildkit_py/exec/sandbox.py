@@ -1,15 +1,17 @@
-"""The child side of LinuxExecutor: `python -m buildkit_py.exec.sandbox --status-fd N`, request (pickle) on stdin.
+"""The child side of LinuxExecutor: forked by the fork server for each request, single-threaded, so it may fork.
 
-A fresh single-threaded process, so it may fork. Run mode:
+Run mode:
 
-    sandbox (host pid ns; new mount, uts, ipc [, net] ns; overlay mounted on a private tmpfs)
-      └── pid 1 of a new pid ns: its own copy of the mount ns, proc/dev/sys/etc mounts, pivot_root,
-          user, capabilities, then execve of the user's command
+    sandbox (host pid ns; new mount, uts, ipc, net ns; overlay mounted on a private tmpfs)
+      ├── slirp4netns, for the default network (see network.py)
+      └── pid 1 of a new pid ns: its own copy of the mount ns, proc/dev/sys/etc mounts with Docker's masks,
+          pivot_root, user, capabilities, seccomp, every descriptor but 0-2 closed, then execve of the user's command
 
 Files mode: a new mount ns only; the destination overlay and the sources are mounted, then `apply_actions` runs here.
 
 Every mount lives in namespaces that die with these processes, so nothing is ever left mounted on the host. The
-result goes to the status fd as one pickle: `("exit", status)`, `("ok", None)` or `("error", encoded exception)`.
+answer goes to the status fd as JSON (wire.py), written by this process after the step's processes are gone; they
+never hold that descriptor.
 """
 
 from __future__ import annotations
@@ -17,32 +19,25 @@ from __future__ import annotations
 import errno
 import importlib
 import os
-import pickle
 import select
 import signal
 import stat
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..errors import BuildError, ExecError
+from ..errors import ExecError
 from ..solver.ops import FileAction
 from . import syscalls as sc
-from .executor import Mount, ProcessSpec, RootfsSpec, SourceTree
+from . import wire
+from .executor import INSECURE, Mount, ProcessSpec, RootfsSpec, SourceTree
+from .hardening import harden_kernel_paths, mount_dev
+from .network import prepare_slirp, resolv_conf_for, slirp_binary, start_slirp, stop_slirp
 from .rootpath import resolve_in_root
+from .seccomp import prepare_default_filter
 from .users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-_DEV_SYMLINKS = (
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-)
 _OVERLAY_EXTRA = ",index=off,redirect_dir=off,metacopy=off"
 
 ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction]], None]
@@ -68,32 +63,6 @@ class FilesRequest:
     apply_actions: ApplyActions | None = None  # pickled by reference; None means buildkit_py.exec.fileops
 
 
-# -- errors across the process boundary -------------------------------------------------------------------------
-
-
-def encode_error(exc: BaseException) -> bytes:
-    """A BuildError keeps its class, args and attributes; anything else becomes an ExecError."""
-    if isinstance(exc, BuildError):
-        for state in (dict(exc.__dict__), {}):  # an attribute that does not pickle: keep class and message
-            try:
-                return pickle.dumps((type(exc), exc.args, state))
-            except (pickle.PicklingError, TypeError, AttributeError):
-                continue
-    if isinstance(exc, OSError) and exc.strerror:
-        message = exc.strerror if exc.filename is None else f"{exc.strerror}: {exc.filename}"
-    else:
-        message = f"{type(exc).__name__}: {exc}"
-    return pickle.dumps((ExecError, (f"sandbox: {message}",), {}))
-
-
-def decode_error(data: bytes) -> BuildError:
-    cls, args, state = pickle.loads(data)
-    exc: BuildError = cls.__new__(cls)
-    exc.args = args
-    exc.__dict__.update(state)
-    return exc
-
-
 # -- mounts -----------------------------------------------------------------------------------------------------
 
 
@@ -101,7 +70,9 @@ def _escape(path: str) -> str:
     return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
-def mount_overlay(lowers: Sequence[Path], target: Path, upper: Path | None = None, work: Path | None = None) -> None:
+def mount_overlay(
+    lowers: Sequence[Path], target: Path, upper: Path | None = None, work: Path | None = None, flags: int = 0
+) -> None:
     """Mount an overlay of `lowers` (topmost first) at `target`; read-only when there is no upper.
 
     Paths are passed relative to their common parent (we chdir there) so that many layers still fit in the one page
@@ -120,7 +91,8 @@ def mount_overlay(lowers: Sequence[Path], target: Path, upper: Path | None = Non
             f"overlay mount options are {len(os.fsencode(options))} bytes, more than the page size ({page_size}): "
             f"too many layers ({len(lowers)}) under {base}"
         )
-    flags = sc.MS_RDONLY if upper is None else 0
+    if upper is None:
+        flags |= sc.MS_RDONLY
     previous = os.getcwd()
     os.chdir(base)
     try:
@@ -163,13 +135,15 @@ def _etc_files(directory: Path, process: ProcessSpec) -> None:
         resolv = Path("/etc/resolv.conf").read_text()  # Docker's builder copies the host's, --network=none or not
     except OSError:
         resolv = ""
-    (directory / "resolv.conf").write_text(resolv)
+    (directory / "resolv.conf").write_text(resolv_conf_for(resolv, process.network))
     for name in ("hosts", "hostname", "resolv.conf"):
         (directory / name).chmod(0o644)
 
 
 def _mount_stubs(merged: Path, mounts: Sequence[Mount]) -> tuple[list[tuple[Path, Path, bool]], list[Path]]:
-    """Resolve each Mount's target in the rootfs and create what is missing; return the binds and what we created."""
+    """Resolve each Mount's target in the rootfs and create what is missing; return the binds and what we created.
+
+    The rootfs is still the image's here (no step process has run), so resolving by path is safe."""
     binds: list[tuple[Path, Path, bool]] = []
     created: list[Path] = []
     for mount in mounts:
@@ -191,35 +165,41 @@ def _mount_stubs(merged: Path, mounts: Sequence[Mount]) -> tuple[list[tuple[Path
     return binds, created
 
 
-def _remove_stubs(created: Sequence[Path]) -> None:
+def _remove_stub(root: Path, path: Path) -> None:
+    """Remove the empty file or folder we created at `path` under `root`. The step has run since, and may have put
+    symlinks anywhere on the way: walk directory descriptors without following any."""
+    parts = path.relative_to(root).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        info = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            os.rmdir(parts[-1], dir_fd=fd)
+        elif stat.S_ISREG(info.st_mode) and info.st_size == 0:
+            os.unlink(parts[-1], dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stubs(merged: Path, created: Sequence[Path]) -> None:
     for path in reversed(created):
         try:
-            if path.is_dir() and not path.is_symlink():
-                path.rmdir()
-            elif path.stat().st_size == 0:
-                path.unlink()
+            _remove_stub(merged, path)
         except OSError:
-            pass
+            pass  # no longer ours to remove: changed by the step, which is then what the layer records
 
 
-def _mount_container_fs(merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]]) -> None:
+def _mount_container_fs(merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]], hardened: bool) -> None:
     """Inside the new pid ns: proc, a minimal /dev, read-only sysfs, /etc files and the step's own mounts."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     sc.mount("proc", merged / "proc", "proc", nosuid_nodev_noexec)
-    dev = merged / "dev"
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
-    for name in _HOST_DEVICES:
-        (dev / name).touch(mode=0o666)
-        sc.mount(f"/dev/{name}", dev / name, None, sc.MS_BIND)
-    (dev / "pts").mkdir(mode=0o755)
-    sc.mount("devpts", dev / "pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    (dev / "shm").mkdir(mode=0o1777)
-    sc.mount("shm", dev / "shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")
-    (dev / "mqueue").mkdir(mode=0o1777)
-    sc.mount("mqueue", dev / "mqueue", "mqueue", nosuid_nodev_noexec)
-    for name, link in _DEV_SYMLINKS:
-        os.symlink(link, dev / name)
+    mount_dev(merged / "dev")
     sc.mount("sysfs", merged / "sys", "sysfs", sc.MS_RDONLY | nosuid_nodev_noexec)
+    if hardened:
+        harden_kernel_paths(merged)
     for name in ("hosts", "hostname", "resolv.conf"):
         sc.mount(etc_dir / name, merged / "etc" / name, None, sc.MS_BIND)
     for source, target, readonly in binds:
@@ -252,7 +232,7 @@ def look_path(file: str, path_env: str) -> str:
 
 
 def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:
-    """After pivot_root: user, capabilities, cwd, environment, execve. Returns only by raising."""
+    """After pivot_root: user, capabilities, seccomp, cwd, environment, execve. Returns only by raising."""
     if not process.args:
         raise ExecError("no command given")
     user = resolve_user(Path("/"), process.user)
@@ -260,12 +240,16 @@ def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:
     if not os.path.lexists(cwd):
         os.makedirs(cwd, mode=0o755, exist_ok=True)  # as BuildKit does; the frontend normally made it already
 
-    sc.drop_bounding_set(sc.DOCKER_DEFAULT_CAPS)
+    insecure = process.security == INSECURE  # keeps every capability pybuild holds, and no seccomp filter
+    if not insecure:
+        sc.drop_bounding_set(sc.DOCKER_DEFAULT_CAPS)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    if not insecure:
+        prepare_default_filter().load()  # while CAP_SYS_ADMIN is still held: no no_new_privs needed, as in Docker
     os.setgroups(list(dict.fromkeys((user.gid, *user.additional_gids))))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
-    if user.uid == 0:
+    if user.uid == 0 and not insecure:
         sc.capset(sc.DOCKER_DEFAULT_CAPS, sc.DOCKER_DEFAULT_CAPS, frozenset())
     try:
         os.chdir(cwd)
@@ -289,6 +273,7 @@ def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if select.select([parent_alive], [], [], 0)[0]:
         os._exit(137)  # the sandbox died before we could be tied to it
+    sc.close_on_exec_from(3)  # the step's processes hold fds 0, 1 and 2, nothing else
     try:
         os.execve(executable, process.args, env)
     except OSError as exc:
@@ -299,7 +284,7 @@ def _container_init(
     request: RunRequest, merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]], parent_alive: int
 ) -> None:
     sc.unshare(sc.CLONE_NEWNS)  # our own copy, so that pivot_root leaves the sandbox's root alone
-    _mount_container_fs(merged, etc_dir, binds)
+    _mount_container_fs(merged, etc_dir, binds, hardened=request.process.security != INSECURE)
     os.chdir(merged)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
@@ -307,24 +292,40 @@ def _container_init(
     _exec_user_process(request.process, parent_alive)
 
 
+def _namespace_flags(network: str) -> int:
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
+    if network in ("default", "none"):
+        return flags | sc.CLONE_NEWNET
+    if network == "host":
+        return flags
+    raise ExecError(f"unsupported network mode {network!r} (use default, none or host)")
+
+
 def run(request: RunRequest) -> int:
     process = request.process
-    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
-    if process.network == "none":
-        flags |= sc.CLONE_NEWNET
-    elif process.network != "host":
-        raise ExecError(f"unsupported network mode {process.network!r} (use host or none)")
-    _private_scratch(flags, request.scratch)
-    if process.network == "none":
-        sc.loopback_up()
-    sc.sethostname(process.hostname)
+    flags = _namespace_flags(process.network)
+    slirp = prepare_slirp(slirp_binary()) if process.network == "default" else None  # forked in the host's netns
+    try:
+        _private_scratch(flags, request.scratch)
+        if flags & sc.CLONE_NEWNET:
+            sc.loopback_up()
+        if slirp is not None:
+            start_slirp(slirp, os.getpid())
+        sc.sethostname(process.hostname)
+        return _run_container(request)
+    finally:
+        if slirp is not None:
+            stop_slirp(slirp)
 
+
+def _run_container(request: RunRequest) -> int:
     merged = request.scratch / "rootfs"
     merged.mkdir()
     rootfs = request.rootfs
-    mount_overlay((request.init_layer, *rootfs.lowers), merged, rootfs.upper, rootfs.work)
+    nodev = sc.MS_NODEV if request.process.security != INSECURE else 0
+    mount_overlay((request.init_layer, *rootfs.lowers), merged, rootfs.upper, rootfs.work, flags=nodev)
     etc_dir = request.scratch / "etc"
-    _etc_files(etc_dir, process)
+    _etc_files(etc_dir, request.process)
     binds, created = _mount_stubs(merged, request.mounts)
 
     error_r, error_w = os.pipe()  # close-on-exec: EOF without data means execve succeeded
@@ -336,18 +337,19 @@ def run(request: RunRequest) -> int:
             os.close(alive_w)
             _container_init(request, merged, etc_dir, binds, alive_r)
         except BaseException as exc:  # noqa: BLE001 - everything must reach the caller
-            os.write(error_w, encode_error(exc))
+            os.write(error_w, wire.encode_error(exc))
         finally:
             os._exit(127)
     os.close(error_w)
     os.close(alive_r)
     with os.fdopen(error_r, "rb") as errors:
-        failure = errors.read()
+        failure = errors.read(wire.MAX_ANSWER_BYTES + 1)
     _, wait_status = os.waitpid(pid, 0)
     os.close(alive_w)
-    _remove_stubs(created)
+    _remove_stubs(merged, created)
     if failure:
-        raise decode_error(failure)
+        wire.decode_answer(failure)  # raises the error the container's init reported before its execve
+        raise ExecError("the step's init process sent an answer that is not an error")
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
 
@@ -394,9 +396,8 @@ def apply_files(request: FilesRequest) -> None:
 # -- entry point ------------------------------------------------------------------------------------------------
 
 
-def _report(status_fd: int, message: tuple[str, Any]) -> None:
-    data = pickle.dumps(message)
-    view = memoryview(data)
+def _report(status_fd: int, answer: bytes) -> None:
+    view = memoryview(answer)
     while view:
         written = os.write(status_fd, view)
         view = view[written:]
@@ -407,35 +408,12 @@ def handle(request: RunRequest | FilesRequest, status_fd: int) -> None:
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         if isinstance(request, RunRequest):
-            message: tuple[str, Any] = ("exit", run(request))
+            answer = wire.encode_exit(run(request))
         elif isinstance(request, FilesRequest):
             apply_files(request)
-            message = ("ok", None)
+            answer = wire.encode_ok()
         else:
             raise ExecError(f"unknown sandbox request {type(request).__name__}")
     except BaseException as exc:  # noqa: BLE001 - report, never print a traceback into the step's output
-        message = ("error", encode_error(exc))
-    _report(status_fd, message)
-
-
-def main(argv: Sequence[str]) -> int:
-    status_fd = int(argv[argv.index("--status-fd") + 1])
-    os.set_inheritable(status_fd, False)
-    try:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        request = pickle.load(sys.stdin.buffer)
-        if os.getppid() != request.parent_pid:
-            return 1  # the caller is already gone
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-    except BaseException as exc:  # noqa: BLE001
-        _report(status_fd, ("error", encode_error(exc)))
-        return 0
-    handle(request, status_fd)
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the copy imported under the package name: pickled requests refer to its classes, not __main__'s.
-    sys.exit(importlib.import_module("buildkit_py.exec.sandbox").main(sys.argv))
+        answer = wire.encode_error(exc)
+    _report(status_fd, answer)

@@ -69,6 +69,8 @@ DOCKER_DEFAULT_CAPS = frozenset(
     }
 )
 
+_SYS_CLOSE_RANGE = 436  # the same number on every architecture
+_CLOSE_RANGE_CLOEXEC = 1 << 2
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SIOCGIFFLAGS = 0x8913
@@ -138,6 +140,19 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if number is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {platform.machine()}")
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), "pivot_root")
+
+
+def close_on_exec_from(lowest: int) -> None:
+    """Mark every descriptor from `lowest` up close-on-exec, so that an execve leaves only those below it open."""
+    if _libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(lowest), ctypes.c_uint(0xFFFFFFFF), _CLOSE_RANGE_CLOEXEC) == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):  # kernels before 5.11
+        fd = int(name)
+        if fd >= lowest:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the descriptor listdir itself used, closed by now
 
 
 def sethostname(name: str) -> None:

@@ -113,7 +113,8 @@ class ExecOp(Op):
     env: tuple[str, ...] = ()
     cwd: str = "/"
     user: str = ""
-    network: str = "host"
+    network: str = "default"
+    security: str = "sandbox"
     volumes: tuple[str, ...] = ()
 
     def inputs(self) -> tuple[Digest, ...]:

@@ -110,7 +110,9 @@ class LocalWorker:
             tail.extend(lines)
             partial[:] = rest
 
-        process = ProcessSpec(args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network)
+        process = ProcessSpec(
+            args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network, security=op.security
+        )
         with self.store.temp_dir("exec-") as scratch:
             rootfs = self._fresh_rootfs(scratch, chain)
             status = self.executor.run(rootfs, process, (), sink)
