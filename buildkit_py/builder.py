@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,42 @@ from .solver.solver import Solver, SolveResult, SolveStats
 from .store import Store, default_root
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What to build and how: everything `pybuild build` takes from its flags.
+
+    `allow` grants entitlements a Dockerfile asks for: `network.host` (`RUN --network=host`) and
+    `security.insecure` (`RUN --security=insecure`)."""
+
+    context: Path
+    dockerfile: str | Path | None = None
+    dockerfile_text: bytes | None = None
+    tags: tuple[str, ...] = ()
+    target: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    no_cache_stages: tuple[str, ...] = ()
+    network: str = "default"
+    allow: frozenset[str] = frozenset()
+    jobs: int | None = None
+
+
+ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
+
+
+def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOptions:
+    """`options`, or a context folder plus option fields by name: `build_options("app", tags=["app:1"])`."""
+    if "tags" in fields:
+        fields["tags"] = tuple(fields["tags"])
+    if "no_cache_stages" in fields:
+        fields["no_cache_stages"] = tuple(fields["no_cache_stages"])
+    if "allow" in fields:
+        fields["allow"] = frozenset(fields["allow"])
+    if isinstance(options, BuildOptions):
+        return replace(options, **fields) if fields else options
+    return BuildOptions(context=Path(options), **fields)
 
 
 @dataclass(frozen=True)
@@ -78,34 +114,29 @@ class StoreImageResolver:
         return ResolvedImage(ref=ref, image_id=image_id, config=self.store.image_config(image_id))
 
 
-def plan_build(
-    store: Store,
-    context: Path,
-    *,
-    dockerfile: str | Path | None = None,
-    dockerfile_text: bytes | None = None,
-    target: str | None = None,
-    build_args: Mapping[str, str] | None = None,
-    network: str = "host",
-) -> BuildPlan:
+def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     from .frontend.dockerfile2ops import dockerfile_to_plan
     from .frontend.dockerignore import load_ignore_rules
     from .frontend.parser import parse_dockerfile
 
-    context = context.resolve()
+    context = options.context.resolve()
     if not context.is_dir():
         raise ContextError(f"unable to prepare context: path {str(context)!r} not found")
-    data, dockerfile_path, name = read_dockerfile(context, dockerfile, dockerfile_text)
+    unknown = options.allow - ENTITLEMENTS
+    if unknown:
+        raise ContextError(f"unknown entitlement {min(unknown)!r}: use network.host or security.insecure")
+    data, dockerfile_path, name = read_dockerfile(context, options.dockerfile, options.dockerfile_text)
     parsed = parse_dockerfile(data, name)
     ignore = load_ignore_rules(context, dockerfile_path)
     context_op = ContextSource(name="context", path=str(context), exclude=ignore.patterns)
     return dockerfile_to_plan(
         parsed,
         context=context_op,
-        build_args=dict(build_args or {}),
-        target=target,
+        build_args=dict(options.build_args),
+        target=options.target,
         resolve_image=StoreImageResolver(store),
-        network=network,
+        network=options.network,
+        entitlements=options.allow,
     )
 
 
@@ -178,44 +209,31 @@ def _open_store(store: Store | None, root: str | Path | None) -> Store:
 
 
 def build(
-    context: str | Path,
+    options: BuildOptions | str | Path,
     *,
-    dockerfile: str | Path | None = None,
-    dockerfile_text: bytes | None = None,
-    tags: Sequence[str] = (),
-    target: str | None = None,
-    build_args: Mapping[str, str] | None = None,
-    no_cache: bool = False,
-    no_cache_stages: Sequence[str] = (),
-    network: str = "host",
-    jobs: int | None = None,
     progress: ProgressCallback = ignore_progress,
     root: str | Path | None = None,
     store: Store | None = None,
+    **fields: Any,
 ) -> BuildResult:
-    """Build the Dockerfile in `context`; store the image, tag it with each of `tags`, return what happened."""
+    """Build the Dockerfile in the context; store the image, tag it with each of the tags, return what happened.
+
+    `options` is a BuildOptions, or the context folder with option fields by name (`build("app", tags=["app:1"])`)."""
     from .image.reference import parse_reference
 
+    options = build_options(options, **fields)
     store = _open_store(store, root)
-    context_path = Path(context).resolve()
-    plan = plan_build(
-        store,
-        context_path,
-        dockerfile=dockerfile,
-        dockerfile_text=dockerfile_text,
-        target=target,
-        build_args=build_args,
-        network=network,
-    )
+    plan = plan_build(store, options)
     if plan.unused_build_args:
         names = " ".join(sorted(plan.unused_build_args))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
-    skip_stages = {stage.lower() for stage in no_cache_stages}
+    skip_stages = {stage.lower() for stage in options.no_cache_stages}
+    no_cache = options.no_cache
     with _open_solver(
         store,
-        context_path,
+        options.context.resolve(),
         plan,
-        jobs=jobs or default_jobs(),
+        jobs=options.jobs or default_jobs(),
         no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
         progress=progress,
     ) as solver:
@@ -226,7 +244,7 @@ def build(
     image = assemble_image(plan, solved, step_times)
     image_id = store.put_image(image)
     written: list[str] = []
-    for tag in tags:
+    for tag in options.tags:
         familiar = parse_reference(tag).familiar
         store.tag(familiar, image_id)
         written.append(familiar)
@@ -247,31 +265,19 @@ class GraphStates:
 
 
 def graph_states(
-    context: str | Path,
+    options: BuildOptions | str | Path,
     *,
-    dockerfile: str | Path | None = None,
-    dockerfile_text: bytes | None = None,
-    target: str | None = None,
-    build_args: Mapping[str, str] | None = None,
-    network: str = "host",
     root: str | Path | None = None,
     store: Store | None = None,
+    **fields: Any,
 ) -> GraphStates:
     """Without building: every step's cache state and, for a miss, why it would run; the input of `pybuild graph`."""
     from .solver.dot import HIT, MISS, NOT_NEEDED
 
+    options = build_options(options, **fields)
     store = _open_store(store, root)
-    context_path = Path(context).resolve()
-    plan = plan_build(
-        store,
-        context_path,
-        dockerfile=dockerfile,
-        dockerfile_text=dockerfile_text,
-        target=target,
-        build_args=build_args,
-        network=network,
-    )
-    with _open_solver(store, context_path, plan) as solver:
+    plan = plan_build(store, options)
+    with _open_solver(store, options.context.resolve(), plan) as solver:
         lines = solver.explain([plan.target])
     by_number = {number: digest for digest, number in solver.numbers.items()}
     states: dict[Digest, str] = {}
@@ -291,28 +297,24 @@ def graph_states(
 
 
 def explain(
-    context: str | Path,
+    options: BuildOptions | str | Path,
     *,
-    dockerfile: str | Path | None = None,
-    dockerfile_text: bytes | None = None,
-    target: str | None = None,
-    build_args: Mapping[str, str] | None = None,
-    network: str = "host",
     root: str | Path | None = None,
     store: Store | None = None,
+    **fields: Any,
 ) -> list[tuple[int, str, str]]:
     """Without building: for each step, (number, name, "cached" or why it would run)."""
-    states = graph_states(
-        context,
-        dockerfile=dockerfile,
-        dockerfile_text=dockerfile_text,
-        target=target,
-        build_args=build_args,
-        network=network,
-        root=root,
-        store=store,
-    )
-    return list(states.lines)
+    return list(graph_states(options, root=root, store=store, **fields).lines)
 
 
-__all__ = ["BuildResult", "GraphStates", "ImageNotFound", "build", "explain", "graph_states", "plan_build"]
+__all__ = [
+    "BuildOptions",
+    "BuildResult",
+    "GraphStates",
+    "ImageNotFound",
+    "build",
+    "build_options",
+    "explain",
+    "graph_states",
+    "plan_build",
+]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import open_store
+
+if TYPE_CHECKING:
+    from ..builder import BuildOptions
 
 
 def _build_arg(text: str) -> tuple[str, str | None]:
@@ -36,7 +39,19 @@ def register(subparsers: Any) -> None:
         metavar="STAGE",
         help="ignore the cache for this stage and the steps that read it",
     )
-    parser.add_argument("--network", choices=("host", "none", "default"), default="host", help="RUN's network")
+    parser.add_argument(
+        "--network",
+        choices=("default", "none", "host"),
+        default="default",
+        help="RUN's network: its own namespace with outbound access (default), none, or the host's (not isolated)",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ENTITLEMENT",
+        help="let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure)",
+    )
     parser.add_argument(
         "--progress", choices=("auto", "plain", "tty", "quiet"), default="auto", help="how to show progress"
     )
@@ -71,42 +86,38 @@ def _resolved_build_args(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
     return values
 
 
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for."""
+    from ..builder import BuildOptions
+
+    allow = frozenset(item.strip() for value in getattr(args, "allow", []) for item in value.split(",") if item.strip())
+    return BuildOptions(
+        context=Path(args.context),
+        dockerfile=None if args.file in (None, "-") else args.file,
+        dockerfile_text=sys.stdin.buffer.read() if args.file == "-" else None,
+        tags=tuple(getattr(args, "tag", ())),
+        target=args.target,
+        build_args=_resolved_build_args(args.build_arg),
+        no_cache=getattr(args, "no_cache", False),
+        no_cache_stages=tuple(getattr(args, "no_cache_filter", ())),
+        network=args.network,
+        allow=allow,
+        jobs=getattr(args, "jobs", None),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import builder
     from .progress import make_progress
 
     store = open_store(args)
-    dockerfile_text = sys.stdin.buffer.read() if args.file == "-" else None
-    dockerfile = None if args.file in (None, "-") else args.file
-    network = "host" if args.network == "default" else args.network
-    build_args = _resolved_build_args(args.build_arg)
+    options = options_from_args(args)
     if args.explain:
-        for number, name, state in builder.explain(
-            Path(args.context),
-            dockerfile=dockerfile,
-            dockerfile_text=dockerfile_text,
-            target=args.target,
-            build_args=build_args,
-            network=network,
-            store=store,
-        ):
+        for number, name, state in builder.explain(options, store=store):
             print(f"#{number} {name}: {state}")
         return 0
     progress = make_progress("quiet" if args.quiet else args.progress)
-    result = builder.build(
-        Path(args.context),
-        dockerfile=dockerfile,
-        dockerfile_text=dockerfile_text,
-        tags=args.tag,
-        target=args.target,
-        build_args=build_args,
-        no_cache=args.no_cache,
-        no_cache_stages=args.no_cache_filter,
-        network=network,
-        jobs=args.jobs,
-        progress=progress,
-        store=store,
-    )
+    result = builder.build(options, progress=progress, store=store)
     if args.output:
         from ..image.export import export_image
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cmd_build import _build_arg, _resolved_build_args
+from .cmd_build import _build_arg, options_from_args
 from .common import open_store
 
 
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
         "--build-arg", action="append", default=[], type=_build_arg, help="set a build-time variable K=V"
     )
     parser.add_argument("--target", help="draw this stage and what it needs")
-    parser.add_argument("--network", choices=("host", "none", "default"), default="host", help="RUN's network")
+    parser.add_argument("--network", choices=("default", "none", "host"), default="default", help="RUN's network")
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="FILE.dot (text) or FILE.svg / FILE.png (needs `dot`); default stdout"
     )
@@ -36,17 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..solver.dot import to_dot, write_graph
 
     store = open_store(args)
-    dockerfile_text = sys.stdin.buffer.read() if args.file == "-" else None
-    dockerfile = None if args.file in (None, "-") else args.file
-    found = builder.graph_states(
-        Path(args.context),
-        dockerfile=dockerfile,
-        dockerfile_text=dockerfile_text,
-        target=args.target,
-        build_args=_resolved_build_args(args.build_arg),
-        network="host" if args.network == "default" else args.network,
-        store=store,
-    )
+    found = builder.graph_states(options_from_args(args), store=store)
     text = to_dot(found.graph, found.states, found.reasons, found.numbers)
     if args.output is None:
         sys.stdout.write(text)

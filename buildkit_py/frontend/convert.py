@@ -51,6 +51,8 @@ REQUIRES_BUILDKIT = (
     "the --{flag} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build "
     "images with BuildKit enabled"
 )
+RUN_NETWORKS = ("default", "none", "host")
+RUN_SECURITY_MODES = ("sandbox", "insecure")
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*")
 _ONBUILD_PREFIX = re.compile(r"^\s*ONBUILD\s*", re.IGNORECASE)
 _MINIMUM_DURATION = 1_000_000  # container.MinimumDuration, 1ms in nanoseconds
@@ -148,13 +150,19 @@ def _from(node: Node, location: SourceLocation) -> From:
 
 def _run(node: Node, location: SourceLocation) -> Run:
     flags = _flags(node)
-    if flags.used:
-        raise _Invalid(REQUIRES_BUILDKIT.format(flag=flags.used[0]))
+    if "mount" in flags:
+        raise _Invalid(REQUIRES_BUILDKIT.format(flag="mount"))
+    network = flags.string("network")
+    if "network" in flags and network not in RUN_NETWORKS:
+        raise _Invalid(f"invalid network mode {go_quote(network)}: use one of {', '.join(RUN_NETWORKS)}")
+    security = flags.string("security")
+    if "security" in flags and security not in RUN_SECURITY_MODES:
+        raise _Invalid(f"invalid security mode {go_quote(security)}: use one of {', '.join(RUN_SECURITY_MODES)}")
     _no_heredocs(node)
     command, prepend_shell = _command(node)
     if prepend_shell and not command:
         command = ("",)
-    return Run(location=location, command=command, prepend_shell=prepend_shell)
+    return Run(location=location, command=command, prepend_shell=prepend_shell, network=network, security=security)
 
 
 def _copy_args(node: Node, flags: ParsedFlags) -> tuple[tuple[str, ...], str]:

@@ -157,12 +157,15 @@ def dockerfile_to_plan(
     build_args: Mapping[str, str],
     target: str | None,
     resolve_image: ImageResolver,
-    network: str = "host",
+    network: str = "default",
+    entitlements: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """Turn a parsed Dockerfile into the op graph of the `target` stage (default: the last) and its image config.
 
-    Raises InstructionError / ExpansionError (with the instruction's location) for what Docker refuses."""
-    return _Converter(parsed, context, build_args, resolve_image, network).plan(target)
+    `entitlements` are what the user allowed with `--allow`: `network.host` for `RUN --network=host`,
+    `security.insecure` for `RUN --security=insecure`. Raises InstructionError / ExpansionError (with the
+    instruction's location) for what Docker refuses."""
+    return _Converter(parsed, context, build_args, resolve_image, network, entitlements).plan(target)
 
 
 class _Converter:
@@ -173,8 +176,10 @@ class _Converter:
         build_args: Mapping[str, str],
         resolve_image: ImageResolver,
         network: str,
+        entitlements: frozenset[str],
     ) -> None:
         self.parsed = parsed
+        self.entitlements = entitlements
         self.context = context
         self.build_args = dict(build_args)
         self.resolve_image = resolve_image
@@ -461,7 +466,15 @@ class _Converter:
             raise self._fail(instruction, f"Invalid containerPort: {port}")
         return [f"{number}/{protocol}" for number in range(start, end + 1)]
 
+    def _entitled(self, run: Run, entitlement: str) -> None:
+        if entitlement not in self.entitlements:
+            raise self._fail(run, f"{entitlement} is not allowed: build with --allow {entitlement} to grant it")
+
     def _run(self, state: _StageState, run: Run, meta: OpMeta) -> None:
+        if run.network == "host":
+            self._entitled(run, "network.host")
+        if run.security == "insecure":
+            self._entitled(run, "security.insecure")
         args = self._with_shell(state, run.command, run.prepend_shell)
         env = self._run_env(state)
         op = ExecOp(
@@ -470,7 +483,8 @@ class _Converter:
             env=env,
             cwd=state.config.working_dir or "/",
             user=state.config.user,
-            network=self.network,
+            network=run.network or self.network,
+            security=run.security or "sandbox",
             volumes=state.config.volumes,
         )
         parent = state.rootfs

@@ -25,13 +25,14 @@ class FlagError(ValueError):
 
 
 # What Docker 20.10's classic builder accepts at parse time. It parses COPY/ADD --chmod and RUN --mount only to
-# refuse them when the step runs ("the --chmod option requires BuildKit"); RUN --network/--security are unknown.
+# refuse them when the step runs ("the --chmod option requires BuildKit"). RUN --network and --security are
+# BuildKit's: what a step may do to the host is decided by the sandbox, and these two are gated by `--allow`.
 KNOWN_FLAGS: Mapping[str, Mapping[str, FlagKind]] = MappingProxyType(
     {
         "from": {"platform": FlagKind.STRING},
         "copy": {"from": FlagKind.STRING, "chown": FlagKind.STRING, "chmod": FlagKind.STRING},
         "add": {"chown": FlagKind.STRING, "chmod": FlagKind.STRING},
-        "run": {"mount": FlagKind.STRING},
+        "run": {"mount": FlagKind.STRING, "network": FlagKind.STRING, "security": FlagKind.STRING},
         "healthcheck": {
             "interval": FlagKind.STRING,
             "timeout": FlagKind.STRING,

@@ -73,11 +73,14 @@ class From(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Run(Instruction):
-    """RUN <command> (shell form, run by SHELL)  |  RUN ["executable", "arg", ...] (exec form)"""
+    """RUN [--network=default|none|host] [--security=sandbox|insecure] <command>  (shell form, run by SHELL)
+    RUN [...] ["executable", "arg", ...]  (exec form)"""
 
     keyword: ClassVar[str] = "RUN"
     command: tuple[str, ...]
     prepend_shell: bool
+    network: str = ""
+    security: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
