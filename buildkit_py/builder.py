@@ -16,6 +16,7 @@ from .digest import Digest
 from .errors import ContextError, ImageNotFound
 from .frontend.plan import BuildPlan, ResolvedImage
 from .image.config import HistoryEntry, ImageConfig
+from .image.stored import image_config, put_image
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
@@ -111,7 +112,11 @@ class StoreImageResolver:
             from .registry.resolver import PullingImageResolver  # the registry client is only loaded when needed
 
             return PullingImageResolver(self.store)(ref)
-        return ResolvedImage(ref=ref, image_id=image_id, config=self.store.image_config(image_id))
+        self.store.damage.refuse(image_id)
+        config = image_config(self.store, image_id)
+        for diff_id in config.diff_ids:
+            self.store.damage.refuse(diff_id)  # known damaged by `system check`: say so now, not halfway through
+        return ResolvedImage(ref=ref, image_id=image_id, config=config)
 
 
 def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
@@ -187,11 +192,11 @@ def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -
 
     graph = plan.graph.subgraph_for([plan.target])
     dockerfile = next((step.location.file for step in plan.steps if step.location is not None), "")
-    explainer = StepLog(store.root / "meta.db", project=f"{context}:{dockerfile}")
+    explainer = StepLog(store.steps, project=f"{context}:{dockerfile}")
     executor = LinuxExecutor(store.root / "tmp")
     try:
         worker = LocalWorker(store, executor, graph, ContextHasher(context, store), cpu_slots=os.cpu_count() or 1)
-        yield Solver(graph, worker, store, explainer=explainer, **options)
+        yield Solver(graph, worker, store.cache, explainer=explainer, **options)
     finally:
         explainer.close()
         executor.close()
@@ -219,7 +224,7 @@ def build(
     """Build the Dockerfile in the context; store the image, tag it with each of the tags, return what happened.
 
     `options` is a BuildOptions, or the context folder with option fields by name (`build("app", tags=["app:1"])`)."""
-    from .image.reference import parse_reference
+    from .reference import parse_reference
 
     options = build_options(options, **fields)
     store = _open_store(store, root)
@@ -239,14 +244,14 @@ def build(
     ) as solver:
         solved = solver.solve([plan.target])
     step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
-    created = store.cache_created([solved.keys[op] for op in step_ops])
+    created = store.cache.created([solved.keys[op] for op in step_ops])
     step_times = {op: created[solved.keys[op]] for op in step_ops if solved.keys[op] in created}
     image = assemble_image(plan, solved, step_times)
-    image_id = store.put_image(image)
+    image_id = put_image(store, image)
     written: list[str] = []
     for tag in options.tags:
         familiar = parse_reference(tag).familiar
-        store.tag(familiar, image_id)
+        store.tags.set(familiar, image_id)
         written.append(familiar)
     return BuildResult(
         image_id=image_id, config=image, tags=tuple(written), stats=solved.stats, plan=plan, keys=solved.keys

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from buildkit_py.digest import Digest
 from buildkit_py.image.config import HistoryEntry, ImageConfig
+from buildkit_py.image.stored import put_image
 from buildkit_py.store import Store
 
 MTIME = 1_700_000_000
@@ -56,7 +57,7 @@ def put_layer(store: Store, tar: bytes) -> Digest:
     diff_id = Digest("sha256", hashlib.sha256(tar).hexdigest())
     with store.temp_path("layer") as path:
         Path(path).write_bytes(tar)
-        store.commit_layer(path, diff_id, len(tar))
+        store.layers.commit(path, diff_id, len(tar))
     return diff_id
 
 
@@ -82,8 +83,8 @@ def make_image(store: Store, name: str, steps: Sequence[tuple[str, Sequence[F] |
         if entries is not None:
             diff_ids.append(put_layer(store, layer_tar(entries)))
     config = ImageConfig(diff_ids=tuple(diff_ids), history=tuple(history), created="2024-01-01T00:00:00Z")
-    image_id = store.put_image(config)
-    store.tag(name, image_id)
+    image_id = put_image(store, config)
+    store.tags.set(name, image_id)
     return image_id
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from buildkit_py.digest import Digest
 from buildkit_py.image.config import ContainerConfig, HistoryEntry, ImageConfig
+from buildkit_py.image.stored import put_image
 from buildkit_py.store import Store
 
 BUSYBOX = Path("/bin/busybox")
@@ -53,7 +54,7 @@ def commit_layer(store: Store, data: bytes) -> Digest:
     diff_id = sha256(data)
     with store.temp_path("layer") as path:
         path.write_bytes(data)
-        store.commit_layer(path, diff_id, len(data))
+        store.layers.commit(path, diff_id, len(data))
     return diff_id
 
 
@@ -94,9 +95,9 @@ def make_image(store: Store, tag: str | None = "pybuild-test/archive:1", layers:
         history=tuple(HistoryEntry(CREATED, f"layer {n}") for n in range(len(diff_ids))),
         created=CREATED,
     )
-    image_id = store.put_image(config)
+    image_id = put_image(store, config)
     if tag:
-        store.tag(tag, image_id)
+        store.tags.set(tag, image_id)
     return image_id
 
 
@@ -112,7 +113,7 @@ class Inventory:
 
 
 def inventory(store: Store) -> Inventory:
-    with store.meta.read() as db:
+    with store.db.read() as db:
         tags = tuple(db.execute("SELECT name, image_id FROM tags ORDER BY name").fetchall())
         images = tuple(row[0] for row in db.execute("SELECT image_id FROM images ORDER BY image_id"))
         layers = tuple(row[0] for row in db.execute("SELECT diff_id FROM layers ORDER BY diff_id"))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from buildkit_py.image.stored import image_config
+
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO / "testdata"
 SHARED = REPO.parent / "shared"
@@ -108,8 +110,8 @@ def flatten_layers(layers: Iterable[BinaryIO]) -> dict[str, Entry]:
 
 def pybuild_tree(store: object, name: str) -> dict[str, Entry]:
     image_id = store.resolve(name)  # type: ignore[attr-defined]
-    config = store.image_config(image_id)  # type: ignore[attr-defined]
-    streams = [store.open_layer(diff_id) for diff_id in config.diff_ids]  # type: ignore[attr-defined]
+    config = image_config(store, image_id)  # type: ignore[attr-defined]
+    streams = [store.layers.open(diff_id) for diff_id in config.diff_ids]  # type: ignore[attr-defined]
     try:
         return flatten_layers(streams)
     finally:

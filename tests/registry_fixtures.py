@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from buildkit_py.digest import Digest
 from buildkit_py.image.config import ContainerConfig, HistoryEntry, ImageConfig
+from buildkit_py.image.stored import put_image
 from buildkit_py.store import Store
 
 LOOPBACK = "127.0.0.1"
@@ -376,7 +377,7 @@ def make_image(
         diff_id = sha256(data)
         with store.temp_path("layer") as path:
             path.write_bytes(data)
-            store.commit_layer(path, diff_id, len(data))
+            store.layers.commit(path, diff_id, len(data))
     config = ImageConfig(
         config=ContainerConfig(env=("PATH=/bin",), cmd=(cmd,)),
         diff_ids=tuple(sha256(data) for data in layers),
@@ -386,9 +387,9 @@ def make_image(
         architecture=architecture,
         created="2024-01-01T00:00:00Z",
     )
-    image_id = store.put_image(config)
+    image_id = put_image(store, config)
     if tag is not None:
-        store.tag(tag, image_id)
+        store.tags.set(tag, image_id)
     return image_id
 
 

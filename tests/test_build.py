@@ -13,6 +13,7 @@ from helpers import BASE_IMAGE, pybuild_tree
 
 from buildkit_py.builder import build
 from buildkit_py.errors import BuildError, StepError
+from buildkit_py.image.stored import image_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
 
@@ -26,10 +27,10 @@ def write(folder: Path, files: dict[str, str]) -> Path:
 
 
 def layer_names(store: object, image: str) -> list[list[str]]:
-    config = store.image_config(store.resolve(image))  # type: ignore[attr-defined]
+    config = image_config(store, store.resolve(image))  # type: ignore[attr-defined]
     names = []
     for diff_id in config.diff_ids:
-        with store.open_layer(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[attr-defined]
+        with store.layers.open(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[attr-defined]
             names.append([member.name for member in archive])
     return names
 

@@ -18,6 +18,7 @@ from buildkit_py.digest import Digest
 from buildkit_py.errors import BuildError
 from buildkit_py.image.compressed import compressed_layer
 from buildkit_py.image.docker_archive import save_docker_archive
+from buildkit_py.image.stored import image_config
 from buildkit_py.store import Store
 from buildkit_py.store.gc import cache_totals, cache_usage, prune_cache, system_df
 
@@ -57,7 +58,7 @@ def helper_key(result: BuildResult) -> Digest:
 
 
 def own_layer(store: Store, result: BuildResult, key: Digest) -> Digest:
-    record = {r.key: r for r in store.cache_records()}[key]
+    record = {r.key: r for r in store.cache.records()}[key]
     return record.chain[-1]
 
 
@@ -74,7 +75,7 @@ def test_du_counts_each_records_own_layers(store: Store, tmp_path: Path) -> None
     usages = {usage.key: usage for usage in cache_usage(store)}
     helper = usages[helper_key(result)]
     blob_layer = own_layer(store, result, helper.key)
-    assert helper.size == store.layer_size(blob_layer) > 100_000
+    assert helper.size == store.layers.size(blob_layer) > 100_000
     assert helper.layers == (blob_layer,)
     assert not helper.in_use_by_image
     final_keys = {result.keys[d] for d in result.stats.executed} - {helper.key}
@@ -84,11 +85,11 @@ def test_du_counts_each_records_own_layers(store: Store, tmp_path: Path) -> None
         assert usages[key].in_use_by_image and usages[key].size == 0 and usages[key].shared_size > 0
     totals = cache_totals(store)
     assert totals.private == helper.size == sum(usage.size for usage in usages.values())
-    image_layers = set(store.image_config(result.image_id).diff_ids)
-    assert totals.shared == sum(store.layer_size(d) for d in image_layers)
+    image_layers = set(image_config(store, result.image_id).diff_ids)
+    assert totals.shared == sum(store.layers.size(d) for d in image_layers)
     df = system_df(store)
     assert (df.images.total, df.images.active) == (2, 2)
-    assert df.images.size == sum(store.layer_size(d) for d in image_layers)
+    assert df.images.size == sum(store.layers.size(d) for d in image_layers)
     assert df.images.reclaimable == 0
     assert (df.build_cache.total, df.build_cache.size, df.build_cache.reclaimable) == (
         len(usages),
@@ -102,15 +103,15 @@ def test_prune_keeps_records_behind_tagged_images(store: Store, tmp_path: Path) 
     untagged_project = project(tmp_path / "b", "b", 60_000)
     untagged = build(untagged_project, store=store)
     blob = own_layer(store, tagged, helper_key(tagged))
-    expected = store.layer_size(blob) + store.layer_size(own_layer(store, untagged, helper_key(untagged)))
+    expected = store.layers.size(blob) + store.layers.size(own_layer(store, untagged, helper_key(untagged)))
 
     report = prune_cache(store)
     # Both helpers and the untagged build's three final-stage records go; the untagged image keeps its layers.
     assert report.records_removed == 5
     assert report.bytes_freed == expected
-    assert not store.has_layer(blob)
-    assert store.has_image(untagged.image_id)
-    assert all(store.has_layer(d) for d in store.image_config(untagged.image_id).diff_ids)
+    assert not store.layers.has(blob)
+    assert store.images.has(untagged.image_id)
+    assert all(store.layers.has(d) for d in image_config(store, untagged.image_id).diff_ids)
     assert all(usage.in_use_by_image for usage in cache_usage(store))
     image_still_whole(store, "app:a")
 
@@ -135,9 +136,9 @@ def test_prune_all_never_touches_layers_of_images(store: Store, tmp_path: Path) 
     report = prune_cache(store, all=True)
     assert report.bytes_freed == private + compressed.size
     assert private > 50_000 and not store.blobs.has(compressed.digest)
-    assert store.cache_records() == []
+    assert store.cache.records() == []
     for image in (result.image_id, store.resolve(BASE_IMAGE)):
-        assert all(store.has_layer(d) for d in store.image_config(image).diff_ids)
+        assert all(store.layers.has(d) for d in image_config(store, image).diff_ids)
     image_still_whole(store, "app:a")
     assert cache_totals(store).total == 0
     again = build(tmp_path / "a", store=store)
@@ -150,14 +151,14 @@ def test_prune_all_never_touches_layers_of_images(store: Store, tmp_path: Path) 
 def test_keep_storage_removes_least_recently_used_first(store: Store, tmp_path: Path) -> None:
     old = build(project(tmp_path / "old", "old", 100_000), tags=["app:old"], store=store)
     new = build(project(tmp_path / "new", "new", 200_000), tags=["app:new"], store=store)
-    old_size = store.layer_size(own_layer(store, old, helper_key(old)))
-    new_size = store.layer_size(own_layer(store, new, helper_key(new)))
+    old_size = store.layers.size(own_layer(store, old, helper_key(old)))
+    new_size = store.layers.size(own_layer(store, new, helper_key(new)))
     assert cache_totals(store).private == old_size + new_size
 
     assert prune_cache(store, keep_storage=old_size + new_size).records_removed == 0
     report = prune_cache(store, keep_storage=new_size + 1000)
     assert (report.records_removed, report.bytes_freed) == (1, old_size)
-    keys = {record.key for record in store.cache_records()}
+    keys = {record.key for record in store.cache.records()}
     assert helper_key(old) not in keys and helper_key(new) in keys
 
     report = prune_cache(store, keep_storage=0)
@@ -173,7 +174,7 @@ def test_until_spares_records_used_since(store: Store, tmp_path: Path) -> None:
     middle = time.time()
     new = build(project(tmp_path / "new", "new", 10_000), store=store)
     report = prune_cache(store, all=True, until_seconds=time.time() - middle)
-    keys = {record.key for record in store.cache_records()}
+    keys = {record.key for record in store.cache.records()}
     assert not keys & {old.keys[d] for d in old.stats.executed}
     assert {new.keys[d] for d in new.stats.executed} <= keys
     assert report.records_removed == 4

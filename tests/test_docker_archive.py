@@ -18,6 +18,7 @@ from buildkit_py.digest import Digest
 from buildkit_py.errors import DigestMismatch, ImageNotFound
 from buildkit_py.image.config import ContainerConfig, HistoryEntry, ImageConfig
 from buildkit_py.image.docker_archive import chain_ids, save_docker_archive
+from buildkit_py.image.stored import image_config, put_image
 from buildkit_py.store import Store
 
 BUSYBOX = Path("/bin/busybox")
@@ -38,7 +39,7 @@ def commit_tar(store: Store, build: list[tarfile.TarInfo | tuple[tarfile.TarInfo
                     archive.addfile(info, io.BytesIO(content))
         data = tar_path.read_bytes()
         diff_id = Digest("sha256", hashlib.sha256(data).hexdigest())
-        store.commit_layer(tar_path, diff_id, len(data))
+        store.layers.commit(tar_path, diff_id, len(data))
     return diff_id
 
 
@@ -80,7 +81,7 @@ def busybox_image(store: Store, marker: str = "") -> Digest:
         ),
         created="2024-01-01T00:00:00Z",
     )
-    return store.put_image(config)
+    return put_image(store, config)
 
 
 needs_busybox = pytest.mark.skipif(not BUSYBOX.is_file(), reason="/bin/busybox is not installed")
@@ -110,13 +111,13 @@ def test_chain_ids() -> None:
 @needs_busybox
 def test_layout(store: Store) -> None:
     image_id = busybox_image(store)
-    store.tag("pybuild-test/busybox:1", image_id)
+    store.tags.set("pybuild-test/busybox:1", image_id)
     out = io.BytesIO()
     save_docker_archive(store, ["pybuild-test/busybox:1"], out)
     files = read_archive(out.getvalue())
 
     manifest = json.loads(files["manifest.json"] or b"")
-    config = store.image_config(image_id)
+    config = image_config(store, image_id)
     chains = chain_ids(config.diff_ids)
     assert manifest == [
         {
@@ -125,7 +126,7 @@ def test_layout(store: Store) -> None:
             "Layers": [f"{chain.hex}/layer.tar" for chain in chains],
         }
     ]
-    assert files[f"{image_id.hex}.json"] == store.image_config_bytes(image_id)
+    assert files[f"{image_id.hex}.json"] == store.images.config_bytes(image_id)
     for diff_id, chain in zip(config.diff_ids, chains, strict=True):
         layer = files[f"{chain.hex}/layer.tar"] or b""
         assert hashlib.sha256(layer).hexdigest() == diff_id.hex
@@ -138,9 +139,9 @@ def test_layout(store: Store) -> None:
 
 def test_save_by_id_has_no_repo_tags_and_same_image_once(store: Store) -> None:
     layer = commit_tar(store, [(entry("a", size=1), b"a")])
-    image_id = store.put_image(ImageConfig(diff_ids=(layer,)))
-    store.tag("x:1", image_id)
-    store.tag("x:2", image_id)
+    image_id = put_image(store, ImageConfig(diff_ids=(layer,)))
+    store.tags.set("x:1", image_id)
+    store.tags.set("x:2", image_id)
     out = io.BytesIO()
     save_docker_archive(store, [image_id.hex[:12], "x:2", "x:1", "x:2"], out)
     files = read_archive(out.getvalue())
@@ -157,7 +158,7 @@ def test_save_by_id_has_no_repo_tags_and_same_image_once(store: Store) -> None:
 
 def test_save_is_deterministic(store: Store) -> None:
     layer = commit_tar(store, [(entry("a", size=1), b"a")])
-    store.tag("x", store.put_image(ImageConfig(diff_ids=(layer,))))
+    store.tags.set("x", put_image(store, ImageConfig(diff_ids=(layer,))))
     first, second = io.BytesIO(), io.BytesIO()
     save_docker_archive(store, ["x"], first)
     save_docker_archive(store, ["x"], second)
@@ -171,7 +172,7 @@ def test_save_unknown_image(store: Store) -> None:
 
 def test_save_detects_corrupt_layer(store: Store) -> None:
     layer = commit_tar(store, [(entry("a", size=4), b"good")])
-    store.tag("x", store.put_image(ImageConfig(diff_ids=(layer,))))
+    store.tags.set("x", put_image(store, ImageConfig(diff_ids=(layer,))))
     path = store.blobs.path(layer)
     data = bytearray(path.read_bytes())
     data[512] = ord("b")
@@ -199,7 +200,7 @@ def test_docker_loads_and_runs_saved_image(store: Store, tmp_path: Path) -> None
     marker = uuid.uuid4().hex
     tag = f"pybuild-test/archive:{marker[:12]}"
     image_id = busybox_image(store, marker)
-    store.tag(tag, image_id)
+    store.tags.set(tag, image_id)
     archive = tmp_path / "image.tar"
     with open(archive, "wb") as out:
         save_docker_archive(store, [tag], out)

@@ -18,6 +18,8 @@ from buildkit_py.cli.main import main
 from buildkit_py.errors import BuildError, InstructionError, LayerError
 from buildkit_py.image.config import ContainerConfig
 from buildkit_py.image.importer import apply_changes, import_rootfs
+from buildkit_py.image.stored import image_config
+from buildkit_py.layer.snapshots import snapshot_path
 from buildkit_py.store import Store
 
 AS_ROOT = os.geteuid() == 0
@@ -62,15 +64,15 @@ def test_import_keeps_the_tar_and_unpacks_it_faithfully(store: Store, tmp_path: 
     path.write_bytes(gzip.compress(data) if compress else data)
     image_id = import_rootfs(store, path, "pybuild-test/rootfs:1")
     assert store.resolve("pybuild-test/rootfs:1") == image_id
-    config = store.image_config(image_id)
+    config = image_config(store, image_id)
     assert config.diff_ids == (sha256(data),)
-    with store.open_layer(sha256(data)) as layer:
+    with store.layers.open(sha256(data)) as layer:
         assert layer.read() == data  # the uncompressed tar, byte for byte
     (entry,) = config.history
     assert entry.comment == f"Imported from {path}" and entry.created == config.created
-    raw = json.loads(store.image_config_bytes(image_id))
+    raw = json.loads(store.images.config_bytes(image_id))
     assert raw["os"] == "linux" and raw["architecture"] == "amd64"
-    root = store.snapshot_path(sha256(data))
+    root = snapshot_path(store, sha256(data))
     assert (root / "bin" / "sh").stat().st_ino == (root / "bin" / "busybox").stat().st_ino
     assert os.readlink(root / "bin" / "cat") == "busybox"
     assert stat.S_IMODE((root / "tmp").stat().st_mode) == 0o1777
@@ -87,8 +89,8 @@ def test_import_keeps_the_tar_and_unpacks_it_faithfully(store: Store, tmp_path: 
 
 def test_import_from_a_stream_untagged(store: Store) -> None:
     image_id = import_rootfs(store, io.BytesIO(rootfs_tar()))
-    assert store.tags_of(image_id) == []
-    assert store.image_config(image_id).history[0].comment == "Imported from -"
+    assert store.tags.of(image_id) == []
+    assert image_config(store, image_id).history[0].comment == "Imported from -"
 
 
 def test_changes_as_docker_import_applies_them() -> None:
@@ -163,7 +165,7 @@ def test_cli_import(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert status == 0
     image_id = capsys.readouterr().out.strip()
     assert str(store.resolve("pybuild-test/cli-import:1")) == image_id
-    config = store.image_config(store.resolve(image_id)).config
+    config = image_config(store, store.resolve(image_id)).config
     assert config.cmd == ("/bin/sh",) and config.env == ("A=1",)
     assert main(["--root", str(store.root), "import", "--change", "RUN x", str(path)]) == 1
 
@@ -182,7 +184,7 @@ def test_build_from_an_imported_rootfs(store: Store, tmp_path: Path) -> None:
     except BuildError as error:
         pytest.skip(f"the build pipeline cannot run here yet: {error}")
     config = result.config
-    assert config.diff_ids[0] == store.image_config(store.resolve("pybuild-test/imported:1")).diff_ids[0]
+    assert config.diff_ids[0] == image_config(store, store.resolve("pybuild-test/imported:1")).diff_ids[0]
     assert len(config.diff_ids) == 2 and config.config.cmd == ("/bin/sh",)
-    top = store.snapshot_path(config.diff_ids[-1])
+    top = snapshot_path(store, config.diff_ids[-1])
     assert (top / "copied").read_text() == "ID=pybuild\n"

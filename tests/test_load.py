@@ -32,6 +32,8 @@ from buildkit_py.cli.main import main
 from buildkit_py.errors import BuildError, DigestMismatch, LayerError, StoreError
 from buildkit_py.image.docker_archive import load_docker_archive, save_docker_archive
 from buildkit_py.image.load import load_archive
+from buildkit_py.image.stored import image_config
+from buildkit_py.layer.snapshots import snapshot_path
 from buildkit_py.store import Store
 
 TAG = "pybuild-test/archive:1"
@@ -74,9 +76,9 @@ def _docker_id(name: str) -> str:
 
 def _check_docker_image(store: Store, name: str) -> None:
     image_id = store.resolve(name)
-    config = store.image_config(image_id)
+    config = image_config(store, image_id)
     assert config.config.cmd == ("/bin/busybox", "sh")
-    top = store.snapshot_path(config.diff_ids[-1])
+    top = snapshot_path(store, config.diff_ids[-1])
     assert (top / "etc" / "hi").read_text() == "hi\n"
     assert (top / "etc" / "hi").stat().st_ino == (top / "etc" / "hi2").stat().st_ino
 
@@ -90,7 +92,7 @@ def test_docker_archive_round_trip(store: Store, target: Store) -> None:
     save_docker_archive(store, [TAG], out)
     assert load_docker_archive(target, io.BytesIO(out.getvalue())) == [TAG]
     assert target.resolve(TAG) == image_id
-    assert target.image_config_bytes(image_id) == store.image_config_bytes(image_id)
+    assert target.images.config_bytes(image_id) == store.images.config_bytes(image_id)
     assert tmp_is_empty(target)
     # Loading again changes nothing and needs no unpacking.
     before = inventory(target)
@@ -116,7 +118,7 @@ def test_docker_loads_what_we_loaded_and_saved(target: Store, docker_image: str,
     subprocess.run(["docker", "save", "-o", str(archive), docker_image], check=True)
     load_archive(target, archive)
     renamed = f"pybuild-load-test-{uuid.uuid4().hex[:8]}:2"
-    target.tag(renamed, target.resolve(docker_image))
+    target.tags.set(renamed, target.resolve(docker_image))
     ours = tmp_path / "ours.tar"
     with open(ours, "wb") as out:
         save_docker_archive(target, [renamed], out)
@@ -201,7 +203,7 @@ def test_compressed_layers_in_a_docker_archive(target: Store) -> None:
                 data = zstandard.ZstdCompressor().compress(data)
             items.append((info(member.name), data))
     assert load_archive(target, io.BytesIO(tar_bytes(items))) == ["pybuild-test/gz:1"]
-    config = target.image_config(target.resolve("pybuild-test/gz:1"))
+    config = image_config(target, target.resolve("pybuild-test/gz:1"))
     assert list(config.diff_ids) == [sha256(layer) for layer in layers]
 
 
@@ -228,7 +230,7 @@ def test_legacy_archive_with_only_repositories(target: Store) -> None:
         (info(f"{'b' * 64}/layer.tar"), top),
     ]
     assert load_archive(target, io.BytesIO(tar_bytes(items))) == ["legacy/image:1"]
-    config = target.image_config(target.resolve("legacy/image:1"))
+    config = image_config(target, target.resolve("legacy/image:1"))
     assert list(config.diff_ids) == [sha256(base), sha256(top)] and config.config.cmd == ("/bin/sh",)
 
 

@@ -31,6 +31,7 @@ from buildkit_py.image.manifest import (
     parse_manifest,
 )
 from buildkit_py.image.oci_layout import load_oci_layout, save_oci_archive, save_oci_layout
+from buildkit_py.image.stored import image_config
 from buildkit_py.store import Store
 
 TAG = "pybuild-test/archive:1"
@@ -75,9 +76,9 @@ def test_archive_round_trip(store: Store, target: Store, compression: str) -> No
 
     assert load_oci_layout(target, io.BytesIO(out.getvalue())) == ["pybuild-test/archive:1"]
     assert target.resolve(TAG) == image_id
-    assert target.image_config_bytes(image_id) == store.image_config_bytes(image_id)
-    for diff_id in store.image_config(image_id).diff_ids:
-        with target.open_layer(diff_id) as loaded, store.open_layer(diff_id) as original:
+    assert target.images.config_bytes(image_id) == store.images.config_bytes(image_id)
+    for diff_id in image_config(store, image_id).diff_ids:
+        with target.layers.open(diff_id) as loaded, store.layers.open(diff_id) as original:
             assert loaded.read() == original.read()
         assert target.snapshots.has(diff_id)
     assert tmp_is_empty(target)
@@ -98,7 +99,7 @@ def test_folder_layout_round_trip_and_index_merge(store: Store, target: Store, t
 
 def test_untagged_image_and_several_tags(store: Store, target: Store) -> None:
     image_id = make_image(store, "pybuild-test/x:1")
-    store.tag("pybuild-test/y:2", image_id)
+    store.tags.set("pybuild-test/y:2", image_id)
     out = io.BytesIO()
     save_oci_archive(store, ["pybuild-test/x:1", "pybuild-test/y:2"], out)
     assert sorted(load_oci_layout(target, io.BytesIO(out.getvalue()))) == ["pybuild-test/x:1", "pybuild-test/y:2"]
@@ -110,7 +111,7 @@ def test_untagged_image_and_several_tags(store: Store, target: Store) -> None:
 
 def test_compressed_blobs_are_made_once(store: Store) -> None:
     image_id = make_image(store)
-    diff_id = store.image_config(image_id).diff_ids[0]
+    diff_id = image_config(store, image_id).diff_ids[0]
     first = compressed_layer(store, diff_id, "gzip")
     path = store.blobs.path(first.digest)
     inode = path.stat().st_ino
@@ -198,9 +199,9 @@ def test_nested_index_picks_the_platform(target: Store, tmp_path: Path) -> None:
     layout = tmp_path / "multi"
     _write_layout(layout, blobs, Index((top,)))
     assert load_archive(target, layout) == ["multi/arch:1"]
-    assert target.image_config(target.resolve("multi/arch:1")).architecture == "amd64"
+    assert image_config(target, target.resolve("multi/arch:1")).architecture == "amd64"
     assert load_archive(target, layout, "linux/arm64") == ["multi/arch:1"]
-    assert target.image_config(target.resolve("multi/arch:1")).architecture == "arm64"
+    assert image_config(target, target.resolve("multi/arch:1")).architecture == "arm64"
     with pytest.raises(StoreError, match="no image for linux/s390x"):
         load_archive(target, layout, "linux/s390x")
 

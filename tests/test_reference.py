@@ -6,7 +6,7 @@ import pytest
 
 from buildkit_py.digest import Digest
 from buildkit_py.errors import StoreError
-from buildkit_py.image.reference import InvalidReference, Reference, parse_reference
+from buildkit_py.reference import InvalidReference, Reference, parse_reference
 
 SHA = "sha256:" + "ab" * 32
 

@@ -41,6 +41,8 @@ from registry_fixtures import (
 from buildkit_py.cli.main import main
 from buildkit_py.errors import DigestMismatch, LayerError, RegistryError
 from buildkit_py.image.manifest import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor, Index, Platform
+from buildkit_py.image.stored import image_config
+from buildkit_py.layer.snapshots import snapshot_path
 from buildkit_py.registry import PullingImageResolver, RegistryClient, TransportOptions, pull_image, push_image
 from buildkit_py.registry.auth import parse_challenges
 from buildkit_py.registry.client import AuthenticationError
@@ -109,8 +111,8 @@ def _store(tmp_path: Path, name: str) -> Store:
 
 def _layer_files(store: Store, image_id: object) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
-    for diff_id in store.image_config(image_id).diff_ids:  # type: ignore[arg-type]
-        with store.open_layer(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+    for diff_id in image_config(store, image_id).diff_ids:  # type: ignore[arg-type]
+        with store.layers.open(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 if member.isfile():
                     extracted = archive.extractfile(member)
@@ -228,7 +230,7 @@ def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: R
     assert second.manifest_digest == first.manifest_digest
 
     other = f"{basic_registry.host}/elsewhere/busybox:2"
-    store.tag(other, store.resolve(name))
+    store.tags.set(other, store.resolve(name))
     with RegistryClient(basic_registry.host, credentials=ALICE) as client:
         mounted = push_image(store, other, client=client)
         assert not any(method == "PATCH" or "digest=" in path for method, path, _ in client.requests)
@@ -238,7 +240,7 @@ def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: R
     with RegistryClient(basic_registry.host, credentials=ALICE) as client:
         again = pull_image(store, name, client=client)  # every layer is in the store already: only the config comes
     assert (again.layers_present, again.layers_downloaded) == (2, 0)
-    assert again.bytes_downloaded == len(store.image_config_bytes(again.image_id))
+    assert again.bytes_downloaded == len(store.images.config_bytes(again.image_id))
 
 
 @needs_registry
@@ -412,7 +414,7 @@ def test_token_auth_over_tls_with_a_test_ca(
     assert result.uploaded == 3
     assert token_service.requests[0]["scope"] == ["repository:secure/busybox:pull,push"]
 
-    store.tag(f"{host}/mounted/busybox:1", image_id)
+    store.tags.set(f"{host}/mounted/busybox:1", image_id)
     with RegistryClient(host, trusted) as client:  # the mount's token covers both repositories
         mounted = push_image(store, f"{host}/mounted/busybox:1", client=client)
     assert (mounted.mounted, mounted.uploaded, mounted.blob_bytes_sent) == (3, 0, 0)
@@ -481,7 +483,7 @@ def test_hostile_layers_are_refused_and_nothing_lands_outside(members: object, t
             pull_image(store, f"{fake.host}/evil")
     assert [p.name for p in outside.iterdir()] == ["escaped"]
     assert (outside / "escaped").read_bytes() == b"original"
-    assert not store.list_images() and not any(store.blobs.iter_digests()) and store_is_clean(store)
+    assert not store.images.summaries() and not any(store.blobs.iter_digests()) and store_is_clean(store)
     assert not any(os.scandir(store.snapshots.snapshots_dir))
 
 
@@ -494,7 +496,7 @@ def test_absolute_names_land_inside_the_layer(tmp_path: Path) -> None:
         _serve_image(fake, "abs", gzip_bytes(layer), sha256(layer))
         image_id = pull_image(store, f"{fake.host}/abs").image_id
     assert not any(outside.iterdir())
-    snapshot = store.snapshot_path(store.image_config(image_id).diff_ids[0])
+    snapshot = snapshot_path(store, image_config(store, image_id).diff_ids[0])
     assert (snapshot / str(outside).lstrip("/") / "escaped").read_bytes() == b"xxx"
 
 
@@ -507,7 +509,7 @@ def test_blob_redirects_are_followed_without_the_registry_credentials(tmp_path: 
         with RegistryClient(fake.host, credentials=ALICE) as client:
             client.auth.learn('Basic realm="fake"')  # so every registry request carries credentials
             image_id = pull_image(store, f"{fake.host}/moved", client=client).image_id
-    assert store.image_config(image_id).diff_ids == (sha256(layer),)
+    assert image_config(store, image_id).diff_ids == (sha256(layer),)
     storage = [auth for _, path, auth in fake.seen if path.startswith("/storage/")]
     registry = [auth for _, path, auth in fake.seen if path.startswith("/v2/moved/")]
     assert len(storage) == 2 and storage == ["", ""]  # config and layer, fetched from the other host without auth
@@ -532,4 +534,4 @@ def test_blob_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
         fake.manifests[("liar", wrong)] = (DOCKER_MANIFEST, body)
         with pytest.raises(DigestMismatch):
             pull_image(store, f"{fake.host}/liar@{wrong}")
-    assert not store.list_images() and not any(store.blobs.iter_digests()) and store_is_clean(store)
+    assert not store.images.summaries() and not any(store.blobs.iter_digests()) and store_is_clean(store)

@@ -19,10 +19,10 @@ class MemoryCache:
     def __init__(self) -> None:
         self.records: dict[Digest, Chain] = {}
 
-    def cache_get(self, key: Digest) -> Chain | None:
+    def get(self, key: Digest) -> Chain | None:
         return self.records.get(key)
 
-    def cache_put(self, key: Digest, chain: Chain, description: str = "") -> None:
+    def put(self, key: Digest, chain: Chain, description: str = "") -> None:
         self.records[key] = chain
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from .analysis import ImageAnalysis, analyze, analyze_image
 from .efficiency import Efficiency, efficiency
 from .findings import Finding
-from .layers import Image, ImageSource, load_image
+from .layers import Image, load_image
 
 __all__ = [
     "Efficiency",
     "Finding",
     "Image",
     "ImageAnalysis",
-    "ImageSource",
     "analyze",
     "analyze_image",
     "efficiency",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from ..store import Store
 from .changes import LayerChange, Placed, apply_layers
 from .efficiency import Efficiency, efficiency
 from .findings import Finding, find
-from .layers import Image, ImageSource, load_image
+from .layers import Image, load_image
 
 TOP = 20
 
@@ -49,6 +50,6 @@ def analyze_image(image: Image, top: int = TOP) -> ImageAnalysis:
     )
 
 
-def analyze(source: ImageSource, name: str, top: int = TOP) -> ImageAnalysis:
+def analyze(source: Store, name: str, top: int = TOP) -> ImageAnalysis:
     """Analyse an image in the store by name or id; reads only tar headers."""
     return analyze_image(load_image(source, name), top=top)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..digest import Digest
+from ..store import Store
 from .changes import apply_layers
 from .filetree import FileEntry, LayerFiles
-from .layers import Image, ImageSource, Layer, load_image
+from .layers import Image, Layer, load_image
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def diff_images(a: Image, b: Image) -> ImageDiff:
     return ImageDiff(a, b, tuple(pair_layers(a, b)), tuple(deltas))
 
 
-def diff(source: ImageSource, name_a: str, name_b: str) -> ImageDiff:
+def diff(source: Store, name_a: str, name_b: str) -> ImageDiff:
     """Both images' layers are read once each (shared layers once), contents hashed to tell real changes apart."""
     cache: dict[Digest, LayerFiles] = {}
     return diff_images(

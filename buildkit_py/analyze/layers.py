@@ -5,26 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
 
 from ..digest import Digest
 from ..image.config import HistoryEntry, ImageConfig
+from ..image.stored import image_config
+from ..store import Store
 from .filetree import LayerFiles, read_layer
 
 _SOURCE_RE = re.compile(r"buildkit_py:\s*(\S+?):(\d+)")
 _BUILDKIT_SUFFIX = " # buildkit"
-
-
-class ImageSource(Protocol):
-    """What analysis needs from the store (buildkit_py.store.Store provides it)."""
-
-    def resolve(self, name_or_id: str) -> Digest: ...
-
-    def image_config(self, image_id: Digest) -> ImageConfig: ...
-
-    def open_layer(self, diff_id: Digest) -> BinaryIO: ...
-
-    def layer_size(self, diff_id: Digest) -> int: ...
 
 
 def dockerfile_line(comment: str) -> str:
@@ -95,17 +84,17 @@ def layer_history(config: ImageConfig) -> list[HistoryEntry | None]:
 
 
 def load_image(
-    source: ImageSource, name: str, hash_content: bool = False, cache: dict[Digest, LayerFiles] | None = None
+    source: Store, name: str, hash_content: bool = False, cache: dict[Digest, LayerFiles] | None = None
 ) -> Image:
     """Read every layer's headers; `cache` shares layers between two images (by diff_id) when diffing."""
     image_id = source.resolve(name)
-    config = source.image_config(image_id)
+    config = image_config(source, image_id)
     layers = []
     histories: Sequence[HistoryEntry | None] = layer_history(config)
     for index, diff_id in enumerate(config.diff_ids):
         files = cache.get(diff_id) if cache is not None else None
         if files is None:
-            with source.open_layer(diff_id) as stream:
+            with source.layers.open(diff_id) as stream:
                 files = read_layer(stream, hash_content=hash_content)
             if cache is not None:
                 cache[diff_id] = files
@@ -113,7 +102,7 @@ def load_image(
             Layer(
                 index=index,
                 diff_id=diff_id,
-                tar_size=source.layer_size(diff_id),
+                tar_size=source.layers.size(diff_id),
                 history=histories[index],
                 files=files,
             )

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ..image.stored import image_config
 from .common import open_store
 from .formatting import parse_created, table
 
@@ -73,7 +74,7 @@ def rows_of(store: Any, name: str) -> list[dict[str, Any]]:
     from ..analyze.layers import dockerfile_line
 
     image_id = store.resolve(name)
-    config = store.image_config(image_id)
+    config = image_config(store, image_id)
     sizes = iter(config.diff_ids)
     rows = []
     for entry in config.history:
@@ -81,7 +82,7 @@ def rows_of(store: Any, name: str) -> list[dict[str, Any]]:
         if not entry.empty_layer:
             diff_id = next(sizes, None)
             if diff_id is not None:
-                with store.open_layer(diff_id) as stream:
+                with store.layers.open(diff_id) as stream:
                     size = read_layer(stream).content_size
         rows.append(
             {

@@ -29,7 +29,7 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     store = open_store(args)
     rows: list[dict[str, str | int]] = []
-    for image in store.list_images():
+    for image in store.images.summaries():
         for tag in image.tags or ["<none>:<none>"]:
             repository, tag_name = _split_tag(tag)
             if args.repository and args.repository not in (repository, tag):

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ImageNotFound
 from ..image.config import DOCKER_EMPTY_CONTAINER_CONFIG
+from ..image.stored import image_config
 from .common import open_store
 
 
@@ -22,12 +23,12 @@ def register(subparsers: Any) -> None:
 
 def inspect_image(store: Any, name: str) -> dict[str, Any]:
     image_id = store.resolve(name)
-    config = store.image_config(image_id)
-    raw = json.loads(store.image_config_bytes(image_id))
-    size = sum(store.layer_size(diff_id) for diff_id in config.diff_ids)
+    config = image_config(store, image_id)
+    raw = json.loads(store.images.config_bytes(image_id))
+    size = sum(store.layers.size(diff_id) for diff_id in config.diff_ids)
     return {
         "Id": str(image_id),
-        "RepoTags": store.tags_of(image_id),
+        "RepoTags": store.tags.of(image_id),
         "RepoDigests": [],
         "Parent": "",
         "Comment": "",

@@ -18,9 +18,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..image.reference import parse_reference
+    from ..reference import parse_reference
 
     store = open_store(args)
     image_id = store.resolve(args.source)
-    store.tag(parse_reference(args.target).familiar, image_id)
+    store.tags.set(parse_reference(args.target).familiar, image_id)
     return 0

@@ -102,7 +102,7 @@ class ContextHasher:
         return Selection(Digest("blake3", hasher.hexdigest()), files)
 
     def _content_digests(self, regular: list[tuple[str, os.stat_result]]) -> dict[str, str]:
-        known = self.store.stat_cache_get([path for path, _ in regular]) if regular else {}
+        known = self.store.stat_cache.get([path for path, _ in regular]) if regular else {}
         digests: dict[str, str] = {}
         stale: list[tuple[str, os.stat_result]] = []
         for path, info in regular:
@@ -118,5 +118,5 @@ class ContextHasher:
             for (path, info), content in zip(stale, fresh):
                 digests[path] = content
                 rows.append((path, *_stat_row(path, info), content))
-            self.store.stat_cache_put(rows)
+            self.store.stat_cache.put(rows)
         return digests

@@ -1,8 +1,8 @@
 """Compressed layer blobs, made once and remembered: a second save or push of a layer does not compress it again.
 
 The store keeps layers uncompressed (named by diff_id). A compressed form is a blob of its own under
-`<root>/blobs/sha256/`, and the table `compressed_blobs` in meta.db maps (diff_id, algorithm) to its digest and size.
-A row whose blob went missing is a miss; `prune_compressed` drops the rows and blobs of layers the store deleted.
+`<root>/blobs/sha256/`, recorded in the store's compressed forms (`store.forms`). A form whose blob went missing is a
+miss; cache pruning (store/gc.py) drops the forms and blobs of layers the store deleted.
 
 gzip and zstd output is deterministic (no name, mtime 0, fixed levels), so two processes compressing the same layer
 at once produce the same blob and the second rename is harmless. Independent layers compress in parallel threads:
@@ -12,7 +12,6 @@ zlib and zstandard release the GIL while they work, so every core is used.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,23 +20,13 @@ from typing import TYPE_CHECKING, Any
 from ..digest import Digest, new_hasher
 from ..errors import LayerError
 from ..layer.compression import COMPRESSIONS, compress_stream
+from ..store import CompressedForm
 from .manifest import DOCKER_LAYER, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["CompressedBlob", "compressed_layer", "compressed_layers", "layer_media_type", "prune_compressed"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS compressed_blobs (
-    diff_id TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    added REAL NOT NULL,
-    PRIMARY KEY (diff_id, algorithm)
-)
-"""
+__all__ = ["CompressedBlob", "compressed_layer", "compressed_layers", "layer_media_type"]
 
 
 @dataclass(frozen=True)
@@ -62,11 +51,6 @@ def layer_media_type(algorithm: str, oci: bool = True) -> str:
     raise LayerError(f"unsupported layer compression {algorithm!r}; use one of {', '.join(COMPRESSIONS)}")
 
 
-def _ensure_table(store: Store) -> None:
-    with store.meta.write() as db:
-        db.execute(_SCHEMA)
-
-
 class _HashingFile:
     """A file that hashes what is written to it (the compressor's output)."""
 
@@ -89,30 +73,21 @@ class _HashingFile:
 
 
 def _lookup(store: Store, diff_id: Digest, algorithm: str) -> CompressedBlob | None:
-    with store.meta.read() as db:
-        row = db.execute(
-            "SELECT digest, size FROM compressed_blobs WHERE diff_id = ? AND algorithm = ?", (str(diff_id), algorithm)
-        ).fetchone()
-    if row is None:
-        return None
-    digest = Digest.parse(row[0])
-    if not store.blobs.has(digest) or store.blobs.size(digest) != int(row[1]):
-        return None
-    return CompressedBlob(diff_id, digest, int(row[1]), algorithm)
+    form = store.forms.local(diff_id, algorithm)
+    return None if form is None else CompressedBlob(diff_id, form.digest, form.size, algorithm)
 
 
 def compressed_layer(store: Store, diff_id: Digest, algorithm: str) -> CompressedBlob:
     """The layer compressed with `algorithm` ("gzip", "zstd", "uncompressed"), as a blob in the store."""
     layer_media_type(algorithm)  # validates the name
     if algorithm == "uncompressed":
-        return CompressedBlob(diff_id, diff_id, store.layer_size(diff_id), algorithm)
-    _ensure_table(store)
+        return CompressedBlob(diff_id, diff_id, store.layers.size(diff_id), algorithm)
     cached = _lookup(store, diff_id, algorithm)
     if cached is not None:
         return cached
     file, temp = store.blobs.temp_file("compress")
     try:
-        with file, store.open_layer(diff_id) as layer:
+        with file, store.layers.open(diff_id) as layer:
             writer = _HashingFile(file)
             compress_stream(layer, writer, algorithm)  # type: ignore[arg-type]
             file.flush()
@@ -121,11 +96,7 @@ def compressed_layer(store: Store, diff_id: Digest, algorithm: str) -> Compresse
         store.blobs.place(temp, digest)
     finally:
         temp.unlink(missing_ok=True)
-    with store.meta.write() as db:
-        db.execute(
-            "INSERT OR REPLACE INTO compressed_blobs (diff_id, algorithm, digest, size, added) VALUES (?, ?, ?, ?, ?)",
-            (str(diff_id), algorithm, str(digest), writer.size, time.time()),
-        )
+    store.forms.add(CompressedForm(diff_id, digest, writer.size, algorithm, layer_media_type(algorithm)))
     return CompressedBlob(diff_id, digest, writer.size, algorithm)
 
 
@@ -140,19 +111,3 @@ def compressed_layers(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compress") as pool:
         blobs = list(pool.map(lambda diff_id: compressed_layer(store, diff_id, algorithm), unique))
     return {blob.diff_id: blob for blob in blobs}
-
-
-def prune_compressed(store: Store) -> int:
-    """Drop the compressed blobs of layers no longer in the store; returns how many were dropped."""
-    _ensure_table(store)
-    with store.meta.read() as db:
-        rows = db.execute("SELECT diff_id, algorithm, digest FROM compressed_blobs").fetchall()
-    dropped = 0
-    for diff_id, algorithm, digest in rows:
-        if store.has_layer(Digest.parse(diff_id)):
-            continue
-        with store.meta.write() as db:
-            db.execute("DELETE FROM compressed_blobs WHERE diff_id = ? AND algorithm = ?", (diff_id, algorithm))
-        store.blobs.delete(digest)
-        dropped += 1
-    return dropped

@@ -85,7 +85,7 @@ def _collect(store: Store, names: Sequence[str]) -> list[_SavedImage]:
 
 def save_docker_archive(store: Store, names: Sequence[str], out: BinaryIO) -> None:
     """Write the images `names` (tags or ids, resolved as `docker save` does) to `out` as one tar stream."""
-    from .reference import parse_reference
+    from ..reference import parse_reference
 
     images = _collect(store, names)
     manifest: list[dict[str, Any]] = []
@@ -93,7 +93,7 @@ def save_docker_archive(store: Store, names: Sequence[str], out: BinaryIO) -> No
     written: set[str] = set()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         for saved in images:
-            config_bytes = store.image_config_bytes(saved.image_id)
+            config_bytes = store.images.config_bytes(saved.image_id)
             config = json.loads(config_bytes)
             diff_ids = [Digest.parse(d) for d in (config.get("rootfs") or {}).get("diff_ids") or ()]
             config_name = f"{saved.image_id.hex}.json"
@@ -142,10 +142,10 @@ def _add_layer(
     _add_bytes(archive, f"{layer_dir}/VERSION", b"1.0")
     _add_bytes(archive, f"{layer_dir}/json", json.dumps(v1, separators=(",", ":")).encode())
     info = tarfile.TarInfo(f"{layer_dir}/layer.tar")
-    info.size = store.layer_size(diff_id)
+    info.size = store.layers.size(diff_id)
     info.mode = 0o644
     info.mtime = 0
-    with store.open_layer(diff_id) as stream:
+    with store.layers.open(diff_id) as stream:
         archive.addfile(info, stream)
 
 

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from ..digest import Digest
 from ..errors import BuildError
 from ..layer.generate import write_layer_tar
+from ..layer.snapshots import snapshot_path
 from ..layer.unpack import unpack_layer
 from ..layer.whiteout import is_opaque, is_overlay_xattr, is_whiteout
+from .stored import image_config
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -82,7 +84,7 @@ def export_image(store: Store, image_id: Digest, spec: str) -> None:
     """Write the image as the --output spec asks."""
     fields = parse_output_spec(spec)
     kind, dest = fields["type"], fields["dest"]
-    names = store.tags_of(image_id) or [str(image_id)]
+    names = store.tags.of(image_id) or [str(image_id)]
     if kind == "docker":
         from .docker_archive import save_docker_archive
 
@@ -112,13 +114,13 @@ def export_image(store: Store, image_id: Digest, spec: str) -> None:
 
 def write_flattened_tar(store: Store, image_id: Digest, out: BinaryIO) -> None:
     """The image's final filesystem (all layers merged) as one uncompressed tar."""
-    config = store.image_config(image_id)
+    config = image_config(store, image_id)
     with store.temp_dir("flatten") as work:
         merged = work / "rootfs"
         merged.mkdir()
         directories: dict[Path, Path] = {}
         for diff_id in config.diff_ids:
-            _apply(store.snapshot_path(diff_id), merged, directories)
+            _apply(snapshot_path(store, diff_id), merged, directories)
         # A directory's metadata, from the topmost layer that has it, is set once its contents are in place (adding
         # entries changes its mtime), deepest first.
         for target in sorted(directories, key=lambda path: len(path.parts), reverse=True):

@@ -31,6 +31,7 @@ from ..digest import CHUNK_SIZE, Digest
 from ..errors import DigestMismatch, InvalidDigest, LayerError, StoreError
 from ..layer.compression import open_decompressed
 from ..layer.unpack import unpack_layer
+from .stored import put_image_bytes
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -284,7 +285,7 @@ class IngestBatch:
     def add_layer(self, source: ArchiveSource, name: str, diff_id: Digest) -> None:
         """Unpack the layer file `name` (any compression) into temp space; DigestMismatch unless its uncompressed
         tar hashes to `diff_id`. A layer the store or this batch has already is skipped."""
-        if diff_id in self.layers or self.store.has_layer(diff_id):
+        if diff_id in self.layers or self.store.layers.has(diff_id):
             return
         with source.open(name) as stream:
             layer = self._unpack(stream, name)
@@ -295,7 +296,7 @@ class IngestBatch:
     def add_layer_stream(self, stream: BinaryIO, label: str) -> Digest:
         """Unpack a layer whose diff_id is not known beforehand (an imported rootfs); returns it."""
         layer = self._unpack(stream, label)
-        if layer.diff_id not in self.layers and not self.store.has_layer(layer.diff_id):
+        if layer.diff_id not in self.layers and not self.store.layers.has(layer.diff_id):
             self.layers[layer.diff_id] = layer
         return layer.diff_id
 
@@ -318,16 +319,15 @@ class IngestBatch:
 
     def commit(self) -> list[str]:
         """Layers, then configs, then tags. Returns the tags, and the id of each image that has none."""
-        from ..image.config import ImageConfig
 
         for layer in self.layers.values():
-            self.store.commit_layer(layer.tar_path, layer.diff_id, layer.size, layer.snapshot)
+            self.store.layers.commit(layer.tar_path, layer.diff_id, layer.size, layer.snapshot)
         loaded: list[str] = []
         for image in self.images:
-            image_id = self.store.put_image_bytes(image.config_bytes, ImageConfig.from_bytes(image.config_bytes))
+            image_id = put_image_bytes(self.store, image.config_bytes)
             self.image_ids.append(image_id)
             for tag in image.tags:
-                self.store.tag(tag, image_id)
+                self.store.tags.set(tag, image_id)
                 loaded.append(tag)
             if not image.tags:
                 loaded.append(str(image_id))

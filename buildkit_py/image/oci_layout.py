@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import Digest
 from ..errors import StoreError
+from ..reference import InvalidReference, parse_reference
 from .compressed import CompressedBlob, compressed_layers, layer_media_type
 from .ingest import ArchiveSource, IngestBatch, open_source, parse_config, read_small, verify_file
 from .manifest import (
@@ -43,7 +44,7 @@ from .manifest import (
     parse_index,
     parse_manifest,
 )
-from .reference import InvalidReference, parse_reference
+from .stored import image_config
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -85,7 +86,7 @@ def _plan(store: Store, names: Sequence[str], compression: str) -> _Plan:
         tags = images.setdefault(image_id, [])
         if tag is not None and tag not in tags:
             tags.append(tag)
-    configs = {image_id: store.image_config(image_id) for image_id in images}
+    configs = {image_id: image_config(store, image_id) for image_id in images}
     every_layer = [diff_id for config in configs.values() for diff_id in config.diff_ids]
     layers: dict[Digest, CompressedBlob] = compressed_layers(store, every_layer, compression)
     blobs: dict[Digest, _Blob] = {}
@@ -93,7 +94,7 @@ def _plan(store: Store, names: Sequence[str], compression: str) -> _Plan:
     media_type = layer_media_type(compression)
     for image_id, tags in images.items():
         config = configs[image_id]
-        config_bytes = store.image_config_bytes(image_id)
+        config_bytes = store.images.config_bytes(image_id)
         blobs[image_id] = _Blob(image_id, len(config_bytes), config_bytes)
         layer_descriptors = []
         for diff_id in config.diff_ids:

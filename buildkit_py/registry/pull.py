@@ -34,12 +34,12 @@ from ..image.manifest import (
     parse_manifest,
     parse_manifest_or_index,
 )
-from ..image.reference import Reference, parse_reference
+from ..image.stored import put_image_bytes
 from ..layer.compression import open_decompressed
 from ..layer.unpack import unpack_layer
-from ..store import Store
+from ..reference import Reference, parse_reference
+from ..store import CompressedForm, Store
 from .auth import repository_scope
-from .blobinfo import BlobInfo, CompressedForm
 from .client import RegistryClient, TransportOptions
 
 __all__ = ["MANIFEST_ACCEPT", "PullResult", "fetch_manifest", "pull_image"]
@@ -185,7 +185,6 @@ def _pull(
     store: Store, client: RegistryClient, reference: Reference, platform: Platform | None, progress: Progress
 ) -> PullResult:
     repository = reference.repository
-    info = BlobInfo(store.root)
     progress(f"{reference.tag or reference.digest}: Pulling from {reference.name}")
     manifest, manifest_digest = _resolve_manifest(client, reference, platform)
     for layer in manifest.layers:
@@ -209,7 +208,7 @@ def _pull(
         raise RegistryError(f"{reference}: image is {config.os}/{config.architecture}, not {platform}")
     present = 0
     for descriptor, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
-        if store.has_layer(diff_id):
+        if store.layers.has(diff_id):
             present += 1
             progress(f"{descriptor.digest.short}: Already exists")
             continue
@@ -226,16 +225,16 @@ def _pull(
             root.mkdir()
             with open(tar, "rb") as stream:
                 unpack_layer(stream, root)
-            store.commit_layer(tar, diff_id, size, snapshot=root)
+            store.layers.commit(tar, diff_id, size, snapshot=root)
         # Only a blob we downloaded and checked is remembered as holding the layer (push trusts this mapping).
-        info.add_form(CompressedForm(diff_id, descriptor.digest, descriptor.size, descriptor.media_type))
-        info.add_source(descriptor.digest, client.registry, repository)
+        store.forms.add(CompressedForm(diff_id, descriptor.digest, descriptor.size, "", descriptor.media_type))
+        store.registry.add_source(descriptor.digest, client.registry, repository)
         progress(f"{descriptor.digest.short}: Pull complete")
-    info.add_source(manifest.config.digest, client.registry, repository)
-    image_id = store.put_image_bytes(config_bytes, config)  # byte for byte: the id is the config's digest
-    info.add_manifest(client.registry, repository, manifest_digest, image_id)
+    store.registry.add_source(manifest.config.digest, client.registry, repository)
+    image_id = put_image_bytes(store, config_bytes)  # byte for byte: the id is the config's digest
+    store.registry.add_manifest(client.registry, repository, manifest_digest, image_id)
     if reference.tag is not None and reference.digest is None:
-        store.tag(reference.familiar, image_id)
+        store.tags.set(reference.familiar, image_id)
     progress(f"Digest: {manifest_digest}")
     return PullResult(
         reference=reference,

@@ -30,10 +30,9 @@ from ..image.manifest import (
     ManifestError,
 )
 from ..image.manifest import layer_compression as media_type_compression
-from ..image.reference import InvalidReference, Reference, parse_reference
-from ..store import Store
+from ..reference import InvalidReference, Reference, parse_reference
+from ..store import CompressedForm, Store
 from .auth import repository_scope
-from .blobinfo import BlobInfo, CompressedForm
 from .client import Body, FileBody, RegistryClient, Response, TransportOptions
 
 __all__ = ["CHUNK_SIZE", "MONOLITHIC_LIMIT", "PushResult", "push_image"]
@@ -73,7 +72,8 @@ class _Pusher:
         self.client = client
         self.repository = reference.repository
         self.registry = client.registry
-        self.info = BlobInfo(store.root)
+        self.records = store.registry
+        self.forms = store.forms
         self.progress = progress
         self.monolithic_limit = monolithic_limit
         self.chunk_size = max(chunk_size, 1)
@@ -91,7 +91,7 @@ class _Pusher:
         return response.status == 200
 
     def try_mount(self, digest: Digest) -> bool:
-        for source in self.info.sources(digest, self.registry):
+        for source in self.records.sources(digest, self.registry):
             if source == self.repository:
                 continue
             scope = f"{self.push_scope} {repository_scope(source, 'pull')}"
@@ -120,7 +120,7 @@ class _Pusher:
             self.upload(digest, size, body())
             self.uploaded += 1
             self.progress(f"{digest.short}: Pushed")
-        self.info.add_source(digest, self.registry, self.repository)
+        self.records.add_source(digest, self.registry, self.repository)
 
     def upload(self, digest: Digest, size: int, body: Body) -> None:
         before = self.client.bytes_sent
@@ -174,7 +174,7 @@ class _Pusher:
     # -- layers --------------------------------------------------------------------------------------------------
 
     def layer(self, diff_id: Digest, compression: str, oci: bool) -> Descriptor:
-        for form in self.info.forms(diff_id):
+        for form in self.forms.of(diff_id):
             if _form_compression(form) != compression or form.digest.algorithm != "sha256":
                 continue
             if self.exists(form.digest):
@@ -184,17 +184,18 @@ class _Pusher:
                 self.mounted += 1
             else:
                 continue
-            self.info.add_source(form.digest, self.registry, self.repository)
+            self.records.add_source(form.digest, self.registry, self.repository)
             return Descriptor(layer_media_type(compression, oci), form.digest, form.size)
         blob = compressed_layer(self.store, diff_id, compression)
         path = self.store.blobs.path(blob.digest)
         self.ensure(blob.digest, blob.size, lambda: FileBody(path, 0, blob.size))
         media_type = layer_media_type(compression, oci)
-        self.info.add_form(CompressedForm(diff_id, blob.digest, blob.size, media_type))
         return Descriptor(media_type, blob.digest, blob.size)
 
 
 def _form_compression(form: CompressedForm) -> str:
+    if form.algorithm:
+        return form.algorithm
     try:
         kind = media_type_compression(form.media_type)
     except ManifestError:
@@ -223,7 +224,7 @@ def push_image(
     if reference.digest is not None:
         raise InvalidReference(f"push needs a tag, not a digest: {name}")
     image_id = store.resolve(name)
-    config_bytes = store.image_config_bytes(image_id)
+    config_bytes = store.images.config_bytes(image_id)
     config = ImageConfig.from_bytes(config_bytes)
     oci = oci or compression == "zstd"  # Docker v2 manifests have no zstd layer type
     owned = client is None
@@ -253,7 +254,7 @@ def push_image(
         response.close()
         if claimed and claimed != str(manifest_digest):
             raise RegistryError(f"registry stored the manifest as {claimed}, not {manifest_digest}")
-        pusher.info.add_manifest(client.registry, reference.repository, manifest_digest, image_id)
+        pusher.records.add_manifest(client.registry, reference.repository, manifest_digest, image_id)
         progress(f"{reference.tag}: digest: {manifest_digest} size: {len(data)}")
         return PushResult(
             reference=reference,

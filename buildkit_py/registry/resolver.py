@@ -12,9 +12,9 @@ from ..digest import Digest
 from ..errors import ImageNotFound
 from ..frontend.plan import ResolvedImage
 from ..image.manifest import Platform
-from ..image.reference import InvalidReference, parse_reference
+from ..image.stored import image_config
+from ..reference import InvalidReference, parse_reference
 from ..store import Store
-from .blobinfo import BlobInfo
 from .client import NotFoundError, TransportOptions
 from .pull import pull_image
 
@@ -55,7 +55,7 @@ class PullingImageResolver:
                 ) from None
             self.pulled.append(ref)
             image_id = result.image_id
-        return ResolvedImage(ref=ref, image_id=image_id, config=self.store.image_config(image_id))
+        return ResolvedImage(ref=ref, image_id=image_id, config=image_config(self.store, image_id))
 
     def _local(self, ref: str) -> Digest | None:
         try:
@@ -63,9 +63,8 @@ class PullingImageResolver:
         except InvalidReference:
             return self.store.resolve(ref)  # an id or id prefix, or a clear "invalid reference" error
         if reference.digest is not None:
-            info = BlobInfo(self.store.root)
-            known = info.image_for_manifest(reference.registry, reference.repository, reference.digest)
-            return known if known is not None and self.store.has_image(known) else None
+            known = self.store.registry.image_for_manifest(reference.registry, reference.repository, reference.digest)
+            return known if known is not None and self.store.images.has(known) else None
         try:
             return self.store.resolve(ref)
         except ImageNotFound:

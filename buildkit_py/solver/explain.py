@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 import zlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from ..store.steplog import StepLogStore, StepRow
 from .ops import instruction_text
 from .solver import StepRecord
 
@@ -18,60 +16,34 @@ _RECORD_REMOVED = "the cache record was removed (pruned, or --no-cache)"
 _SHOWN_PATHS = 3
 _CANDIDATES = 20
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS step_log (
-    key TEXT PRIMARY KEY,
-    input_keys TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    instruction TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    definition TEXT NOT NULL,
-    files BLOB NOT NULL,
-    created REAL NOT NULL,
-    number INTEGER NOT NULL DEFAULT 0,
-    project TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS step_log_inputs ON step_log(input_keys, kind);
-CREATE INDEX IF NOT EXISTS step_log_instruction ON step_log(instruction, stage);
-"""
-
 
 class StepLog:
-    """An Explainer backed by a table in the store's SQLite database."""
+    """An Explainer over the store's step log."""
 
-    def __init__(self, database: Path, project: str = "") -> None:
+    def __init__(self, steps: StepLogStore, project: str = "") -> None:
         """`project` names the build (context and Dockerfile): guesses about edits look only at its own steps."""
         self.project = project
-        self._connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.executescript(_SCHEMA)
-        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(step_log)")}
-        for column, kind in (("number", "INTEGER NOT NULL DEFAULT 0"), ("project", "TEXT NOT NULL DEFAULT ''")):
-            if column not in columns:  # a store written before this column existed
-                self._connection.execute(f"ALTER TABLE step_log ADD COLUMN {column} {kind}")
-        self._lock = threading.Lock()
+        self._steps = steps
 
     def close(self) -> None:
-        self._connection.close()
+        pass
 
     def record(self, step: StepRecord) -> None:
         files = zlib.compress(json.dumps([dict(f) for f in step.files], sort_keys=True).encode())
-        with self._lock, self._connection:
-            self._connection.execute(
-                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(step.key),
-                    json.dumps([str(k) for k in step.input_keys]),
-                    step.kind,
-                    instruction_text(step.name),
-                    step.stage,
-                    json.dumps(step.definition, sort_keys=True),
-                    files,
-                    time.time(),
-                    step.number,
-                    self.project,
-                ),
+        self._steps.record(
+            StepRow(
+                key=str(step.key),
+                input_keys=json.dumps([str(k) for k in step.input_keys]),
+                kind=step.kind,
+                instruction=instruction_text(step.name),
+                stage=step.stage,
+                definition=json.dumps(step.definition, sort_keys=True),
+                files=files,
+                created=time.time(),
+                number=step.number,
+                project=self.project,
             )
+        )
 
     def explain(self, step: StepRecord) -> str:
         """The same instruction on the same inputs tells what changed in it (files, values); the same instruction
@@ -79,21 +51,9 @@ class StepLog:
         was edited. Steps of other Dockerfiles on the same base are never taken for this one."""
         inputs = json.dumps([str(k) for k in step.input_keys])
         instruction = instruction_text(step.name)
-        with self._lock:
-            same = self._connection.execute(
-                "SELECT definition, files FROM step_log WHERE input_keys = ? AND kind = ? AND instruction = ? "
-                "ORDER BY created DESC LIMIT ?",
-                (inputs, step.kind, instruction, _CANDIDATES),
-            ).fetchall()
-            moved = self._connection.execute(
-                "SELECT 1 FROM step_log WHERE instruction = ? AND stage = ? AND project = ? LIMIT 1",
-                (instruction, step.stage, self.project),
-            ).fetchone()
-            edited = self._connection.execute(
-                "SELECT instruction FROM step_log WHERE input_keys = ? AND kind = ? AND number = ? AND project = ? "
-                "ORDER BY created DESC LIMIT 1",
-                (inputs, step.kind, step.number, self.project),
-            ).fetchone()
+        same = self._steps.same_instruction(inputs, step.kind, instruction, _CANDIDATES)
+        moved = self._steps.ran_in_stage(instruction, step.stage, self.project)
+        edited = self._steps.instruction_at(inputs, step.kind, step.number, self.project)
         if same:
             reasons = [
                 _difference(step, json.loads(definition), json.loads(zlib.decompress(files)))
@@ -105,7 +65,7 @@ class StepLog:
         if moved:
             return "its base changed (a different base image or source stage than when it last ran)"
         if edited:
-            return f"the instruction changed (was: {edited[0]})"
+            return f"the instruction changed (was: {edited})"
         return "no earlier build of this step"
 
 

@@ -46,9 +46,9 @@ class Worker(Protocol):
 
 
 class BuildCache(Protocol):
-    def cache_get(self, key: Digest) -> Chain | None: ...
+    def get(self, key: Digest) -> Chain | None: ...
 
-    def cache_put(self, key: Digest, chain: Chain, description: str = "") -> None: ...
+    def put(self, key: Digest, chain: Chain, description: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class Solver:
         """Steps beneath a hit were never visited; their layers are still wanted (image history), from the cache."""
         for digest in keys:
             if digest not in chains:
-                cached = self.cache.cache_get(keys[digest])
+                cached = self.cache.get(keys[digest])
                 if cached is not None:
                     chains[digest] = cached
 
@@ -210,7 +210,7 @@ class Solver:
                 chains[digest] = source
                 return
             if digest not in self.forced:
-                cached = self.cache.cache_get(keys[digest])
+                cached = self.cache.get(keys[digest])
                 if cached is not None:
                     chains[digest] = cached
                     stats.cached.add(digest)
@@ -289,7 +289,7 @@ class Solver:
                             continue
                         with self._lock:
                             chains[digest] = future.result()
-                        self.cache.cache_put(keys[digest], chains[digest], self.graph.meta(digest).name)
+                        self.cache.put(keys[digest], chains[digest], self.graph.meta(digest).name)
                         if self.explainer is not None:
                             self.explainer.record(self._record(digest, keys, summaries))
             except BaseException:

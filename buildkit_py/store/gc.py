@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..digest import Digest
-from .store import CacheRecord, Store
+from .cache import CacheRecord
+from .store import Store
 
 __all__ = [
     "CacheTotals",
@@ -115,12 +116,12 @@ def _parent_length(record: CacheRecord, records: Iterable[CacheRecord]) -> int:
 
 
 def _usage(store: Store) -> tuple[list[CacheUsage], dict[Digest, int], dict[Digest, tuple[Digest, ...]]]:
-    records = store.cache_records()
-    sizes = store.layer_sizes()
-    images = store.image_chains()
+    records = store.cache.records()
+    sizes = store.layers.sizes()
+    images = store.images.chains()
     image_layers = {diff_id for chain in images.values() for diff_id in chain}
     tagged = [
-        images[summary.image_id] for summary in store.list_images() if summary.tags and summary.image_id in images
+        images[summary.image_id] for summary in store.images.summaries() if summary.tags and summary.image_id in images
     ]
     holders: dict[Digest, int] = {}
     for record in records:
@@ -153,9 +154,9 @@ def cache_usage(store: Store) -> list[CacheUsage]:
 
 
 def cache_totals(store: Store) -> CacheTotals:
-    sizes = store.layer_sizes()
-    image_layers = {diff_id for chain in store.image_chains().values() for diff_id in chain}
-    cache_layers = {diff_id for record in store.cache_records() for diff_id in record.chain}
+    sizes = store.layers.sizes()
+    image_layers = {diff_id for chain in store.images.chains().values() for diff_id in chain}
+    cache_layers = {diff_id for record in store.cache.records() for diff_id in record.chain}
     shared = _total(sizes, cache_layers & image_layers)
     private = _total(sizes, cache_layers - image_layers)
     return CacheTotals(shared=shared, private=private, reclaimable=private, total=shared + private)
@@ -182,11 +183,10 @@ def prune_cache(
     """`docker builder prune`: without `all`, only records no tagged image was built through (dangling cache); `until_seconds` spares records
     used more recently than that; `keep_storage` removes the least recently used first, only until what the
     remaining records keep on disk is at most that many bytes. Layers an image uses are never deleted."""
-    from ..image.compressed import prune_compressed
 
     now = time.time() if now is None else now
     usages, sizes, images = _usage(store)
-    records = {record.key: record for record in store.cache_records()}
+    records = {record.key: record for record in store.cache.records()}
     image_layers = {diff_id for chain in images.values() for diff_id in chain}
     candidates = [usage for usage in usages if usage.key in records and (all or not usage.in_use_by_image)]
     if until_seconds is not None:
@@ -210,13 +210,13 @@ def prune_cache(
     removed_keys: list[Digest] = []
     deleted: list[Digest] = []
     for usage in candidates:
-        deleted += store.cache_delete(usage.key)
+        deleted += store.cache.delete(usage.key)
         removed_keys.append(usage.key)
     if all and until_seconds is None and keep_storage is None:
-        deleted += store.delete_unreferenced_layers(now - ORPHAN_GRACE_SECONDS)
+        deleted += store.layers.delete_unreferenced(now - ORPHAN_GRACE_SECONDS)
     freed = sum(sizes.get(diff_id, 0) for diff_id in deleted)
     freed += _compressed_size(store, deleted)
-    prune_compressed(store)
+    prune_orphan_forms(store)
     if all:
         # The step log lets a later miss say "the record was pruned"; a full prune forgets that too.
         _forget_steps(store, removed_keys)
@@ -229,39 +229,33 @@ def prune_cache(
     )
 
 
-def _has_table(store: Store, name: str) -> bool:
-    with store.meta.read() as db:
-        row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-    return row is not None
-
-
 def _compressed_size(store: Store, diff_ids: list[Digest]) -> int:
-    """Bytes of the compressed blobs made from these (now deleted) layers, which prune_compressed is about to drop."""
-    if not diff_ids or not _has_table(store, "compressed_blobs"):
-        return 0
-    total = 0
-    with store.meta.read() as db:
-        for diff_id in diff_ids:
-            for digest, size in db.execute(
-                "SELECT digest, size FROM compressed_blobs WHERE diff_id = ?", (str(diff_id),)
-            ).fetchall():
-                if store.blobs.has(Digest.parse(digest)):
-                    total += int(size)
-    return total
+    """Bytes of the compressed blobs made from these (now deleted) layers, which prune_orphan_forms is about to drop."""
+    return sum(form.size for diff_id in diff_ids for form in store.forms.of(diff_id) if form.local)
+
+
+def prune_orphan_forms(store: Store) -> int:
+    """Drop the compressed forms (and their blobs) of layers no longer in the store; returns how many were dropped."""
+    dropped = 0
+    for form in store.forms.all():
+        if store.layers.has(form.diff_id):
+            continue
+        store.forms.remove(form.diff_id, form.digest)
+        store.blobs.delete(form.digest)
+        dropped += 1
+    return dropped
 
 
 def _forget_steps(store: Store, keys: list[Digest]) -> None:
-    if not keys or not _has_table(store, "step_log"):
-        return
-    with store.meta.write() as db:
-        db.executemany("DELETE FROM step_log WHERE key = ?", [(str(key),) for key in keys])
+    if keys:
+        store.steps.forget([str(key) for key in keys])
 
 
 def _forget_vanished_files(store: Store) -> None:
     """Drop the context stat cache rows of files that no longer exist; the others still save re-reading a file."""
-    gone = [path for path in store.stat_cache_keys() if not os.path.lexists(path)]
+    gone = [path for path in store.stat_cache.paths() if not os.path.lexists(path)]
     if gone:
-        store.stat_cache_delete(gone)
+        store.stat_cache.delete(gone)
 
 
 def system_df(store: Store) -> DiskUsage:
@@ -269,11 +263,11 @@ def system_df(store: Store) -> DiskUsage:
     untagged images use (and no cache record). Build cache: active records are those a tagged image was built through;
     every byte of it is reclaimable (`cache prune --all`), since layers of images are never counted as cache."""
     usages, sizes, images = _usage(store)
-    summaries = store.list_images()
+    summaries = store.images.summaries()
     tagged = {summary.image_id for summary in summaries if summary.tags}
     image_layers = {diff_id for chain in images.values() for diff_id in chain}
     tagged_layers = {diff_id for image_id in tagged for diff_id in images.get(image_id, ())}
-    cache_layers = {diff_id for record in store.cache_records() for diff_id in record.chain}
+    cache_layers = {diff_id for record in store.cache.records() for diff_id in record.chain}
     images_line = UsageLine(
         kind="Images",
         total=len(images),

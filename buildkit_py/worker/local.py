@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from ..digest import Digest
 from ..errors import StepError
 from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
+from ..image.stored import image_config
+from ..layer.snapshots import snapshot_path
 from ..solver.graph import BuildGraph
 from ..solver.ops import ContextSource, CopyAction, ExecOp, FileOp, ImageSource, Op, OpMeta, ScratchSource
 from ..solver.solver import Chain, ContentSummary
@@ -65,7 +67,7 @@ class LocalWorker:
         if isinstance(op, ScratchSource | ContextSource):
             return ()
         if isinstance(op, ImageSource):
-            return self.store.image_config(op.image_id).diff_ids
+            return image_config(self.store, op.image_id).diff_ids
         return None
 
     def content(self, op: Op) -> ContentSummary:
@@ -97,7 +99,7 @@ class LocalWorker:
             kill_all()
 
     def _lowers(self, chain: Chain) -> tuple[Path, ...]:
-        return tuple(self.store.snapshot_path(diff_id) for diff_id in reversed(chain))
+        return tuple(snapshot_path(self.store, diff_id) for diff_id in reversed(chain))
 
     def _run_exec(self, op: ExecOp, meta: OpMeta, chain: Chain, output: Callable[[bytes], None]) -> Chain:
         tail: collections.deque[bytes] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
@@ -161,5 +163,5 @@ class LocalWorker:
             info = write_layer_tar(upper, tar_file)
         if info.entries == 0:
             return ()
-        self.store.commit_layer(tar_path, info.diff_id, info.size, snapshot=upper)
+        self.store.layers.commit(tar_path, info.diff_id, info.size, snapshot=upper)
         return (info.diff_id,)

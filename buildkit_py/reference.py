@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..digest import Digest
-from ..errors import InvalidDigest, StoreError
+from .digest import Digest
+from .errors import InvalidDigest, StoreError
 
 __all__ = [
     "DEFAULT_REGISTRY",

@@ -1,0 +1,147 @@
+"""Layers: each a blob (its uncompressed tar, named by diff_id), a row in `layers`, and an unpacked snapshot.
+
+A layer is deleted (row, blob, snapshot) only when no image and no cache record names it any more; `collect` is the
+one place that decides it, inside the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from ..digest import Digest
+from ..errors import DigestMismatch, StoreError
+from .content import ContentStore, checked_digest
+from .damage import DamageRecords
+from .database import Database
+from .snapshots import SnapshotStore
+
+__all__ = ["LayerStore", "remove_trash"]
+
+
+class LayerStore:
+    def __init__(self, db: Database, blobs: ContentStore, snapshots: SnapshotStore, damage: DamageRecords) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._snapshots = snapshots
+        self._damage = damage
+
+    def commit(self, tar_path: Path, diff_id: Digest, size: int, snapshot: Path | None = None) -> None:
+        """Move an uncompressed layer tar (a temp file under the store's root) into the blobs as `diff_id`, record
+        the layer, and, when given, commit `snapshot` as its unpacked form. The tar is hashed first: DigestMismatch
+        if it is not `diff_id`, StoreError if it is not `size` bytes."""
+        diff_id = checked_digest(diff_id)
+        actual, actual_size = self._blobs.hash_file(tar_path, diff_id.algorithm)
+        if actual != diff_id:
+            raise DigestMismatch(f"layer tar {tar_path} hashes to {actual}, not {diff_id}")
+        if actual_size != size:
+            raise StoreError(f"layer {diff_id} is {actual_size} bytes, not {size}")
+        with open(tar_path, "rb") as file:
+            os.fsync(file.fileno())
+        with self._db.write() as db:
+            self._blobs.place(tar_path, diff_id)
+            now = time.time()
+            db.execute(
+                "INSERT INTO layers (diff_id, size, added) VALUES (?, ?, ?) ON CONFLICT(diff_id) DO UPDATE SET added = ?",
+                (str(diff_id), size, now, now),
+            )
+            self._damage.clear_in(db, diff_id)
+            kept = snapshot is not None and self._snapshots.try_commit(snapshot, diff_id)
+        if snapshot is not None and not kept:
+            shutil.rmtree(snapshot, ignore_errors=True)
+
+    def has(self, diff_id: Digest) -> bool:
+        with self._db.read() as db:
+            row = db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (str(checked_digest(diff_id)),)).fetchone()
+        return row is not None and self._blobs.has(diff_id)
+
+    def size(self, diff_id: Digest) -> int:
+        with self._db.read() as db:
+            row = db.execute("SELECT size FROM layers WHERE diff_id = ?", (str(checked_digest(diff_id)),)).fetchone()
+        if row is None:
+            raise StoreError(f"layer not in the store: {diff_id}")
+        return int(row[0])
+
+    def sizes(self) -> dict[Digest, int]:
+        """Every recorded layer's size in bytes (its uncompressed tar), by diff_id."""
+        with self._db.read() as db:
+            rows = db.execute("SELECT diff_id, size FROM layers").fetchall()
+        return {Digest.parse(diff_id): int(size) for diff_id, size in rows}
+
+    def open(self, diff_id: Digest) -> BinaryIO:
+        """The layer's uncompressed tar; reading it to the end verifies it."""
+        if not self.has(diff_id):
+            raise StoreError(f"layer not in the store: {diff_id}")
+        self._damage.refuse(diff_id)
+        return self._blobs.open(diff_id)
+
+    def snapshot(self, diff_id: Digest) -> Path | None:
+        """The layer's unpacked form (an overlay lowerdir), or None when it has none yet: `buildkit_py.layer`'s
+        `snapshot_path` unpacks it then."""
+        diff_id = checked_digest(diff_id)
+        self._damage.refuse(diff_id)
+        path = self._snapshots.path(diff_id)
+        return path if path.is_dir() else None
+
+    def add_snapshot(self, diff_id: Digest, folder: Path) -> Path:
+        """Move `folder` (unpacked from the layer's blob, under the store's tmp) into place as its snapshot."""
+        diff_id = checked_digest(diff_id)
+        with self._db.write() as db:
+            if db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone() is None:
+                raise StoreError(f"layer was removed while it was unpacked: {diff_id}")
+            self._snapshots.try_commit(folder, diff_id)
+        return self._snapshots.path(diff_id)
+
+    def missing(self, db: sqlite3.Connection, chain: Sequence[Digest]) -> list[Digest]:
+        """Inside a transaction: the layers of `chain` that are not recorded or whose blob is gone."""
+        missing = []
+        for diff_id in chain:
+            row = db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone()
+            if row is None or not self._blobs.has(diff_id):
+                missing.append(diff_id)
+        return missing
+
+    def collect(self, db: sqlite3.Connection, candidates: Sequence[Digest]) -> tuple[list[Digest], list[Path]]:
+        """Inside a write transaction: delete the candidates no image or cache record names. Snapshots are renamed
+        into tmp (returned, for deletion once the transaction is over) so the lock is not held during a long rmtree."""
+        deleted: list[Digest] = []
+        trash: list[Path] = []
+        for diff_id in dict.fromkeys(candidates):
+            text = str(diff_id)
+            if db.execute("SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (text,)).fetchone():
+                continue
+            if db.execute("SELECT 1 FROM cache_layers WHERE diff_id = ? LIMIT 1", (text,)).fetchone():
+                continue
+            if db.execute("DELETE FROM layers WHERE diff_id = ?", (text,)).rowcount == 0:
+                continue
+            self._blobs.delete(diff_id)
+            self._damage.clear_in(db, diff_id)
+            folder = self._snapshots.detach(diff_id)
+            if folder is not None:
+                trash.append(folder)
+            deleted.append(diff_id)
+        return deleted, trash
+
+    def delete_unreferenced(self, added_before: float) -> list[Digest]:
+        """Delete the layers no image and no cache record names that were stored before `added_before` (a layer
+        a running build has just committed is not named by anything yet: the grace period keeps it)."""
+        with self._db.write() as db:
+            rows = db.execute(
+                "SELECT diff_id FROM layers l WHERE added < ? "
+                "AND NOT EXISTS (SELECT 1 FROM image_layers il WHERE il.diff_id = l.diff_id) "
+                "AND NOT EXISTS (SELECT 1 FROM cache_layers cl WHERE cl.diff_id = l.diff_id)",
+                (added_before,),
+            ).fetchall()
+            deleted, trash = self.collect(db, [Digest.parse(row[0]) for row in rows])
+        remove_trash(trash)
+        return deleted
+
+
+def remove_trash(trash: Sequence[Path]) -> None:
+    for folder in trash:
+        shutil.rmtree(folder, ignore_errors=True)
