@@ -18,6 +18,13 @@ def register(subparsers: Any) -> None:
     )
     df.add_argument("-v", "--verbose", action="store_true", help="every image and cache record")
     df.set_defaults(func=run_df)
+    check = commands.add_parser(
+        "check",
+        help="verify every blob and snapshot",
+        description="Verify every blob against its digest and every unpacked layer against its blob, like git fsck; "
+        "say which images are damaged. What is found damaged is refused by later builds, saves and pushes.",
+    )
+    check.set_defaults(func=run_check)
     parser.set_defaults(func=lambda args: _usage(parser))
 
 
@@ -87,3 +94,22 @@ def run_df(args: argparse.Namespace) -> int:
         )
     print(table(rows))
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..image.check import check_store
+
+    report = check_store(open_store(args))
+    for problem in report.problems:
+        print(f"damaged {problem}")
+    for image in report.damaged_images:
+        names = ", ".join(image.tags) or "<untagged>"
+        print(f"damaged image {names} ({image.image_id.short})")
+    summary = f"checked {report.blobs_checked} blobs and {report.snapshots_checked} snapshots"
+    if report.clean:
+        print(f"{summary}: no problems")
+        return 0
+    print(f"{summary}: {len(report.problems)} problems", file=sys.stderr)
+    return 1
