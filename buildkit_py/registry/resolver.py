@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from ..digest import Digest
 from ..errors import ImageNotFound
-from ..frontend.plan import ResolvedImage
 from ..image.manifest import Platform
 from ..image.reference import InvalidReference, parse_reference
+from ..image.resolved import ResolvedImage
 from ..store import Store
 from .blobinfo import BlobInfo
 from .client import NotFoundError, TransportOptions
