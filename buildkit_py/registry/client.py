@@ -145,6 +145,11 @@ class Response:
         value: str | None = self.headers.get(name)
         return value
 
+    def location(self) -> str | None:
+        """The Location header as an absolute URL: a relative one is relative to this response's URL."""
+        location = self.header("Location")
+        return str(_parse_url(location, self.url)) if location else None
+
     def _next_chunk(self) -> bytes:
         """The next piece of the body; b"" at its end."""
         if self._pending:
@@ -307,11 +312,11 @@ class RegistryClient:
             response = self._exchange(method, url, scope, headers, body)
             redirects = 0
             while follow_redirects and response.status in _REDIRECTS and redirects < _MAX_REDIRECTS:
-                location = response.header("Location")
+                location = response.location()
                 response.close()
                 if not location:
                     raise RegistryError(f"{method} {response.url}: redirect without a Location")
-                response = self._exchange(method, _parse_url(location, response.url), scope, headers, None)
+                response = self._exchange(method, _parse_url(location), scope, headers, None)
                 redirects += 1
             if response.status == 401 and attempt == 0 and origin_of(response.url) == self.origin:
                 challenge = response.header("WWW-Authenticate") or ""

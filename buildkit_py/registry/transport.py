@@ -5,10 +5,11 @@ drips its answer fails when the deadline passes. Writes go out in pieces of at m
 drains a request body slowly is caught between two pieces.
 
 A pool is picked per URL by the proxy the environment names for it and by whether TLS is verified (verification is
-skipped only for an origin the client names, after --insecure). Proxies are read from the environment as curl and
-httpx read them: HTTPS_PROXY for https URLs, HTTP_PROXY for http, ALL_PROXY for both (lower-case names win), and
-NO_PROXY, a comma list of hosts (each with its subdomains, `host:port` for one port) reached directly, `*` for all.
-https goes through a proxy in a CONNECT tunnel, so the proxy sees neither the credentials nor the content.
+skipped only for an origin the client names, after --insecure). Proxies are read from the environment as Docker's
+client reads them: HTTPS_PROXY for https URLs, HTTP_PROXY for http, ALL_PROXY for both (lower-case names win), never
+for a loopback host (localhost, 127.0.0.0/8, ::1), and not for the hosts in NO_PROXY (see bypasses_proxy). https goes
+through a proxy in a CONNECT tunnel, so the proxy sees neither the credentials nor the content; plain http (loopback
+or --insecure only) is forwarded, and the proxy sees it all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import httpx
 
 from ..errors import RegistryError
 from .deadline import current_deadline
-from .insecure import make_ssl_context, split_host_port
+from .insecure import is_loopback, make_ssl_context, split_host_port
 
 __all__ = ["Origin", "RegistryTransport", "bypasses_proxy", "origin_of"]
 
@@ -167,7 +168,7 @@ class RegistryTransport(httpx.BaseTransport):
     def proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy URL the environment names for `url`, or None to connect directly."""
         _, host, port = origin_of(url)
-        if bypasses_proxy(host, port, self._proxies.get("no", "")):
+        if is_loopback(host) or bypasses_proxy(host, port, self._proxies.get("no", "")):
             return None
         proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
         if not proxy:
