@@ -109,9 +109,11 @@ def _untrusted_certificate(error: BaseException) -> ssl.SSLCertVerificationError
     return None
 
 
-def _transport_error(method: str, url: httpx.URL, error: httpx.TransportError, timeout: float) -> RegistryError:
-    """A RegistryError naming the request, and what went wrong on the wire in words."""
-    what = f"{method} {url}"
+def _transport_error(
+    method: str, url: httpx.URL, proxy: str | None, error: httpx.TransportError, timeout: float
+) -> RegistryError:
+    """A RegistryError naming the request (and the proxy it went through), and what went wrong on the wire."""
+    what = f"{method} {url}" + (f" (through proxy {proxy})" if proxy else "")
     deadline = current_deadline()
     if isinstance(error, httpx.TimeoutException):
         if deadline is not None and deadline.passed():
@@ -129,8 +131,11 @@ def _transport_error(method: str, url: httpx.URL, error: httpx.TransportError, t
 class Response:
     """A streamed response; every read keeps the deadline of the request it answers."""
 
-    def __init__(self, raw: httpx.Response, method: str, url: httpx.URL, deadline: Deadline, timeout: float) -> None:
+    def __init__(
+        self, raw: httpx.Response, method: str, url: httpx.URL, proxy: str | None, deadline: Deadline, timeout: float
+    ) -> None:
         self._raw = raw
+        self._proxy = proxy
         self._chunks = raw.iter_raw()
         self._pending = b""
         self._method = method
@@ -161,7 +166,7 @@ class Response:
         except httpx.TransportError as error:
             self._raw.close()
             with running_within(self._deadline):
-                raise _transport_error(self._method, self.url, error, self._timeout) from None
+                raise _transport_error(self._method, self.url, self._proxy, error, self._timeout) from None
 
     def read_up_to(self, limit: int) -> bytes:
         """At most `limit` bytes of the body."""
@@ -379,14 +384,15 @@ class RegistryClient:
             request_headers["Content-Length"] = str(length)
             content = self._body_chunks(body) if body is not None else None
         deadline = current_deadline() or self.options.deadline()
+        proxy = self._transport.proxy_shown_for(url)
         with running_within(deadline):
             try:
                 request = self._http.build_request(method, url, headers=request_headers, content=content)
                 raw = self._http.send(request, stream=True)
             except httpx.TransportError as error:
-                raise _transport_error(method, url, error, self.options.timeout) from None
+                raise _transport_error(method, url, proxy, error, self.options.timeout) from None
         self.requests.append((method, url.raw_path.decode(), raw.status_code))
-        return Response(raw, method, url, deadline, self.options.timeout)
+        return Response(raw, method, url, proxy, deadline, self.options.timeout)
 
     def _body_chunks(self, body: Body) -> Iterator[bytes]:
         if isinstance(body, bytes):

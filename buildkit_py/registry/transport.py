@@ -175,6 +175,16 @@ class RegistryTransport(httpx.BaseTransport):
             return None
         return proxy if "://" in proxy else f"http://{proxy}"
 
+    def proxy_shown_for(self, url: httpx.URL) -> str | None:
+        """The proxy for `url` as an error message may show it: without its credentials."""
+        proxy = self.proxy_for(url)
+        if proxy is None:
+            return None
+        try:
+            return str(httpx.URL(proxy).copy_with(username=None, password=None))
+        except (httpx.InvalidURL, ValueError, TypeError):
+            return "(an unparsable proxy URL)"
+
     def _pool_for(self, url: httpx.URL) -> httpcore.ConnectionPool:
         proxy_url = self.proxy_for(url)
         verify = origin_of(url) not in self._unverified
