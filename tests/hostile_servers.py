@@ -2,7 +2,8 @@
 and is stopped by its context manager:
 
 - `run_scripted(respond)`: an HTTP/1.1 server that answers every request with `respond(exchange)` and records what
-  it received (method, path, headers, body); `exchange.drip()` sends an answer a byte at a time, for ever if asked;
+  it received (method, path, headers, body); `exchange.drip()` sends an answer a byte at a time, for ever if asked,
+  and `exchange.drain()` reads a request body slowly;
 - `run_proxy(routes)`: an HTTP proxy, CONNECT tunnels and absolute-form forwarding for plain http, that reaches the
   names in `routes` (`"registry.invalid:5000" -> ("127.0.0.1", port)`: names no resolver knows, so a request that
   arrives proves it came through the proxy) and records every request line and header it was sent.
@@ -67,9 +68,21 @@ class Exchange:
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if self.method != "HEAD":
-            handler.wfile.write(body)
+        try:
+            handler.end_headers()
+            if self.method != "HEAD":
+                handler.wfile.write(body)
+        except OSError:  # the client has given up
+            handler.close_connection = True
+
+    def drain(self, piece: int, interval: float) -> None:
+        """Read the request body `piece` bytes every `interval` seconds, until its end or the server stops."""
+        remaining = int(self.headers.get("content-length") or 0)
+        while remaining > 0 and not self._stop.wait(interval):
+            data = self._handler.rfile.read1(min(piece, remaining))  # type: ignore[attr-defined]
+            if not data:
+                return
+            remaining -= len(data)
 
     def drip(self, data: Iterable[int], head: bytes = b"", interval: float = 0.1) -> None:
         """Send `head` at once, then `data` one byte every `interval` seconds, until it ends, the client hangs up or
@@ -118,7 +131,8 @@ def _serving(server: socketserver.BaseServer, stop: threading.Event) -> Iterator
 
 
 @contextmanager
-def run_scripted(respond: Respond, host: str = LOOPBACK) -> Iterator[ScriptedServer]:
+def run_scripted(respond: Respond, host: str = LOOPBACK, read_bodies: bool = True) -> Iterator[ScriptedServer]:
+    """With read_bodies=False, `respond` sees the request before its body, and may read it (slowly: `drain`)."""
     scripted = ScriptedServer(host)
 
     class Handler(BaseHTTPRequestHandler):
@@ -126,7 +140,7 @@ def run_scripted(respond: Respond, host: str = LOOPBACK) -> Iterator[ScriptedSer
 
         def _dispatch(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self.rfile.read(length) if length and read_bodies else b""
             headers = {name.lower(): value for name, value in self.headers.items()}
             seen = Seen(self.command, self.path, headers, body)
             scripted.seen.append(seen)

@@ -193,7 +193,15 @@ def test_network_host_sees_host_interfaces(sandbox: Sandbox) -> None:
 def test_environment(sandbox: Sandbox) -> None:
     status, output = sandbox.run("env | sort", env=("PATH=/bin", "A=1", "B=two words"))
     assert status == 0
-    assert output.splitlines() == ["A=1", "B=two words", "HOME=/root", "HOSTNAME=buildkitsandbox", "PATH=/bin", "PWD=/", "SHLVL=1"]
+    assert output.splitlines() == [
+        "A=1",
+        "B=two words",
+        "HOME=/root",
+        "HOSTNAME=buildkitsandbox",
+        "PATH=/bin",
+        "PWD=/",
+        "SHLVL=1",
+    ]
     # No PATH: Docker's default; HOME from /etc/passwd of the user.
     status, output = sandbox.run("echo $PATH $HOME", env=(), user="alice")
     assert output == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/alice\n"

@@ -26,6 +26,7 @@ from hostile_servers import (
 from registry_fixtures import gzip_bytes, make_image, sha256, tar_bytes
 
 from buildkit_py.cli.main import main
+from buildkit_py.errors import RegistryError
 from buildkit_py.image.manifest import DOCKER_MANIFEST
 from buildkit_py.registry import RegistryClient, pull_image, push_image
 from buildkit_py.registry.client import AuthenticationError
@@ -283,6 +284,32 @@ def test_a_registry_that_drips_its_answer_fails_at_the_deadline(tmp_path: Path, 
     assert f"error: {expected}" in pull.stderr.splitlines()
     assert "Traceback" not in pull.stderr
     assert not Store(tmp_path / "root").list_images()
+
+
+def test_a_registry_that_drains_an_upload_slowly_fails_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def respond(exchange: Exchange) -> None:
+        if exchange.method == "HEAD":
+            exchange.reply(404)
+        elif exchange.method == "POST":
+            exchange.reply(202, headers={"Location": "/upload/1"})
+        elif exchange.method == "PUT" and exchange.path == "/upload/1":
+            exchange.drain(piece=64 * 1024, interval=0.1)
+            exchange.reply(400)
+        else:
+            exchange.reply(200, b"{}")
+
+    store = Store(tmp_path / "s")
+    layer = tar_bytes({"random": os.urandom(24 << 20)})  # more than the socket buffers hold: sending must wait
+    with run_scripted(respond, read_bodies=False) as registry:
+        make_image(store, [layer], tag=f"{registry.netloc}/app:1")
+        monkeypatch.setenv(TIMEOUT_ENV, "2")
+        monkeypatch.setenv(MIN_RATE_ENV, str(24 << 20))  # the blob gets one second more: 3 s in all
+        with pytest.raises(
+            RegistryError, match=rf"^PUT http://{registry.netloc}/upload/1\?digest=\S+: no complete answer within 3 s$"
+        ):
+            push_image(store, f"{registry.netloc}/app:1", compression="uncompressed")
 
 
 def test_a_deadline_setting_that_is_not_a_number_is_a_clear_error(

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["chain_ids", "load_docker_archive", "load_docker_source", "save_docker_archive"]
 
 
-
 def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
     """OCI ChainIDs: ChainID(L0) = DiffID(L0), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
     result: list[Digest] = []

@@ -109,6 +109,10 @@ def _untrusted_certificate(error: BaseException) -> ssl.SSLCertVerificationError
     return None
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 100 else f"{round(value, 1):g} s"
+
+
 def _transport_error(
     method: str, url: httpx.URL, proxy: str | None, error: httpx.TransportError, timeout: float
 ) -> RegistryError:
@@ -117,8 +121,8 @@ def _transport_error(
     deadline = current_deadline()
     if isinstance(error, httpx.TimeoutException):
         if deadline is not None and deadline.passed():
-            return RegistryError(f"{what}: no complete answer within {deadline.seconds:g} s")
-        return RegistryError(f"{what}: nothing received or sent for {timeout:g} s")
+            return RegistryError(f"{what}: no complete answer within {_seconds(deadline.seconds)}")
+        return RegistryError(f"{what}: nothing received or sent for {_seconds(timeout)}")
     untrusted = _untrusted_certificate(error)
     if untrusted is not None:
         return _UntrustedCertificate(
@@ -164,7 +168,7 @@ class Response:
             with running_within(self._deadline):
                 return next(self._chunks, b"")
         except httpx.TransportError as error:
-            self._raw.close()
+            self._discard()
             with running_within(self._deadline):
                 raise _transport_error(self._method, self.url, self._proxy, error, self._timeout) from None
 
@@ -183,7 +187,7 @@ class Response:
         """The whole body, or RegistryError when it is larger than `limit` (a manifest or config must be small)."""
         data = self.read_up_to(limit + 1)
         if len(data) > limit:
-            self._raw.close()
+            self._discard()
             raise RegistryError(f"{self.url}: response body larger than {limit} bytes")
         return data
 
@@ -198,7 +202,14 @@ class Response:
                 self.read_up_to(_ERROR_BODY_LIMIT)
             except RegistryError:
                 pass
-        self._raw.close()
+        self._discard()
+
+    def _discard(self) -> None:
+        """Close, giving up the connection when the body was not read to its end."""
+        try:
+            self._raw.close()
+        except httpx.TransportError:
+            pass
 
     def __enter__(self) -> Self:
         return self
@@ -401,16 +412,19 @@ class RegistryClient:
                 yield chunk
                 self.bytes_sent += len(chunk)
             return
-        with open(body.path, "rb") as file:
-            file.seek(body.offset)
-            remaining = body.length
-            while remaining > 0:
-                chunk = file.read(min(_SEND_CHUNK, remaining))
-                if not chunk:
-                    raise RegistryError(f"{body.path} is shorter than expected")
-                yield chunk
-                self.bytes_sent += len(chunk)
-                remaining -= len(chunk)
+        try:
+            with open(body.path, "rb") as file:
+                file.seek(body.offset)
+                remaining = body.length
+                while remaining > 0:
+                    chunk = file.read(min(_SEND_CHUNK, remaining))
+                    if not chunk:
+                        raise RegistryError(f"{body.path} is shorter than expected")
+                    yield chunk
+                    self.bytes_sent += len(chunk)
+                    remaining -= len(chunk)
+        except OSError as error:
+            raise RegistryError(f"cannot read {body.path}: {error.strerror or error}") from None
 
     def _fetch_token(self, url: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """GET a token endpoint (no registry auth, no redirects) within a deadline of its own; the same TLS and

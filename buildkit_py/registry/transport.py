@@ -27,7 +27,7 @@ import httpx
 
 from ..errors import RegistryError
 from .deadline import current_deadline
-from .insecure import is_loopback, make_ssl_context, split_host_port
+from .insecure import CA_CERT_ENV, is_loopback, make_ssl_context, split_host_port
 
 __all__ = ["Origin", "RegistryTransport", "bypasses_proxy", "origin_of"]
 
@@ -205,7 +205,12 @@ class RegistryTransport(httpx.BaseTransport):
     def _context(self, verify: bool) -> ssl.SSLContext:
         context = self._contexts.get(verify)
         if context is None:
-            context = self._contexts[verify] = make_ssl_context(self._ca_cert, verify=verify)
+            try:
+                context = self._contexts[verify] = make_ssl_context(self._ca_cert, verify=verify)
+            except (OSError, ssl.SSLError) as error:
+                raise RegistryError(
+                    f"cannot load the CA certificate {self._ca_cert or '$' + CA_CERT_ENV}: {error}"
+                ) from None
         return context
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
