@@ -309,21 +309,21 @@ class RegistryClient:
 
         The whole exchange, reading the response's body included, must end within the deadline for a transfer of
         `transfer_size` bytes (a blob GET gives its size; a body's own length is added)."""
+        url = _parse_url(self.url(path))  # first, so that the scheme probe does not eat into the deadline
         body_size = 0 if body is None else len(body) if isinstance(body, bytes) else body.length
         with running_within(self.options.deadline(transfer_size + body_size)):
-            return self._request(method, path, scope, headers or {}, body, follow_redirects, ok)
+            return self._request(method, url, scope, headers or {}, body, follow_redirects, ok)
 
     def _request(
         self,
         method: str,
-        path: str,
+        url: httpx.URL,
         scope: str | None,
         headers: Mapping[str, str],
         body: Body | None,
         follow_redirects: bool,
         ok: tuple[int, ...],
     ) -> Response:
-        url = _parse_url(self.url(path))
         for attempt in range(2):
             response = self._exchange(method, url, scope, headers, body)
             redirects = 0
