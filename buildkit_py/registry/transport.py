@@ -5,11 +5,11 @@ drips its answer fails when the deadline passes. Writes go out in pieces of at m
 drains a request body slowly is caught between two pieces.
 
 A pool is picked per URL by the proxy the environment names for it and by whether TLS is verified (verification is
-skipped only for an origin the client names, after --insecure). Proxies are read from the environment as Docker's
-client reads them: HTTPS_PROXY for https URLs, HTTP_PROXY for http, ALL_PROXY for both (lower-case names win), never
-for a loopback host (localhost, 127.0.0.0/8, ::1), and not for the hosts in NO_PROXY (see bypasses_proxy). https goes
-through a proxy in a CONNECT tunnel, so the proxy sees neither the credentials nor the content; plain http (loopback
-or --insecure only) is forwarded, and the proxy sees it all.
+skipped only for an origin the client names, after --insecure). Proxies come from the environment: HTTPS_PROXY for
+https URLs, HTTP_PROXY for http, ALL_PROXY (curl's) for both, lower-case names first; never for a loopback host
+(localhost, 127.0.0.0/8, ::1), as in Docker's client, and not for the hosts in NO_PROXY (see bypasses_proxy). https
+goes through a proxy in a CONNECT tunnel, so the proxy sees neither the credentials nor the content; plain http
+(--insecure) is forwarded, and the proxy sees it all.
 """
 
 from __future__ import annotations
