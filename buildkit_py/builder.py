@@ -14,8 +14,9 @@ from typing import Any
 
 from .digest import Digest
 from .errors import ContextError, ImageNotFound
-from .frontend.plan import BuildPlan, ResolvedImage
+from .frontend.plan import BuildPlan
 from .image.config import HistoryEntry, ImageConfig
+from .image.resolved import ResolvedImage
 from .image.stored import image_config, put_image
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource

@@ -71,7 +71,8 @@ class Certificates:
 
 
 def make_certificates(folder: Path) -> Certificates:
-    """A test CA, a server certificate for 127.0.0.1/localhost signed by it, and a self-signed token signing pair."""
+    """A test CA, a server certificate signed by it for 127.0.0.1, localhost and registry.invalid (a name only a
+    test proxy resolves), and a self-signed token signing pair."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
     _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_cert,
@@ -79,7 +80,9 @@ def make_certificates(folder: Path) -> Certificates:
     key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
     _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
     extensions = folder / "san.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.invalid\nextendedKeyUsage=serverAuth\n"
+    )
     _run("openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
          "-days", "2", "-extfile", extensions)  # fmt: skip
     token_key, token_cert = folder / "token.key", folder / "token.crt"

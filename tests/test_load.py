@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -244,7 +245,7 @@ def test_cli_load_from_a_file_and_from_stdin(store: Store, tmp_path: Path, capsy
     assert capsys.readouterr().out == f"Loaded image: {TAG}\n"
     with open(archive, "rb") as stdin:
         result = subprocess.run(
-            ["python", "-m", "buildkit_py.cli.main", "--root", str(tmp_path / "stdin-store"), "load"],
+            [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(tmp_path / "stdin-store"), "load"],
             stdin=stdin,
             capture_output=True,
             text=True,

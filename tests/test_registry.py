@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hostile_servers import run_proxy
 from registry_fixtures import (
     ISSUER,
+    LOOPBACK,
     SERVICE,
     Certificates,
     FakeRegistry,
@@ -63,6 +65,9 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "docker-config"
     monkeypatch.setenv("DOCKER_CONFIG", str(folder))
     monkeypatch.delenv("PYBUILD_CA_CERT", raising=False)
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
     return folder
 
 
@@ -428,6 +433,64 @@ def test_token_auth_over_tls_with_a_test_ca(
     with pytest.raises(AuthenticationError), RegistryClient(host, trusted) as client:
         client.auth.credentials = None  # anonymous: the token service refuses
         pull_image(_store(tmp_path, "r"), name, client=client)
+
+
+# -- through a proxy ------------------------------------------------------------------------------------------------
+# The registry is named registry.invalid, which no resolver knows: only the test proxy reaches it.
+
+
+@needs_registry
+def test_http_proxy_carries_plain_http(
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = f"registry.invalid:{basic_registry.port}"
+    name = f"{host}/proxied/busybox:1"
+    store = _store(tmp_path, "s")
+    image_id = make_image(store, [tar_bytes({"etc/proxied": b"http"})], tag=name)
+    insecure = TransportOptions(insecure=True)  # plain http to a host that is not loopback
+    with run_proxy({host: (LOOPBACK, basic_registry.port)}) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        with RegistryClient(host, insecure, ALICE) as client:
+            pushed = push_image(store, name, client=client)
+        with RegistryClient(host, insecure, ALICE) as client:
+            pulled = pull_image(_store(tmp_path, "p"), name, client=client)
+    assert pulled.image_id == image_id and pushed.uploaded == 2
+    assert proxy.seen and all(seen.target.startswith(f"http://{host}/v2/") for seen in proxy.seen)
+    assert {seen.method for seen in proxy.seen} >= {"GET", "HEAD", "POST", "PUT"}
+
+
+@needs_registry
+def test_https_proxy_tunnels_tls_and_no_proxy_goes_direct(
+    token_registry: RegistryServer,
+    token_service: TokenServer,
+    certificates: Certificates,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = f"registry.invalid:{token_registry.port}"
+    name = f"{host}/tunnelled/busybox:1"
+    store = _store(tmp_path, "s")
+    image_id = make_image(store, [tar_bytes({"etc/proxied": b"https"})], tag=name)
+    trusted = TransportOptions(ca_cert=certificates.ca_cert)
+    with run_proxy({host: (LOOPBACK, token_registry.port)}) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://proxy-user:proxy%20pass@"))
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)  # the token service is on loopback: reached directly all the same
+        token_service.requests.clear()
+        with RegistryClient(host, trusted, ALICE) as client:
+            push_image(store, name, client=client)
+        with RegistryClient(host, trusted, ALICE) as client:
+            assert pull_image(_store(tmp_path, "p"), name, client=client).image_id == image_id
+        assert token_service.requests  # directly: the proxy saw only the tunnels
+        assert proxy.seen and {(seen.method, seen.target) for seen in proxy.seen} == {("CONNECT", host)}
+        proxy_basic = "Basic " + base64.b64encode(b"proxy-user:proxy pass").decode()
+        assert all(seen.headers.get("proxy-authorization") == proxy_basic for seen in proxy.seen)
+        assert not any("authorization" in seen.headers for seen in proxy.seen)  # the registry's are inside TLS
+
+        tunnels = len(proxy.seen)
+        monkeypatch.setenv("NO_PROXY", "other.example, .invalid")
+        with pytest.raises(RegistryError, match=f"https://{host}/v2/"), RegistryClient(host, trusted, ALICE) as client:
+            pull_image(_store(tmp_path, "q"), name, client=client)  # directly: nothing resolves registry.invalid
+        assert len(proxy.seen) == tunnels
 
 
 # -- a registry that lies --------------------------------------------------------------------------------------------

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ..digest import Digest
 from ..errors import SourceLocation
 from ..image.config import ContainerConfig, HistoryEntry, ImageConfig
+from ..image.resolved import ImageResolver, ResolvedImage
 from ..solver.graph import BuildGraph
-
-
-@dataclass(frozen=True)
-class ResolvedImage:
-    """A base image as the frontend needs it: its id and its config (env, workdir, onbuild triggers, history)."""
-
-    ref: str
-    image_id: Digest
-    config: ImageConfig
-
-
-class ImageResolver(Protocol):
-    def __call__(self, ref: str) -> ResolvedImage:
-        """Find (or fetch) the image `ref`; raise buildkit_py.errors.ImageNotFound when there is none."""
-        ...
 
 
 @dataclass(frozen=True)

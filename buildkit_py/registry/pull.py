@@ -107,9 +107,10 @@ def _download(client: RegistryClient, repository: str, descriptor: Descriptor, d
         f"/v2/{repository}/blobs/{descriptor.digest}",
         scope=repository_scope(repository, "pull"),
         follow_redirects=True,
+        transfer_size=descriptor.size,
     )
     with response, open(dest, "wb") as file:
-        for chunk in response.iter_chunks(CHUNK_SIZE):
+        for chunk in response.iter_chunks():
             size += len(chunk)
             if size > descriptor.size:
                 raise DigestMismatch(

@@ -99,7 +99,7 @@ class _Pusher:
             response = self.client.request(
                 "POST", f"/v2/{self.repository}/blobs/uploads/?{query}", scope=scope, ok=(201, 202)
             )
-            location = response.header("Location")
+            location = response.location()
             response.close()
             if response.status == 201:
                 self.progress(f"{digest.short}: Mounted from {source}")
@@ -165,7 +165,7 @@ class _Pusher:
             raise RegistryError(f"registry stored blob {digest} as {claimed}")
 
     def _location(self, response: Response) -> str:
-        location = response.header("Location")
+        location = response.location()
         response.close()
         if not location:
             raise RegistryError(f"{self.registry}: upload response without a Location")

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from ..digest import Digest
 from ..errors import ImageNotFound
-from ..frontend.plan import ResolvedImage
 from ..image.manifest import Platform
+from ..image.resolved import ResolvedImage
 from ..image.stored import image_config
 from ..reference import InvalidReference, parse_reference
 from ..store import Store
