@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .context.dockerignore import load_ignore_rules
 from .digest import Digest
 from .errors import ContextError, ImageNotFound
 from .frontend.plan import BuildPlan, ResolvedImage
@@ -89,7 +90,6 @@ def plan_build(
     network: str = "host",
 ) -> BuildPlan:
     from .frontend.dockerfile2ops import dockerfile_to_plan
-    from .frontend.dockerignore import load_ignore_rules
     from .frontend.parser import parse_dockerfile
 
     context = context.resolve()

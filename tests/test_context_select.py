@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from buildkit_py.context.dockerignore import IgnoreRules, parse_ignore_file
 from buildkit_py.context.select import (
     IMPLIED_DIR,
     has_wildcards,
@@ -18,7 +19,6 @@ from buildkit_py.context.select import (
     walk_selected,
 )
 from buildkit_py.errors import ContextError, StepError
-from buildkit_py.frontend.dockerignore import IgnoreRules, parse_ignore_file
 
 
 @pytest.fixture

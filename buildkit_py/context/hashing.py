@@ -19,6 +19,8 @@ import blake3
 
 from ..digest import Digest
 from ..solver.ops import CopyAction
+from .dockerignore import IgnoreRules
+from .select import walk_selected
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -67,9 +69,6 @@ class ContextHasher:
         return selection
 
     def _checksum(self, action: CopyAction) -> Selection:
-        from ..frontend.dockerignore import IgnoreRules
-        from .select import walk_selected
-
         rules = IgnoreRules(action.exclude) if action.exclude else None
         entries = list(
             walk_selected(

@@ -16,12 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ContextError, StepError
-
-if TYPE_CHECKING:
-    from ..frontend.dockerignore import IgnoreRules
+from .dockerignore import IgnoreRules
 
 __all__ = [
     "IMPLIED_DIR",

@@ -24,16 +24,13 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..context.dockerignore import IgnoreRules
 from ..context.select import SelectedPath, is_implied, select_sources, walk_tree
 from ..errors import BuildError, ContextError, ExecError, StepError
 from ..solver.ops import Chown, CopyAction
 from .archive import extract_archive, is_archive
 from .rootpath import container_path, resolve_in_root
-
-if TYPE_CHECKING:
-    from ..frontend.dockerignore import IgnoreRules
 
 __all__ = ["copy_action", "mkdir_all", "resolve_owner"]
 
@@ -223,17 +220,9 @@ def _select(source_root: Path, action: CopyAction, rules: IgnoreRules | None) ->
         raise ContextError(f"{keyword} failed: {error}") from None
 
 
-def _rules(exclude: tuple[str, ...]) -> IgnoreRules | None:
-    if not exclude:
-        return None
-    from ..frontend.dockerignore import IgnoreRules
-
-    return IgnoreRules(exclude)
-
-
 def copy_action(dest_root: Path, source_root: Path, action: CopyAction) -> None:
     """Apply one CopyAction: `action.src` of `source_root` onto `dest_root`."""
-    rules = _rules(action.exclude)
+    rules = IgnoreRules(action.exclude) if action.exclude else None
     selected = _select(source_root, action, rules)
     into_dir = action.dest_is_dir or action.dest.endswith("/")
     keyword = _keyword(action)
