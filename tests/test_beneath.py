@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from buildkit_py.context.hashing import hash_file
+from buildkit_py.context.select import select_sources, walk_tree
+from buildkit_py.errors import ContextError
 from buildkit_py.fs import beneath
 from buildkit_py.fs.beneath import RootDir, open_beneath
 
@@ -126,9 +129,9 @@ def test_open_file_takes_regular_files_only(way: str, root: RootDir) -> None:
 def test_a_component_swapped_for_a_symlink_after_resolution_is_refused(
     way: str, tree: Path, root: RootDir, tmp_path: Path
 ) -> None:
-    entries = ["d/f", "d/sub", "d/sub/g"]
-    for relpath in entries:
-        root.lstat(relpath)
+    (selected,) = select_sources(root, "d", allow_wildcard=False, follow_symlinks=True, exclude=None)
+    entries = dict(walk_tree(root, selected, None))
+    assert list(entries) == ["d/f", "d/sub", "d/sub/g"]
     held = root.open("d/sub", os.O_RDONLY | os.O_DIRECTORY)
     try:
         # The swap: d is now a symlink to a folder outside holding the same names.
@@ -141,6 +144,10 @@ def test_a_component_swapped_for_a_symlink_after_resolution_is_refused(
             assert _errno(root.open, relpath, os.O_RDONLY) == errno.ELOOP
             assert _errno(root.lstat, relpath) == errno.ELOOP
         assert _errno(root.scan, "d/sub") == errno.ELOOP
+        with pytest.raises(ContextError, match=r"^d/f changed during the build: a symlink appeared on its path$"):
+            hash_file(root, "d/f")
+        with pytest.raises(ContextError, match=r"^d changed during the build"):
+            list(walk_tree(root, selected, None))
         # What was opened before the swap still reads the directory it opened, which is not outside.
         assert os.listdir(held) == ["g"]
     finally:
