@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +73,51 @@ def _read(fd: int) -> bytes:
 def test_openat2_is_what_this_kernel_uses(root: RootDir) -> None:
     os.close(root.open("d/f", os.O_RDONLY))
     assert not beneath._openat2_missing  # Linux >= 5.6: the fallback is for older kernels only
+
+
+# A child process under a seccomp filter that answers openat2 (437) with the given errno and allows every other call:
+# what a kernel without openat2, or an older container runtime, looks like to us.
+_WITHOUT_OPENAT2 = """
+import ctypes, errno, os, struct, sys
+code, root = int(sys.argv[1]), sys.argv[2]
+program = [
+    (0x20, 0, 0, 0),  # load the syscall number
+    (0x15, 0, 1, 437),  # openat2? next instruction, else skip one
+    (0x06, 0, 0, 0x00050000 | code),  # SECCOMP_RET_ERRNO | code
+    (0x06, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
+]
+instructions = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *step) for step in program))
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(Program(len(program), ctypes.addressof(instructions))), 0, 0) == 0
+from buildkit_py.fs import beneath
+with beneath.RootDir(root) as tree:
+    print(os.read(tree.open_file("d/f"), 100).decode().strip())
+    for path in ("abs/secret", "up/secret", "rel/f", "magic/etc/passwd"):
+        try:
+            tree.open(path, os.O_RDONLY)
+        except OSError as error:
+            print(path, errno.errorcode[error.errno])
+print("fallback" if beneath._openat2_missing else "openat2")
+"""
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EPERM])
+def test_without_openat2_the_walk_takes_over(tree: Path, code: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_OPENAT2, str(code), str(tree)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "inside",
+        "abs/secret ELOOP",
+        "up/secret ELOOP",
+        "rel/f ELOOP",
+        "magic/etc/passwd ELOOP",
+        "fallback",
+    ]
 
 
 def test_plain_paths_open(way: str, root: RootDir) -> None:

@@ -2,10 +2,10 @@
 
 Every read of a tree someone else controls (the build context, a stage's rootfs read by COPY --from, an OCI layout
 folder) goes through `open_beneath`. The kernel's openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-RESOLVE_NO_MAGICLINKS resolves the whole path in one call; where the call is missing (ENOSYS), each directory on the
-way is opened in turn with O_PATH | O_NOFOLLOW | O_DIRECTORY relative to the one before, which refuses the same
-paths. Either way a component that is, or has just become, a symlink fails with ELOOP instead of leading elsewhere,
-so a path found by a walk is the path read later, or the read fails.
+RESOLVE_NO_MAGICLINKS resolves the whole path in one call; where the call is missing (ENOSYS, or EPERM from a
+seccomp filter), each directory on the way is opened in turn with O_PATH | O_NOFOLLOW | O_DIRECTORY relative to the
+one before, which refuses the same paths. Either way a component that is, or has just become, a symlink fails with
+ELOOP instead of leading elsewhere, so a path found by a walk is the path read later, or the read fails.
 
 A path here is relative and "/"-separated; `..` and a leading "/" are refused (EXDEV, as openat2 does for an
 escape) before any call, so the two ways agree on every input.
@@ -65,7 +65,7 @@ def _components(relpath: str) -> list[str]:
 
 
 def _openat2(root_fd: int, path: str, flags: int, relpath: str) -> int | None:
-    """The descriptor, or None when the kernel has no openat2."""
+    """The descriptor, or None when the kernel has no openat2 or a seccomp filter refuses the call."""
     global _openat2_missing
     assert _syscall is not None
     how = _OpenHow(flags, 0, _RESOLVE)
@@ -77,29 +77,40 @@ def _openat2(root_fd: int, path: str, flags: int, relpath: str) -> int | None:
         code = ctypes.get_errno()
         if code == errno.EINTR:
             continue
-        if code == errno.ENOSYS:
+        # A read-only open gets EPERM only from a seccomp filter (older container runtimes answer an unknown
+        # call with EPERM rather than ENOSYS); opening the root itself tells the two apart.
+        if code == errno.ENOSYS or (code == errno.EPERM and _refused(root_fd)):
             _openat2_missing = True
             return None
         raise OSError(code, os.strerror(code), relpath)
 
 
+def _refused(root_fd: int) -> bool:
+    assert _syscall is not None
+    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
+    fd = int(_syscall(_SYS_OPENAT2, root_fd, b".", ctypes.byref(how), ctypes.sizeof(how)))
+    if fd >= 0:
+        os.close(fd)
+        return False
+    return ctypes.get_errno() == errno.EPERM
+
+
 def _open_stepwise(root_fd: int, parts: list[str], flags: int, relpath: str) -> int:
+    *directories, final = parts or ["."]
     fd = root_fd
     try:
-        for index, part in enumerate(parts or ["."]):
-            last = index == len(parts) - 1 or not parts
+        for part in directories:
             try:
-                child = os.open(part, flags if last else _STEP_FLAGS, dir_fd=fd)
+                child = os.open(part, _STEP_FLAGS, dir_fd=fd)
             except NotADirectoryError:
-                # O_DIRECTORY answers ENOTDIR for a symlink; on the way (not at the end) openat2 says ELOOP.
-                if not last and stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                # O_DIRECTORY answers ENOTDIR for a symlink too; openat2 says ELOOP for one on the way.
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
                     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), relpath) from None
                 raise
             if fd != root_fd:
                 os.close(fd)
             fd = child
-        opened, fd = fd, root_fd
-        return opened
+        return os.open(final, flags, dir_fd=fd)
     except OSError as error:
         error.filename = relpath
         raise
