@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .context.dockerignore import load_ignore_rules
+from .context.hashing import ContextHasher
 from .digest import Digest
 from .errors import ContextError, ImageNotFound
 from .frontend.plan import BuildPlan
@@ -122,7 +124,6 @@ class StoreImageResolver:
 
 def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     from .frontend.dockerfile2ops import dockerfile_to_plan
-    from .frontend.dockerignore import load_ignore_rules
     from .frontend.parser import parse_dockerfile
 
     context = options.context.resolve()
@@ -185,7 +186,6 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
 @contextmanager
 def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit."""
-    from .context.hashing import ContextHasher
     from .exec.linux import LinuxExecutor
     from .solver.explain import StepLog
     from .solver.solver import Solver

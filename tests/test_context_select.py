@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from buildkit_py.context.dockerignore import IgnoreRules, parse_ignore_file
 from buildkit_py.context.select import (
     IMPLIED_DIR,
     has_wildcards,
@@ -18,7 +19,7 @@ from buildkit_py.context.select import (
     walk_selected,
 )
 from buildkit_py.errors import ContextError, StepError
-from buildkit_py.frontend.dockerignore import IgnoreRules, parse_ignore_file
+from buildkit_py.fs.beneath import RootDir
 
 
 @pytest.fixture
@@ -42,14 +43,18 @@ def context(tmp_path: Path) -> Path:
 
 
 def select(root: Path, src: str, rules: IgnoreRules | None = None, wildcard: bool = True) -> list[tuple[str, str]]:
-    found = select_sources(root, src, allow_wildcard=wildcard, follow_symlinks=True, exclude=rules)
+    with RootDir(root) as tree:
+        found = select_sources(tree, src, allow_wildcard=wildcard, follow_symlinks=True, exclude=rules)
     return [(item.name, item.relpath) for item in found]
 
 
+def walk_entries(root: Path, src: str, rules: IgnoreRules | None = None) -> list[tuple[str, os.stat_result]]:
+    with RootDir(root) as tree:
+        return list(walk_selected(tree, src, allow_wildcard=True, follow_symlinks=True, exclude=rules))
+
+
 def walk(root: Path, src: str, rules: IgnoreRules | None = None) -> list[str]:
-    return [
-        relpath for relpath, _ in walk_selected(root, src, allow_wildcard=True, follow_symlinks=True, exclude=rules)
-    ]
+    return [relpath for relpath, _ in walk_entries(root, src, rules)]
 
 
 def test_plain_paths_are_cleaned(context: Path) -> None:
@@ -67,7 +72,8 @@ def test_top_level_symlink_is_followed_and_keeps_its_name(context: Path) -> None
 
 
 def test_symlink_not_followed_when_asked(context: Path) -> None:
-    found = select_sources(context, "lnk", allow_wildcard=True, follow_symlinks=False, exclude=None)
+    with RootDir(context) as tree:
+        found = select_sources(tree, "lnk", allow_wildcard=True, follow_symlinks=False, exclude=None)
     assert [(item.relpath, stat.S_ISLNK(item.info.st_mode)) for item in found] == [("lnk", True)]
 
 
@@ -148,7 +154,7 @@ def test_walk_is_pre_order_by_name_and_keeps_symlinks(context: Path) -> None:
 
 
 def test_walk_yields_lstat(context: Path) -> None:
-    entries = dict(walk_selected(context, "d", allow_wildcard=True, follow_symlinks=True, exclude=None))
+    entries = dict(walk_entries(context, "d"))
     assert stat.S_ISLNK(entries["d/sl"].st_mode)
     assert entries["d/sub/f2"].st_size == 4
 
@@ -170,9 +176,10 @@ def test_excluded_directory_with_exception_is_implied(context: Path) -> None:
     # Docker's client sends d/x without d's header: the daemon makes d 0755 root
     os.chmod(context / "d", 0o700)
     rules = parse_ignore_file("d\n!d/sub/f2\n")
-    found = select_sources(context, "d", allow_wildcard=True, follow_symlinks=True, exclude=rules)
+    with RootDir(context) as tree:
+        found = select_sources(tree, "d", allow_wildcard=True, follow_symlinks=True, exclude=rules)
     assert is_implied(found[0].info) and found[0].info.st_mode == IMPLIED_DIR.st_mode
-    entries = list(walk_selected(context, ".", allow_wildcard=True, follow_symlinks=True, exclude=rules))
+    entries = walk_entries(context, ".", rules)
     names = [relpath for relpath, _ in entries]
     assert "d" in names and "d/sub" in names and "d/sub/f2" in names and "d/f1" not in names
     assert is_implied(dict(entries)["d/sub"])
@@ -199,7 +206,7 @@ def test_walk_of_twenty_thousand_files_is_fast(tmp_path: Path) -> None:
             (folder / f"f{index:03}").write_bytes(b"")
     rules = parse_ignore_file("g000\n*.log\n!g001/f001\n")
     started = time.perf_counter()
-    count = sum(1 for _ in walk_selected(root, ".", allow_wildcard=True, follow_symlinks=True, exclude=rules))
+    count = len(walk_entries(root, ".", rules))
     elapsed = time.perf_counter() - started
     assert count == 99 * 201
     assert elapsed < 2.0, f"walking 20,000 files took {elapsed:.2f}s"

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from buildkit_py.errors import ContextError
-from buildkit_py.frontend.dockerignore import (
+from buildkit_py.context.dockerignore import (
     IgnoreRules,
     MatchType,
     compile_pattern,
@@ -17,6 +16,7 @@ from buildkit_py.frontend.dockerignore import (
     parse_ignore_file,
     read_patterns,
 )
+from buildkit_py.errors import ContextError
 
 CASES_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "dockerignore.md"
 _CODE = re.compile(r"`([^`]*)`")

@@ -2,7 +2,10 @@
 
 A stat cache in the store maps (inode, size, mtime_ns, ctime_ns) of a path to its content digest, so a no-op rebuild
 of a large context reads only metadata. The checksum covers, per selected entry: path relative to the source, type,
-mode, owner, size, content and link target — never mtime or atime, so a `touch` is still a hit."""
+mode, owner, size, content and link target — never mtime or atime, so a `touch` is still a hit.
+
+The context is read through one `RootDir` per checksum: the walk's lstats, the link targets and the file contents all
+come through descriptors beneath the root, never through a symlink (see `select`)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,11 @@ from typing import TYPE_CHECKING
 import blake3
 
 from ..digest import Digest
+from ..errors import ContextError
+from ..fs.beneath import RootDir
 from ..solver.ops import CopyAction
+from .dockerignore import IgnoreRules
+from .select import source_error, walk_selected
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -36,15 +43,20 @@ class Selection:
     files: Mapping[str, str] = field(default_factory=dict)
 
 
-def hash_file(path: str) -> str:
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    with open(path, "rb", buffering=0) as stream:
-        while chunk := stream.read(_CHUNK):
-            hasher.update(chunk)
+def hash_file(root: RootDir, relpath: str) -> str:
+    """The blake3 of the regular file `relpath` beneath `root`."""
+    try:
+        fd = root.open_file(relpath)
+        with open(fd, "rb", buffering=0) as stream:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            while chunk := stream.read(_CHUNK):
+                hasher.update(chunk)
+    except OSError as error:
+        raise source_error(relpath, error) from error
     return hasher.hexdigest()
 
 
-def _stat_row(path: str, info: os.stat_result) -> tuple[int, int, int, int]:
+def _stat_row(info: os.stat_result) -> tuple[int, int, int, int]:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
@@ -67,31 +79,37 @@ class ContextHasher:
         return selection
 
     def _checksum(self, action: CopyAction) -> Selection:
-        from ..frontend.dockerignore import IgnoreRules
-        from .select import walk_selected
+        try:
+            root = RootDir(self.context)
+        except OSError as error:
+            raise ContextError(f"cannot read the build context {self.context}: {error.strerror}") from error
+        with root:
+            return self._checksum_in(root, action)
 
+    def _checksum_in(self, root: RootDir, action: CopyAction) -> Selection:
         rules = IgnoreRules(action.exclude) if action.exclude else None
         entries = list(
             walk_selected(
-                self.context,
+                root,
                 action.src,
                 allow_wildcard=action.allow_wildcard,
                 follow_symlinks=action.follow_symlinks,
                 exclude=rules,
             )
         )
-        root = os.fspath(self.context)
-        paths = [os.path.join(root, relpath) for relpath, _ in entries]
-        regular = [(path, info) for path, (_, info) in zip(paths, entries) if stat.S_ISREG(info.st_mode)]
-        contents = self._content_digests(regular)
+        regular = [(relpath, info) for relpath, info in entries if stat.S_ISREG(info.st_mode)]
+        contents = self._content_digests(root, regular)
         hasher = blake3.blake3()
         files: dict[str, str] = {}
-        for path, (relpath, info) in zip(paths, entries):
+        for relpath, info in entries:
             mode = info.st_mode
             if stat.S_ISREG(mode):
-                payload = contents[path]
+                payload = contents[relpath]
             elif stat.S_ISLNK(mode):
-                payload = os.readlink(path)
+                try:
+                    payload = root.readlink(relpath)
+                except OSError as error:
+                    raise source_error(relpath, error) from error
             else:
                 payload = ""
             size = info.st_size if stat.S_ISREG(mode) else 0
@@ -101,22 +119,24 @@ class ContextHasher:
             files[relpath] = blake3.blake3(encoded).hexdigest()[:_SHORT]
         return Selection(Digest("blake3", hasher.hexdigest()), files)
 
-    def _content_digests(self, regular: list[tuple[str, os.stat_result]]) -> dict[str, str]:
-        known = self.store.stat_cache.get([path for path, _ in regular]) if regular else {}
+    def _content_digests(self, root: RootDir, regular: list[tuple[str, os.stat_result]]) -> dict[str, str]:
+        """Content digest by relpath. The stat cache is keyed by the file's path on this machine."""
+        paths = {relpath: os.path.join(root.path, relpath) for relpath, _ in regular}
+        known = self.store.stat_cache.get(list(paths.values())) if regular else {}
         digests: dict[str, str] = {}
         stale: list[tuple[str, os.stat_result]] = []
-        for path, info in regular:
-            row = known.get(path)
-            if row is not None and tuple(row[:4]) == _stat_row(path, info):
-                digests[path] = row[4]
+        for relpath, info in regular:
+            row = known.get(paths[relpath])
+            if row is not None and tuple(row[:4]) == _stat_row(info):
+                digests[relpath] = row[4]
             else:
-                stale.append((path, info))
+                stale.append((relpath, info))
         if stale:
             with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
-                fresh = list(pool.map(lambda item: hash_file(item[0]), stale))
+                fresh = list(pool.map(lambda item: hash_file(root, item[0]), stale))
             rows = []
-            for (path, info), content in zip(stale, fresh):
-                digests[path] = content
-                rows.append((path, *_stat_row(path, info), content))
+            for (relpath, info), content in zip(stale, fresh):
+                digests[relpath] = content
+                rows.append((paths[relpath], *_stat_row(info), content))
             self.store.stat_cache.put(rows)
         return digests

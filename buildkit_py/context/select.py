@@ -5,23 +5,26 @@ filtered by `.dockerignore`, and resolves a source path with `FollowSymlinkInSco
 leave the source root, while a path that is lexically outside it (`../x`) is refused. A wildcard is matched with Go's
 `filepath.Match` against the paths a `filepath.Walk` of the root visits, so it never reaches through a symlinked
 directory. Everything here only reads; the results come in Go's walk order (a directory, then its entries by name).
+
+Every access goes through one `RootDir` of the source root, by descriptor and never through a symlink
+(`fs.beneath`): a symlink the resolution follows on purpose is read with readlink and its target resolved again
+beneath the root, and the relpaths handed out have no symlink on the way. A later read of such a relpath that meets a
+symlink (the tree changed under the build) fails with ContextError instead of reading outside the root.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ContextError, StepError
-
-if TYPE_CHECKING:
-    from ..frontend.dockerignore import IgnoreRules
+from ..fs.beneath import RootDir
+from .dockerignore import IgnoreRules
 
 __all__ = [
     "IMPLIED_DIR",
@@ -29,6 +32,7 @@ __all__ = [
     "has_wildcards",
     "is_implied",
     "select_sources",
+    "source_error",
     "walk_selected",
     "walk_tree",
 ]
@@ -75,6 +79,17 @@ def has_wildcards(src: str) -> bool:
     return False
 
 
+def source_error(relpath: str, error: OSError) -> ContextError:
+    """A read of `relpath` that failed after the selection found it there: the tree changed under the build, or it
+    cannot be read."""
+    shown = relpath or "."
+    if error.errno in (errno.ELOOP, errno.EXDEV):
+        return ContextError(f"{shown} changed during the build: a symlink appeared on its path")
+    if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EINVAL):
+        return ContextError(f"{shown} changed during the build: it was removed or replaced")
+    return ContextError(f"cannot read {shown}: {(error.strerror or str(error)).lower()}")
+
+
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -95,15 +110,17 @@ def _display(src: str) -> str:
 class _Presence:
     """Whether a path of the source root exists once the ignore rules have filtered it (lstat results cached)."""
 
-    def __init__(self, root: str, rules: IgnoreRules | None) -> None:
+    def __init__(self, root: RootDir, rules: IgnoreRules | None) -> None:
         self.root = root
         self.rules = rules
 
     def lstat(self, relpath: str) -> os.stat_result | None:
         try:
-            info = os.lstat(os.path.join(self.root, relpath)) if relpath else os.lstat(self.root)
+            info = self.root.lstat(relpath)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as error:
+            raise source_error(relpath, error) from error
         if self.rules is None or not relpath:
             return info
         is_dir = stat.S_ISDIR(info.st_mode)
@@ -114,7 +131,7 @@ class _Presence:
         return None
 
 
-def _has_included(root: str, reldir: str, rules: IgnoreRules) -> bool:
+def _has_included(root: RootDir, reldir: str, rules: IgnoreRules) -> bool:
     for _ in _walk(root, reldir, rules):
         return True
     return False
@@ -141,7 +158,10 @@ def _resolve(presence: _Presence, src: str, follow_final: bool) -> tuple[str, os
             followed += 1
             if followed > _MAX_SYMLINKS:
                 raise StepError(f"too many levels of symbolic links: {src}")
-            target = os.readlink(os.path.join(presence.root, relpath))
+            try:
+                target = presence.root.readlink(relpath)
+            except OSError as error:
+                raise source_error(relpath, error) from error
             if target.startswith("/"):
                 resolved = []
             pending = [p for p in target.split("/") if p not in ("", ".")] + pending
@@ -237,10 +257,11 @@ def _expand(presence: _Presence, pattern: str) -> list[str]:
             if regex is None:
                 return
             try:
-                with os.scandir(os.path.join(presence.root, reldir)) as entries:
-                    names = sorted(entry.name for entry in entries if regex.fullmatch(entry.name))
+                names = sorted(name for name in presence.root.listdir(reldir) if regex.fullmatch(name))
             except (FileNotFoundError, NotADirectoryError):
                 return
+            except OSError as error:
+                raise source_error(reldir, error) from error
         elif component in ("", ".", ".."):
             return  # a walk never visits such a name, so Go's Match never succeeds
         else:
@@ -260,7 +281,7 @@ def _expand(presence: _Presence, pattern: str) -> list[str]:
 
 
 def select_sources(
-    source_root: Path,
+    source_root: RootDir,
     src: str,
     *,
     allow_wildcard: bool,
@@ -271,7 +292,7 @@ def select_sources(
 
     A wildcard that matches nothing gives []; a plain path that does not exist raises StepError with Docker's
     wording; a path that leaves the root lexically raises ContextError."""
-    presence = _Presence(os.fspath(source_root), exclude if exclude else None)
+    presence = _Presence(source_root, exclude if exclude else None)
     if allow_wildcard and has_wildcards(src):
         pattern = src[1:] if src.startswith("/") and len(src) > 1 else src
         pattern = pattern.removeprefix("./")
@@ -290,13 +311,16 @@ def _select_one(presence: _Presence, relative: str, follow_symlinks: bool) -> Se
     return SelectedPath(_display(relative).rsplit("/", 1)[-1], *found)
 
 
-def _walk(root: str, reldir: str, rules: IgnoreRules | None) -> Iterator[tuple[str, os.stat_result]]:
+def _walk(root: RootDir, reldir: str, rules: IgnoreRules | None) -> Iterator[tuple[str, os.stat_result]]:
     """Everything under `reldir` (not itself), pre-order, entries by name; sockets are skipped as Docker's tar does."""
-    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = []
+    stack: list[tuple[str, Iterator[tuple[str, os.stat_result]]]] = []
 
     def push(directory: str) -> None:
-        with os.scandir(os.path.join(root, directory) if directory else root) as entries:
-            stack.append((directory, iter(sorted(entries, key=lambda entry: entry.name))))
+        try:
+            entries = root.scan(directory)
+        except OSError as error:
+            raise source_error(error.filename if isinstance(error.filename, str) else directory, error) from error
+        stack.append((directory, iter(entries)))
 
     push(reldir)
     while stack:
@@ -305,8 +329,8 @@ def _walk(root: str, reldir: str, rules: IgnoreRules | None) -> Iterator[tuple[s
         if entry is None:
             stack.pop()
             continue
-        relpath = _join(directory, entry.name)
-        info = entry.stat(follow_symlinks=False)
+        name, info = entry
+        relpath = _join(directory, name)
         mode = info.st_mode
         if stat.S_ISSOCK(mode):
             continue
@@ -322,17 +346,17 @@ def _walk(root: str, reldir: str, rules: IgnoreRules | None) -> Iterator[tuple[s
 
 
 def walk_tree(
-    source_root: Path, selected: SelectedPath, exclude: IgnoreRules | None
+    source_root: RootDir, selected: SelectedPath, exclude: IgnoreRules | None
 ) -> Iterator[tuple[str, os.stat_result]]:
     """What copying `selected` reads: the path itself when it is not a directory, else everything beneath it."""
     if not selected.is_dir:
         yield selected.relpath, selected.info
         return
-    yield from _walk(os.fspath(source_root), selected.relpath, exclude if exclude else None)
+    yield from _walk(source_root, selected.relpath, exclude if exclude else None)
 
 
 def walk_selected(
-    source_root: Path,
+    source_root: RootDir,
     src: str,
     *,
     allow_wildcard: bool,
@@ -342,7 +366,8 @@ def walk_selected(
     """(relpath under `source_root`, lstat) of every entry a copy of `src` reads, in copy order.
 
     A selected directory contributes its contents, not itself (its own mode, owner and time are not copied);
-    relpaths have no symlink on the way, so `source_root / relpath` is safe to open."""
+    relpaths have no symlink on the way: read them through `source_root`, which refuses one that has since gained a
+    symlink."""
     for selected in select_sources(
         source_root, src, allow_wildcard=allow_wildcard, follow_symlinks=follow_symlinks, exclude=exclude
     ):

@@ -31,29 +31,30 @@ _WHITEOUT_META = ".wh..wh."
 
 
 @contextmanager
-def _open(path: str) -> Iterator[BinaryIO]:
-    """The file at `path`, decompressed when its first bytes say gzip, bzip2 or xz (moby's DetectCompression)."""
-    with open(path, "rb") as raw:
-        magic = raw.read(6)
-        raw.seek(0)
-        kind = next((name for prefix, name in _MAGIC if magic.startswith(prefix)), "")
-        if kind == "gzip":
-            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                yield cast(BinaryIO, unzipped)
-        elif kind == "bzip2":
-            with bz2.BZ2File(raw, "rb") as unbzipped:
-                yield cast(BinaryIO, unbzipped)
-        elif kind == "xz":
-            with lzma.LZMAFile(raw, "rb") as unxzed:
-                yield cast(BinaryIO, unxzed)
-        else:
-            yield raw
+def _open(raw: BinaryIO) -> Iterator[BinaryIO]:
+    """The file `raw` from its start, decompressed when its first bytes say gzip, bzip2 or xz (moby's
+    DetectCompression). `raw` stays open."""
+    raw.seek(0)
+    magic = raw.read(6)
+    raw.seek(0)
+    kind = next((name for prefix, name in _MAGIC if magic.startswith(prefix)), "")
+    if kind == "gzip":
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+            yield cast(BinaryIO, unzipped)
+    elif kind == "bzip2":
+        with bz2.BZ2File(raw, "rb") as unbzipped:
+            yield cast(BinaryIO, unbzipped)
+    elif kind == "xz":
+        with lzma.LZMAFile(raw, "rb") as unxzed:
+            yield cast(BinaryIO, unxzed)
+    else:
+        yield raw
 
 
-def is_archive(path: str) -> bool:
-    """Whether ADD would extract the file at `path` (decided by content)."""
+def is_archive(raw: BinaryIO) -> bool:
+    """Whether ADD would extract the open file `raw` (decided by content)."""
     try:
-        with _open(path) as stream:
+        with _open(raw) as stream:
             block = stream.read(tarfile.BLOCKSIZE)
         tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
     except (OSError, EOFError, lzma.LZMAError, tarfile.HeaderError, ValueError):
@@ -111,8 +112,8 @@ def _mkdir_parents(dest: Path, relparent: str) -> str:
     return os.fspath(host)
 
 
-def extract_archive(archive: str, dest: Path, display: str) -> None:
-    """Extract the archive at `archive` into the folder `dest` (created if missing, 0755 root)."""
+def extract_archive(archive: BinaryIO, dest: Path, display: str) -> None:
+    """Extract the open archive file `archive` into the folder `dest` (created if missing, 0755 root)."""
     try:
         if not os.path.lexists(dest):
             _mkdir_parents(dest, "")

@@ -14,6 +14,10 @@ What the classic builder does, and so what this does:
   builder chowns context files to root, and nothing for `COPY --from`, which Docker copies with their owners.
 - The destination path is resolved inside the root (`resolve_in_root`), so an image symlink such as /app -> /srv is
   followed, to /srv of the image.
+
+The source tree is hostile and may change while we copy: it is held open as one `RootDir` from selection to the last
+file, and every read of it (lstat, readlink, content, the capability xattr) goes through a descriptor beneath it, so a
+directory swapped for a symlink halfway fails the step (ContextError) instead of copying from outside the tree.
 """
 
 from __future__ import annotations
@@ -24,16 +28,14 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..context.select import SelectedPath, is_implied, select_sources, walk_tree
+from ..context.dockerignore import IgnoreRules
+from ..context.select import SelectedPath, is_implied, select_sources, source_error, walk_tree
 from ..errors import BuildError, ContextError, ExecError, StepError
+from ..fs.beneath import RootDir
 from ..solver.ops import Chown, CopyAction
 from .archive import extract_archive, is_archive
 from .rootpath import container_path, resolve_in_root
-
-if TYPE_CHECKING:
-    from ..frontend.dockerignore import IgnoreRules
 
 __all__ = ["copy_action", "mkdir_all", "resolve_owner"]
 
@@ -84,37 +86,33 @@ def _remove(path: str, info: os.stat_result) -> None:
 _fast_copy = {"copy_file_range": True}  # cleared after the first refusal: into overlayfs it fails for every file
 
 
-def _copy_content(source: str, target_fd: int) -> None:
-    source_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        copied = 0
-        if _fast_copy["copy_file_range"]:
-            try:
-                while chunk := os.copy_file_range(source_fd, target_fd, 1 << 30):
-                    copied += chunk
-                return
-            except OSError as error:
-                if copied or error.errno not in _FALLBACK_ERRNOS:
-                    raise
-                _fast_copy["copy_file_range"] = False
+def _copy_content(source_fd: int, target_fd: int) -> None:
+    copied = 0
+    if _fast_copy["copy_file_range"]:
         try:
-            while chunk := os.sendfile(target_fd, source_fd, None, 1 << 30):
+            while chunk := os.copy_file_range(source_fd, target_fd, 1 << 30):
                 copied += chunk
             return
         except OSError as error:
             if copied or error.errno not in _FALLBACK_ERRNOS:
                 raise
-        while data := os.read(source_fd, 1 << 20):
-            view = memoryview(data)
-            while view:
-                view = view[os.write(target_fd, view) :]
-    finally:
-        os.close(source_fd)
+            _fast_copy["copy_file_range"] = False
+    try:
+        while chunk := os.sendfile(target_fd, source_fd, None, 1 << 30):
+            copied += chunk
+        return
+    except OSError as error:
+        if copied or error.errno not in _FALLBACK_ERRNOS:
+            raise
+    while data := os.read(source_fd, 1 << 20):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target_fd, view) :]
 
 
 @dataclass
 class _Copier:
-    source_root: Path
+    source_root: RootDir
     identity: tuple[int, int] | None
     chmod: int | None
     rules: IgnoreRules | None
@@ -131,6 +129,19 @@ class _Copier:
     def _owner(self, info: os.stat_result) -> tuple[int, int]:
         return self.identity if self.identity is not None else (info.st_uid, info.st_gid)
 
+    def open_source(self, relpath: str) -> int:
+        """A read-only descriptor of the regular file `relpath` of the source tree."""
+        try:
+            return self.source_root.open_file(relpath)
+        except OSError as error:
+            raise source_error(relpath, error) from error
+
+    def _read_link(self, relpath: str) -> str:
+        try:
+            return self.source_root.readlink(relpath)
+        except OSError as error:
+            raise source_error(relpath, error) from error
+
     def place(self, relpath: str, target: str, info: os.stat_result, links: dict[tuple[int, int], str]) -> None:
         """Create `target` as a copy of source entry `relpath` (lstat `info`), replacing what is in the way."""
         mode = info.st_mode
@@ -142,7 +153,6 @@ class _Copier:
         if existing is not None and not (is_dir and stat.S_ISDIR(existing.st_mode)):
             _remove(target, existing)
             existing = None
-        source = os.path.join(self.source_root, relpath)
         if is_dir:
             if existing is None:
                 os.mkdir(target, 0o700)
@@ -159,19 +169,23 @@ class _Copier:
                     os.link(first, target, follow_symlinks=False)
                     return
                 links[(info.st_dev, info.st_ino)] = target
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            source_fd = self.open_source(relpath)
             try:
-                _copy_content(source, fd)
-                os.fchown(fd, *self._owner(info))
-                if self.identity is None:
-                    self._copy_capability(source, fd)
-                os.fchmod(fd, self._mode(info))
-                os.utime(fd, ns=(seconds, seconds))
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                try:
+                    _copy_content(source_fd, fd)
+                    os.fchown(fd, *self._owner(info))
+                    if self.identity is None:
+                        self._copy_capability(source_fd, fd)
+                    os.fchmod(fd, self._mode(info))
+                    os.utime(fd, ns=(seconds, seconds))
+                finally:
+                    os.close(fd)
             finally:
-                os.close(fd)
+                os.close(source_fd)
             return
         if stat.S_ISLNK(mode):
-            os.symlink(os.readlink(source), target)
+            os.symlink(self._read_link(relpath), target)
             os.lchown(target, *self._owner(info))
             os.utime(target, ns=(seconds, seconds), follow_symlinks=False)
             return
@@ -181,9 +195,9 @@ class _Copier:
         os.utime(target, ns=(seconds, seconds))
 
     @staticmethod
-    def _copy_capability(source: str, fd: int) -> None:
+    def _copy_capability(source_fd: int, fd: int) -> None:
         try:
-            value = os.getxattr(source, _CAPABILITY, follow_symlinks=False)
+            value = os.getxattr(source_fd, _CAPABILITY)
         except OSError:
             return
         os.setxattr(fd, _CAPABILITY, value)
@@ -207,7 +221,7 @@ def _keyword(action: CopyAction) -> str:
     return "ADD" if action.attempt_unpack else "COPY"
 
 
-def _select(source_root: Path, action: CopyAction, rules: IgnoreRules | None) -> list[SelectedPath]:
+def _select(source_root: RootDir, action: CopyAction, rules: IgnoreRules | None) -> list[SelectedPath]:
     keyword = _keyword(action)
     try:
         return select_sources(
@@ -223,17 +237,18 @@ def _select(source_root: Path, action: CopyAction, rules: IgnoreRules | None) ->
         raise ContextError(f"{keyword} failed: {error}") from None
 
 
-def _rules(exclude: tuple[str, ...]) -> IgnoreRules | None:
-    if not exclude:
-        return None
-    from ..frontend.dockerignore import IgnoreRules
-
-    return IgnoreRules(exclude)
-
-
 def copy_action(dest_root: Path, source_root: Path, action: CopyAction) -> None:
     """Apply one CopyAction: `action.src` of `source_root` onto `dest_root`."""
-    rules = _rules(action.exclude)
+    try:
+        root = RootDir(source_root)
+    except OSError as error:
+        raise ContextError(f"{_keyword(action)} failed: cannot open {source_root}: {error.strerror}") from error
+    with root:
+        _copy_from(dest_root, root, action)
+
+
+def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> None:
+    rules = IgnoreRules(action.exclude) if action.exclude else None
     selected = _select(source_root, action, rules)
     into_dir = action.dest_is_dir or action.dest.endswith("/")
     keyword = _keyword(action)
@@ -271,16 +286,19 @@ def copy_action(dest_root: Path, source_root: Path, action: CopyAction) -> None:
                     os.lchown(target, *identity)
                 copier.copy_tree(item, target)
                 continue
-            source = os.path.join(source_root, item.relpath)
-            if action.attempt_unpack and stat.S_ISREG(item.info.st_mode) and is_archive(source):
-                extract_archive(source, Path(dest), action.dest)
-                continue
+            if action.attempt_unpack and stat.S_ISREG(item.info.st_mode):
+                with os.fdopen(copier.open_source(item.relpath), "rb") as archive:
+                    if is_archive(archive):
+                        extract_archive(archive, Path(dest), action.dest)
+                        continue
             target = os.path.join(dest, item.name) if into_dir or os.path.isdir(dest) else dest
             stage = "failed to copy files: failed to create new directory"
             mkdir_all(os.path.dirname(target), 0o755, identity if identity is not None else (0, 0))
             stage = "failed to copy files"
             copier.place(item.relpath, target, item.info, {})
         copier.finish()
+    except ContextError as error:
+        raise ContextError(f"{keyword} failed: {error}") from error
     except BuildError:
         raise
     except OSError as error:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from ..digest import CHUNK_SIZE, Digest
 from ..errors import DigestMismatch, InvalidDigest, LayerError, StoreError
+from ..fs.beneath import open_beneath
 from ..layer.compression import open_decompressed
 from ..layer.unpack import unpack_layer
 from .stored import put_image_bytes
@@ -171,14 +172,11 @@ class LayoutDir:
         self.root = root
 
     def _open_fd(self, name: str) -> int:
-        parts = clean_member_name(name).split("/")
-        fd = os.open(self.root, _DIR_FLAGS)
+        relpath = clean_member_name(name)
+        fd = -1
         try:
-            for part in parts[:-1]:
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=fd)
+            fd = os.open(self.root, _DIR_FLAGS)
+            file_fd = open_beneath(fd, relpath, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise StoreError(f"{name} in {self.root} is reached through a symlink, which a layout may not use")
@@ -186,7 +184,8 @@ class LayoutDir:
                 raise StoreError(f"{self.root} has no file {name}") from None
             raise
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         if not stat.S_ISREG(os.fstat(file_fd).st_mode):
             os.close(file_fd)
             raise StoreError(f"{name} in {self.root} is not a regular file")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from buildkit_py.errors import ContextError
+from ..errors import ContextError
 
 __all__ = [
     "IgnoreRules",

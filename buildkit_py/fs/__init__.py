@@ -1,0 +1,1 @@
+"""File-system access shared by the stages that read trees they do not trust (`beneath`)."""
