@@ -22,7 +22,7 @@ import pytest
 
 from buildkit_py.digest import digest_bytes
 from buildkit_py.errors import ContextError, ExecError
-from buildkit_py.exec.executor import Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
+from buildkit_py.exec.executor import Executor, Mount, OverlayMount, ProcessSpec, RootfsSpec, SourceTree, TmpfsMount
 from buildkit_py.exec.initlayer import INIT_DIRS, INIT_FILES
 from buildkit_py.exec.linux import LinuxExecutor
 from buildkit_py.exec.users import UserNotFound
@@ -282,6 +282,32 @@ def test_mounts(sandbox: Sandbox) -> None:
     # The mountpoints we had to create are gone again; /data existed, so only its copy-up may remain.
     assert not (sandbox.upper / "mnt").exists()
     assert not (sandbox.upper / "data/out").exists()
+
+
+def test_overlay_and_tmpfs_mounts(sandbox: Sandbox) -> None:
+    lower = sandbox.tmp / "stage-lower"
+    lower.mkdir()
+    (lower / "built").write_text("from another stage\n")
+    scratch_upper, scratch_work = sandbox.tmp / "mount-upper", sandbox.tmp / "mount-work"
+    scratch_upper.mkdir()
+    scratch_work.mkdir()
+    mounts = (
+        OverlayMount((lower,), "/from/stage"),
+        OverlayMount((lower,), "/from/writable", scratch_upper, scratch_work),
+        TmpfsMount("/scratch/tmp", size_bytes=1 << 20),
+    )
+    script = (
+        "cat /from/stage/built; touch /from/stage/x 2>/dev/null || echo ro;"
+        " echo w > /from/writable/new; cat /from/writable/built;"
+        " echo t > /scratch/tmp/t; mount | grep -c ' /scratch/tmp type tmpfs'; head -c 2000000 /dev/zero > /scratch/tmp/big"
+        " 2>/dev/null || echo full"
+    )
+    chunks: list[bytes] = []
+    status = sandbox.executor.run(sandbox.rootfs, _process(("/bin/sh", "-c", script)), mounts, chunks.append)
+    assert (status, b"".join(chunks).decode()) == (0, "from another stage\nro\nfrom another stage\n1\nfull\n")
+    assert (scratch_upper / "new").read_text() == "w\n"  # the writes went to the mount's own upper
+    assert not (lower / "new").exists()
+    assert not (sandbox.upper / "from").exists() and not (sandbox.upper / "scratch").exists()
 
 
 def test_concurrent_steps_share_one_executor(executor: LinuxExecutor, tmp_path: Path) -> None:

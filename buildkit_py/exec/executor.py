@@ -44,11 +44,35 @@ class ProcessSpec:
 
 @dataclass(frozen=True)
 class Mount:
-    """A bind mount of a host folder or file into the sandbox."""
+    """A bind mount of a host folder, file or socket into the sandbox."""
 
     source: Path
     target: str
     readonly: bool = True
+
+
+@dataclass(frozen=True)
+class OverlayMount:
+    """Layer snapshots (topmost first; none for an empty tree) at `target`: read-only, or writable with the writes
+    going to `upper` (and overlay's `work`), which the caller keeps or throws away."""
+
+    lowers: tuple[Path, ...]
+    target: str
+    upper: Path | None = None
+    work: Path | None = None
+
+
+@dataclass(frozen=True)
+class TmpfsMount:
+    """A fresh tmpfs at `target`, gone with the step."""
+
+    target: str
+    size_bytes: int | None = None
+    mode: int = 0o1777
+    readonly: bool = False
+
+
+AnyMount = Mount | OverlayMount | TmpfsMount
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,7 @@ class Executor(Protocol):
         self,
         rootfs: RootfsSpec,
         process: ProcessSpec,
-        mounts: Sequence[Mount] = (),
+        mounts: Sequence[AnyMount] = (),
         output: OutputSink | None = None,
     ) -> int:
         """Run `process` to completion in its own namespaces; return its exit status (128+N when killed by N)."""

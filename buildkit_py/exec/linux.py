@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import ExecError
 from ..solver.ops import FileAction
-from .executor import Mount, OutputSink, ProcessSpec, RootfsSpec, SourceTree
+from .executor import AnyMount, OutputSink, ProcessSpec, RootfsSpec, SourceTree
 from .forkserver import ForkServerClient
 from .initlayer import ensure_init_layer
 from .sandbox import ApplyActions, FilesRequest, RunRequest
@@ -51,7 +51,7 @@ class LinuxExecutor:
         self,
         rootfs: RootfsSpec,
         process: ProcessSpec,
-        mounts: Sequence[Mount] = (),
+        mounts: Sequence[AnyMount] = (),
         output: OutputSink | None = None,
     ) -> int:
         request = RunRequest(rootfs, process, tuple(mounts), self.init_layer, self.scratch, os.getpid())

@@ -30,7 +30,7 @@ from ..errors import ExecError
 from ..solver.ops import FileAction
 from . import syscalls as sc
 from . import wire
-from .executor import INSECURE, Mount, ProcessSpec, RootfsSpec, SourceTree
+from .executor import INSECURE, AnyMount, Mount, OverlayMount, ProcessSpec, RootfsSpec, SourceTree, TmpfsMount
 from .hardening import harden_kernel_paths, mount_dev
 from .network import prepare_slirp, resolv_conf_for, slirp_binary, start_slirp, stop_slirp
 from .rootpath import resolve_in_root
@@ -47,7 +47,7 @@ ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction]], None]
 class RunRequest:
     rootfs: RootfsSpec
     process: ProcessSpec
-    mounts: tuple[Mount, ...]
+    mounts: tuple[AnyMount, ...]
     init_layer: Path
     scratch: Path  # an empty host folder; each sandbox mounts its own private tmpfs there
     parent_pid: int
@@ -140,29 +140,34 @@ def _etc_files(directory: Path, process: ProcessSpec) -> None:
         (directory / name).chmod(0o644)
 
 
-def _mount_stubs(merged: Path, mounts: Sequence[Mount]) -> tuple[list[tuple[Path, Path, bool]], list[Path]]:
-    """Resolve each Mount's target in the rootfs and create what is missing; return the binds and what we created.
+PlacedMount = tuple[AnyMount, Path]  # a mount and where its target resolved in the rootfs
+
+
+def _mount_stubs(merged: Path, mounts: Sequence[AnyMount]) -> tuple[list[PlacedMount], list[Path]]:
+    """Resolve each mount's target in the rootfs and create what is missing (a file for a bind of a file or socket,
+    else a folder); return the mounts with their place, parents first, and what was created.
 
     The rootfs is still the image's here (no step process has run), so resolving by path is safe."""
-    binds: list[tuple[Path, Path, bool]] = []
+    placed: list[PlacedMount] = []
     created: list[Path] = []
-    for mount in mounts:
-        if not mount.source.exists():
+    for mount in sorted(mounts, key=lambda item: len([part for part in item.target.split("/") if part])):
+        if isinstance(mount, Mount) and not os.path.lexists(mount.source):
             raise ExecError(f"mount source {mount.source} does not exist")
         target = resolve_in_root(merged, mount.target)
+        wants_file = isinstance(mount, Mount) and not mount.source.is_dir()
         missing = []
         probe = target
         while not os.path.lexists(probe) and probe != merged:
             missing.append(probe)
             probe = probe.parent
         for path in reversed(missing):
-            if path == target and not mount.source.is_dir():
+            if path == target and wants_file:
                 path.touch(mode=0o644)
             else:
                 path.mkdir(mode=0o755)
             created.append(path)
-        binds.append((mount.source, target, mount.readonly))
-    return binds, created
+        placed.append((mount, target))
+    return placed, created
 
 
 def _remove_stub(root: Path, path: Path) -> None:
@@ -192,7 +197,24 @@ def _remove_stubs(merged: Path, created: Sequence[Path]) -> None:
             pass  # no longer ours to remove: changed by the step, which is then what the layer records
 
 
-def _mount_container_fs(merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]], hardened: bool) -> None:
+def _mount_one(mount: AnyMount, target: Path, empty: Path, nodev: int) -> None:
+    if isinstance(mount, Mount):
+        _bind(mount.source, target, mount.readonly)
+    elif isinstance(mount, OverlayMount) and mount.upper is None and len(mount.lowers) <= 1:
+        _bind(mount.lowers[0] if mount.lowers else empty, target, readonly=True)  # overlay needs two lowers
+    elif isinstance(mount, OverlayMount):
+        mount_overlay(mount.lowers or (empty,), target, mount.upper, mount.work, flags=nodev)
+    elif isinstance(mount, TmpfsMount):
+        options = f"mode={mount.mode:o}" + (f",size={mount.size_bytes}" if mount.size_bytes else "")
+        flags = sc.MS_NOSUID | nodev | (sc.MS_RDONLY if mount.readonly else 0)
+        sc.mount("tmpfs", target, "tmpfs", flags, options)
+    else:  # pragma: no cover - AnyMount is a closed union
+        raise ExecError(f"unknown mount {mount!r}")
+
+
+def _mount_container_fs(
+    merged: Path, etc_dir: Path, mounts: Sequence[PlacedMount], empty: Path, hardened: bool
+) -> None:
     """Inside the new pid ns: proc, a minimal /dev, read-only sysfs, /etc files and the step's own mounts."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     sc.mount("proc", merged / "proc", "proc", nosuid_nodev_noexec)
@@ -202,8 +224,9 @@ def _mount_container_fs(merged: Path, etc_dir: Path, binds: Sequence[tuple[Path,
         harden_kernel_paths(merged)
     for name in ("hosts", "hostname", "resolv.conf"):
         sc.mount(etc_dir / name, merged / "etc" / name, None, sc.MS_BIND)
-    for source, target, readonly in binds:
-        _bind(source, target, readonly)
+    nodev = sc.MS_NODEV if hardened else 0
+    for mount, target in mounts:
+        _mount_one(mount, target, empty, nodev)
 
 
 def _find_executable(path: str) -> str | None:
@@ -281,10 +304,12 @@ def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:
 
 
 def _container_init(
-    request: RunRequest, merged: Path, etc_dir: Path, binds: Sequence[tuple[Path, Path, bool]], parent_alive: int
+    request: RunRequest, merged: Path, etc_dir: Path, mounts: Sequence[PlacedMount], parent_alive: int
 ) -> None:
     sc.unshare(sc.CLONE_NEWNS)  # our own copy, so that pivot_root leaves the sandbox's root alone
-    _mount_container_fs(merged, etc_dir, binds, hardened=request.process.security != INSECURE)
+    empty = request.scratch / "empty"
+    empty.mkdir(mode=0o755)
+    _mount_container_fs(merged, etc_dir, mounts, empty, hardened=request.process.security != INSECURE)
     os.chdir(merged)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
@@ -326,7 +351,7 @@ def _run_container(request: RunRequest) -> int:
     mount_overlay((request.init_layer, *rootfs.lowers), merged, rootfs.upper, rootfs.work, flags=nodev)
     etc_dir = request.scratch / "etc"
     _etc_files(etc_dir, request.process)
-    binds, created = _mount_stubs(merged, request.mounts)
+    placed, created = _mount_stubs(merged, request.mounts)
 
     error_r, error_w = os.pipe()  # close-on-exec: EOF without data means execve succeeded
     alive_r, alive_w = os.pipe()
@@ -335,7 +360,7 @@ def _run_container(request: RunRequest) -> int:
         try:
             os.close(error_r)
             os.close(alive_w)
-            _container_init(request, merged, etc_dir, binds, alive_r)
+            _container_init(request, merged, etc_dir, placed, alive_r)
         except BaseException as exc:  # noqa: BLE001 - everything must reach the caller
             os.write(error_w, wire.encode_error(exc))
         finally:
