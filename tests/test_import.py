@@ -16,8 +16,9 @@ from archive_helpers import BUSYBOX, info, inventory, sha256, tar_bytes, tmp_is_
 
 from buildkit_py.cli.main import main
 from buildkit_py.errors import BuildError, InstructionError, LayerError
+from buildkit_py.frontend.changes import apply_changes
 from buildkit_py.image.config import ContainerConfig
-from buildkit_py.image.importer import apply_changes, import_rootfs
+from buildkit_py.image.importer import import_rootfs
 from buildkit_py.store import Store
 
 AS_ROOT = os.geteuid() == 0
@@ -105,7 +106,7 @@ def test_changes_as_docker_import_applies_them() -> None:
             "USER daemon:daemon",
             'LABEL org.example.name="a b" other=1',
             'VOLUME ["/data", "/logs"]',
-            "STOPSIGNAL SIGINT",
+            "HEALTHCHECK --interval=5s CMD true",
             "ONBUILD RUN echo child",
         ],
     )
@@ -117,14 +118,30 @@ def test_changes_as_docker_import_applies_them() -> None:
     assert config.user == "daemon:daemon"
     assert dict(config.labels) == {"org.example.name": "a b", "other": "1"}
     assert config.volumes == ("/data", "/logs")
-    assert config.stop_signal == "SIGINT"
+    assert config.healthcheck is not None and config.healthcheck.test == ("CMD-SHELL", "true")
     assert config.on_build == ("RUN echo child",)
 
 
-@pytest.mark.parametrize("change", ["RUN echo hi", "FROM busybox", "COPY a b", "ADD a b", "ARG X=1"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "RUN echo hi",
+        "FROM busybox",
+        "COPY a b",
+        "ADD a b",
+        "ARG X=1",
+        "STOPSIGNAL SIGINT",
+        'SHELL ["/bin/bash", "-c"]',
+        "MAINTAINER me",
+    ],
+)
 def test_changes_docker_import_does_not_allow(change: str) -> None:
-    with pytest.raises(InstructionError, match="not a valid change command"):
-        apply_changes(ContainerConfig(), [change])
+    """Docker 20.10 allows neither STOPSIGNAL nor SHELL in --change (`docker import` says so)."""
+    keyword = change.split()[0].lower()
+    with pytest.raises(InstructionError) as caught:
+        apply_changes(ContainerConfig(), ["ENV A=1", change])
+    assert caught.value.message == f"{keyword} is not a valid change command"
+    assert caught.value.location is not None and caught.value.location.start_line == 2
 
 
 def test_hostile_rootfs_is_refused_and_nothing_stored(store: Store, tmp_path: Path) -> None:
@@ -165,13 +182,23 @@ def test_cli_import(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert str(store.resolve("pybuild-test/cli-import:1")) == image_id
     config = store.image_config(store.resolve(image_id)).config
     assert config.cmd == ("/bin/sh",) and config.env == ("A=1",)
-    assert main(["--root", str(store.root), "import", "--change", "RUN x", str(path)]) == 1
+    before = inventory(store)
+    for change, message in (
+        ("RUN x", "--change:1: run is not a valid change command"),
+        ("STOPSIGNAL FOO", "--change:1: stopsignal is not a valid change command"),
+        ("ENV =x", "--change:1: ENV: ENV names can not be blank"),
+        ("EXPOSE 99999", "--change:1: EXPOSE: Invalid containerPort: 99999"),
+    ):
+        assert main(["--root", str(store.root), "import", "--change", change, str(path)]) == 1
+        assert capsys.readouterr().err.startswith(f"error: {message}\n")
+    assert inventory(store) == before
 
 
 def test_build_from_an_imported_rootfs(store: Store, tmp_path: Path) -> None:
     from buildkit_py.builder import build
 
-    import_rootfs(store, io.BytesIO(rootfs_tar()), "pybuild-test/imported:1", ['CMD ["/bin/sh"]'])
+    config = apply_changes(ContainerConfig(), ['CMD ["/bin/sh"]'])
+    import_rootfs(store, io.BytesIO(rootfs_tar()), "pybuild-test/imported:1", config=config)
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(
