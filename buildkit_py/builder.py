@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .digest import Digest
 from .errors import ContextError, ImageNotFound
 from .frontend.plan import BuildPlan, ResolvedImage
-from .image.config import HistoryEntry, ImageConfig
+from .image.config import HistoryEntry, ImageConfig, rfc3339
+from .image.manifest import host_platform
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
 from .solver.solver import Solver, SolveResult, SolveStats
 from .store import Store, default_root
-
-_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 @dataclass(frozen=True)
@@ -69,10 +66,6 @@ class BuildResult:
     stats: SolveStats
     plan: BuildPlan
     keys: Mapping[Digest, Digest] = field(default_factory=dict)
-
-
-def host_architecture() -> str:
-    return _ARCHITECTURES.get(platform.machine(), platform.machine())
 
 
 def read_dockerfile(
@@ -140,15 +133,12 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     )
 
 
-def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float]) -> ImageConfig:
     """The image config. Each history entry is dated when its step's layer was first built (`step_times`, by op),
     so a rebuild whose steps all hit yields the very same config, and so the same image id, as Docker's does."""
     chains = solved.chains
     history = list(plan.base.history)
+    host = host_platform()
     fallback = plan.base.created or rfc3339(time.time())
     latest = 0.0
     for step in plan.steps:
@@ -169,8 +159,9 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
         config=plan.config,
         diff_ids=chains[plan.target],
         history=tuple(history),
-        architecture=host_architecture(),
-        os="linux",
+        architecture=host.architecture,
+        os=host.os,
+        variant=host.variant,
         created=rfc3339(latest) if latest else fallback,
         author=plan.author or plan.base.author,
     )

@@ -19,6 +19,7 @@ from buildkit_py.errors import BuildError, InstructionError, LayerError
 from buildkit_py.frontend.changes import apply_changes
 from buildkit_py.image.config import ContainerConfig
 from buildkit_py.image.importer import import_rootfs
+from buildkit_py.image.manifest import host_platform, machine_platform
 from buildkit_py.store import Store
 
 AS_ROOT = os.geteuid() == 0
@@ -84,6 +85,31 @@ def test_import_keeps_the_tar_and_unpacks_it_faithfully(store: Store, tmp_path: 
         assert stat.S_ISCHR(null.st_mode) and os.major(null.st_rdev) == 1 and os.minor(null.st_rdev) == 3
         assert stat.S_ISBLK((root / "dev" / "sda").stat().st_mode)
     assert tmp_is_empty(store)
+
+
+@pytest.mark.parametrize(
+    ("machine", "platform"),
+    [
+        ("x86_64", "linux/amd64"),
+        ("aarch64", "linux/arm64"),
+        ("armv7l", "linux/arm/v7"),
+        ("armv6l", "linux/arm/v6"),
+        ("i686", "linux/386"),
+        ("i386", "linux/386"),
+        ("ppc64le", "linux/ppc64le"),
+        ("s390x", "linux/s390x"),
+        ("riscv64", "linux/riscv64"),
+        ("mips64", "linux/mips64"),
+    ],
+)
+def test_machine_names_become_oci_platforms(machine: str, platform: str) -> None:
+    assert str(machine_platform(machine)) == platform
+
+
+def test_an_imported_image_names_the_host_platform(store: Store) -> None:
+    host = host_platform()
+    config = store.image_config(import_rootfs(store, io.BytesIO(rootfs_tar())))
+    assert (config.os, config.architecture, config.variant) == (host.os, host.architecture, host.variant)
 
 
 def test_import_from_a_stream_untagged(store: Store) -> None:

@@ -8,25 +8,19 @@ this package knows image formats, not Dockerfiles.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import Digest
-from .config import ContainerConfig, HistoryEntry, ImageConfig
+from .config import ContainerConfig, HistoryEntry, ImageConfig, rfc3339
 from .ingest import IngestBatch
+from .manifest import host_platform
 
 if TYPE_CHECKING:
     from ..store import Store
 
 __all__ = ["import_rootfs"]
-
-
-def _architecture() -> str:
-    import platform
-
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
 def import_rootfs(
@@ -52,13 +46,15 @@ def import_rootfs(
                 diff_id = batch.add_layer_stream(stream, origin)
         else:
             diff_id = batch.add_layer_stream(source, origin)
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        created = rfc3339(time.time())
+        platform = host_platform()
         image = ImageConfig(
             config=config or ContainerConfig(),
             diff_ids=(diff_id,),
             history=(HistoryEntry(created=created, created_by="", comment=message or f"Imported from {origin}"),),
-            architecture=_architecture(),
-            os="linux",
+            architecture=platform.architecture,
+            os=platform.os,
+            variant=platform.variant,
             created=created,
         )
         batch.add_image(image.to_bytes(), [tag] if tag else [])
