@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..errors import BuildError
-from .common import open_store
+from .common import help_without_command, open_store
 from .formatting import age_of, human_size, table
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
@@ -59,12 +59,7 @@ def register(subparsers: Any) -> None:
     )
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(func=run_prune)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 1
+    help_without_command(parser)
 
 
 def run_du(args: argparse.Namespace) -> int:

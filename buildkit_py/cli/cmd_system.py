@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import open_store
+from .common import help_without_command, open_store
 from .formatting import age_of, human_age, human_size, table
 
 
@@ -17,12 +17,7 @@ def register(subparsers: Any) -> None:
     )
     df.add_argument("-v", "--verbose", action="store_true", help="every image and cache record")
     df.set_defaults(func=run_df)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 1
+    help_without_command(parser)
 
 
 def _reclaimable(reclaimable: int, size: int) -> str:
