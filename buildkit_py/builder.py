@@ -246,13 +246,15 @@ def build(
 
 @dataclass(frozen=True)
 class GraphStates:
-    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`."""
+    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`,
+    and how long it took when it last ran (seconds)."""
 
     graph: BuildGraph
     states: Mapping[Digest, str]
     reasons: Mapping[Digest, str]
     numbers: Mapping[Digest, int]
     lines: tuple[tuple[int, str, str], ...] = ()
+    durations: Mapping[Digest, float] = field(default_factory=dict)
 
 
 def graph_states(
@@ -269,7 +271,9 @@ def graph_states(
     store = _open_store(store, root)
     plan = plan_build(store, options)
     with _open_solver(store, options.context.resolve(), plan) as solver:
-        lines = solver.explain([plan.target])
+        explanation = solver.explain_steps([plan.target])
+        durations = solver.last_durations(explanation.keys)
+        lines = explanation.lines
     by_number = {number: digest for digest, number in solver.numbers.items()}
     states: dict[Digest, str] = {}
     reasons: dict[Digest, str] = {}
@@ -283,7 +287,12 @@ def graph_states(
             states[digest] = MISS
             reasons[digest] = state
     return GraphStates(
-        graph=solver.graph, states=states, reasons=reasons, numbers=dict(solver.numbers), lines=tuple(lines)
+        graph=solver.graph,
+        states=states,
+        reasons=reasons,
+        numbers=dict(solver.numbers),
+        lines=lines,
+        durations=durations,
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..digest import Digest
 from .ops import instruction_text
 from .solver import StepRecord
 
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS step_log (
     files BLOB NOT NULL,
     created REAL NOT NULL,
     number INTEGER NOT NULL DEFAULT 0,
-    project TEXT NOT NULL DEFAULT ''
+    project TEXT NOT NULL DEFAULT '',
+    duration REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS step_log_inputs ON step_log(input_keys, kind);
 CREATE INDEX IF NOT EXISTS step_log_instruction ON step_log(instruction, stage);
@@ -46,7 +48,11 @@ class StepLog:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.executescript(_SCHEMA)
         columns = {row[1] for row in self._connection.execute("PRAGMA table_info(step_log)")}
-        for column, kind in (("number", "INTEGER NOT NULL DEFAULT 0"), ("project", "TEXT NOT NULL DEFAULT ''")):
+        for column, kind in (
+            ("number", "INTEGER NOT NULL DEFAULT 0"),
+            ("project", "TEXT NOT NULL DEFAULT ''"),
+            ("duration", "REAL NOT NULL DEFAULT 0"),
+        ):
             if column not in columns:  # a store written before this column existed
                 self._connection.execute(f"ALTER TABLE step_log ADD COLUMN {column} {kind}")
         self._lock = threading.Lock()
@@ -58,7 +64,8 @@ class StepLog:
         files = zlib.compress(json.dumps([dict(f) for f in step.files], sort_keys=True).encode())
         with self._lock, self._connection:
             self._connection.execute(
-                "INSERT OR REPLACE INTO step_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO step_log (key, input_keys, kind, instruction, stage, definition, files, created, "
+                "number, project, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     str(step.key),
                     json.dumps([str(k) for k in step.input_keys]),
@@ -70,8 +77,20 @@ class StepLog:
                     time.time(),
                     step.number,
                     self.project,
+                    step.duration,
                 ),
             )
+
+    def last_duration(self, key: Digest, name: str, stage: str) -> float | None:
+        """How long the step last took: this very step if it ran, else the latest run of the same instruction in
+        the same stage of this project (an edit elsewhere changes a step's key, rarely its cost)."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT duration FROM step_log WHERE duration > 0 AND (key = ? OR (instruction = ? AND stage = ? "
+                "AND project = ?)) ORDER BY key = ? DESC, created DESC LIMIT 1",
+                (str(key), instruction_text(name), stage, self.project, str(key)),
+            ).fetchone()
+        return None if row is None else float(row[0])
 
     def explain(self, step: StepRecord) -> str:
         """The same instruction on the same inputs tells what changed in it (files, values); the same instruction
