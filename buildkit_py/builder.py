@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ from .context.hashing import ContextHasher
 from .digest import Digest
 from .errors import ContextError, ImageNotFound
 from .frontend.plan import BuildPlan
-from .image.config import HistoryEntry, ImageConfig
+from .image.config import HistoryEntry, ImageConfig, rfc3339
+from .image.manifest import host_platform
 from .image.resolved import ResolvedImage
 from .image.stored import image_config, put_image
 from .solver.graph import BuildGraph
@@ -25,8 +24,6 @@ from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
 from .solver.solver import Solver, SolveResult, SolveStats
 from .store import Store, default_root
-
-_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,6 @@ class BuildResult:
     stats: SolveStats
     plan: BuildPlan
     keys: Mapping[Digest, Digest] = field(default_factory=dict)
-
-
-def host_architecture() -> str:
-    return _ARCHITECTURES.get(platform.machine(), platform.machine())
 
 
 def read_dockerfile(
@@ -147,15 +140,12 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     )
 
 
-def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float]) -> ImageConfig:
     """The image config. Each history entry is dated when its step's layer was first built (`step_times`, by op),
     so a rebuild whose steps all hit yields the very same config, and so the same image id, as Docker's does."""
     chains = solved.chains
     history = list(plan.base.history)
+    host = host_platform()
     fallback = plan.base.created or rfc3339(time.time())
     latest = 0.0
     for step in plan.steps:
@@ -176,8 +166,9 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
         config=plan.config,
         diff_ids=chains[plan.target],
         history=tuple(history),
-        architecture=host_architecture(),
-        os="linux",
+        architecture=host.architecture,
+        os=host.os,
+        variant=host.variant,
         created=rfc3339(latest) if latest else fallback,
         author=plan.author or plan.base.author,
     )
@@ -261,13 +252,15 @@ def build(
 
 @dataclass(frozen=True)
 class GraphStates:
-    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`."""
+    """A build's graph as it stands, without building: each step's cache state, why a miss would run, its `#N`,
+    and how long it took when it last ran (seconds)."""
 
     graph: BuildGraph
     states: Mapping[Digest, str]
     reasons: Mapping[Digest, str]
     numbers: Mapping[Digest, int]
     lines: tuple[tuple[int, str, str], ...] = ()
+    durations: Mapping[Digest, float] = field(default_factory=dict)
 
 
 def graph_states(
@@ -284,7 +277,9 @@ def graph_states(
     store = _open_store(store, root)
     plan = plan_build(store, options)
     with _open_solver(store, options.context.resolve(), plan) as solver:
-        lines = solver.explain([plan.target])
+        explanation = solver.explain_steps([plan.target])
+        durations = solver.last_durations(explanation.keys)
+        lines = explanation.lines
     by_number = {number: digest for digest, number in solver.numbers.items()}
     states: dict[Digest, str] = {}
     reasons: dict[Digest, str] = {}
@@ -298,7 +293,12 @@ def graph_states(
             states[digest] = MISS
             reasons[digest] = state
     return GraphStates(
-        graph=solver.graph, states=states, reasons=reasons, numbers=dict(solver.numbers), lines=tuple(lines)
+        graph=solver.graph,
+        states=states,
+        reasons=reasons,
+        numbers=dict(solver.numbers),
+        lines=lines,
+        durations=durations,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -232,3 +233,75 @@ def test_docker_refuses_so_do_we(name: str, docker_build: Any) -> None:
     with pytest.raises(DockerfileError) as caught:
         our_plan(dockerfile)
     assert caught.value.message in built.output, f"ours: {caught.value.message!r}\ndocker: {built.output}"
+
+
+@pytest.fixture
+def docker_import(tmp_path: Path) -> Iterator[Any]:
+    """`docker import --change ...` of an empty tar: (exit status, output, the image's config when it worked)."""
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w"):
+        pass
+    images: list[str] = []
+
+    def run(changes: list[str]) -> tuple[int, str, ContainerConfig | None]:
+        command = ["docker", "import"]
+        for change in changes:
+            command += ["--change", change]
+        result = subprocess.run([*command, str(empty)], capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            return result.returncode, result.stdout + result.stderr, None
+        image_id = result.stdout.strip()
+        images.append(image_id)
+        inspected = subprocess.run(
+            ["docker", "image", "inspect", image_id], capture_output=True, text=True, check=True, timeout=60
+        )
+        return 0, result.stdout, ContainerConfig.from_json(json.loads(inspected.stdout)[0]["Config"])
+
+    yield run
+    if images:
+        subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True, check=False, timeout=120)
+
+
+IMPORT_CHANGES: dict[str, list[str]] = {
+    "env-label-user": ["ENV A=1 B=$A", "ENV C=$A", 'LABEL "a b"="c d" e=$C', "USER daemon:daemon"],
+    "expose-volume": ["EXPOSE 80 53/udp 8000-8002/TCP", 'VOLUME ["/data"]', "VOLUME /logs"],
+    "workdir-relative": ["WORKDIR a/./b/..", "WORKDIR c"],
+    "workdir-absolute-kept": ["WORKDIR /a/../b"],
+    "cmd-then-entrypoint": ['CMD ["x"]', "ENTRYPOINT run me"],
+    "entrypoint-then-cmd": ['ENTRYPOINT ["y"]', "CMD z"],
+    "healthcheck-onbuild": ["HEALTHCHECK --interval=5s --retries=2 CMD true", "ONBUILD RUN echo hi"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMPORT_CHANGES))
+def test_import_changes_match_docker(name: str, docker_import: Any) -> None:
+    from buildkit_py.frontend.changes import apply_changes
+
+    status, output, docker_config = docker_import(IMPORT_CHANGES[name])
+    assert status == 0 and docker_config is not None, output
+    assert_same_config(apply_changes(ContainerConfig(), IMPORT_CHANGES[name]), docker_config)
+
+
+IMPORT_REFUSED: dict[str, str] = {
+    "run": "RUN true",
+    "stopsignal": "STOPSIGNAL SIGINT",
+    "shell": 'SHELL ["/bin/bash", "-c"]',
+    "maintainer": "MAINTAINER me",
+    "arg": "ARG A=1",
+    "blank-env": "ENV =x",
+    "bad-port": "EXPOSE 99999",
+    "bad-protocol": "EXPOSE 80/foo",
+    "empty-volume": 'VOLUME [""]',
+    "retries": "HEALTHCHECK --retries=0 CMD a",
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMPORT_REFUSED))
+def test_import_refuses_changes_as_docker_does(name: str, docker_import: Any) -> None:
+    from buildkit_py.frontend.changes import apply_changes
+
+    status, output, _ = docker_import(["ENV A=1", IMPORT_REFUSED[name]])
+    assert status != 0, f"Docker accepted {name}"
+    with pytest.raises(DockerfileError) as caught:
+        apply_changes(ContainerConfig(), ["ENV A=1", IMPORT_REFUSED[name]])
+    assert caught.value.message in output, f"ours: {caught.value.message!r}\ndocker: {output}"

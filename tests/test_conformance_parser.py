@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from buildkit_py.errors import DockerfileSyntaxError
-from buildkit_py.frontend.gostring import go_quote
 from buildkit_py.frontend.parser import Heredoc, Node, dump, parse_dockerfile
+from buildkit_py.gostring import go_quote
 
 CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 

@@ -11,12 +11,12 @@ from buildkit_py.context.dockerignore import (
     IgnoreRules,
     MatchType,
     compile_pattern,
-    go_clean,
     load_ignore_rules,
     parse_ignore_file,
     read_patterns,
 )
 from buildkit_py.errors import ContextError
+from buildkit_py.gostring import go_clean
 
 CASES_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "dockerignore.md"
 _CODE = re.compile(r"`([^`]*)`")

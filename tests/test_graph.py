@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -148,3 +152,90 @@ def test_svg_without_dot_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(BuildError, match="`dot` is not installed"):
         write_graph(tmp_path / "g.svg", "digraph build {\n}\n")
     assert not (tmp_path / "g.svg").exists()
+
+
+def never_built(project: Path) -> Path:
+    """The project with content of its own, so that no step's key is one an earlier test built."""
+    (project / "app.txt").write_text(uuid.uuid4().hex)
+    return project
+
+
+def graph_json_of(project: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(["--root", str(root), "graph", "--format", "json", str(project)]) == 0
+    document: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return document
+
+
+def test_json_of_a_multi_stage_build_and_its_critical_path(
+    project: Path, base_store: object, session_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = graph_json_of(never_built(project), session_root, capsys)
+    nodes = {node["id"]: node for node in document["nodes"]}
+    assert len(nodes) == 6
+    steps = {node["name"].split("] ", 1)[1]: node for node in nodes.values() if node["number"] is not None}
+    token_run = next(name for name in steps if name.startswith("RUN echo") and "token" in name)
+    quoted_run = next(name for name in steps if "quoted" in name)
+    copy_app, copy_from = "COPY app.txt /app.txt", "COPY --from=helper /token /token"
+    assert set(steps) == {token_run, quoted_run, copy_app, copy_from}
+    assert sorted(node["number"] for node in steps.values()) == [1, 2, 3, 4]
+    assert steps[token_run]["stage"] == "helper" and steps[copy_app]["stage"] == "stage-1"
+    assert all(node["kind"] in ("exec", "file") for node in steps.values())
+    assert all(node["cache"] == "miss" and node["reason"] and node["duration"] is None for node in steps.values())
+    sources = [node for node in nodes.values() if node["number"] is None]
+    assert sorted(node["name"] for node in sources) == ["build context", f"image {BASE_IMAGE}"]
+    assert all(node["cache"] is None for node in sources)
+    edges = {(edge["from"], edge["to"]) for edge in document["edges"]}
+    by_name = {name: node["id"] for name, node in steps.items()}
+    assert (by_name[copy_app], by_name[quoted_run]) in edges
+    assert (by_name[quoted_run], by_name[copy_from]) in edges
+    assert (by_name[token_run], by_name[copy_from]) in edges
+    assert len(edges) == 6  # and the base image into each stage's first step, the context into COPY app.txt
+    # Nothing ran yet: the longest chain by step count is the final stage's three steps.
+    critical = document["critical_path"]
+    assert critical["unit"] == "steps" and critical["length"] == 3
+    assert critical["steps"] == [by_name[copy_app], by_name[quoted_run], by_name[copy_from]]
+    assert critical["numbers"] == [steps[name]["number"] for name in (copy_app, quoted_run, copy_from)]
+
+    build(project, store=base_store)  # type: ignore[arg-type]
+    document = graph_json_of(project, session_root, capsys)
+    steps = {node["name"].split("] ", 1)[1]: node for node in document["nodes"] if node["number"] is not None}
+    assert all(node["cache"] in ("hit", "not needed") for node in steps.values())
+    took = {name: node["duration"] for name, node in steps.items()}
+    assert all(isinstance(seconds, float) and seconds > 0 for seconds in took.values())
+    # By recorded run times: whichever chain into the last step took longer.
+    chains = [(copy_app, quoted_run, copy_from), (token_run, copy_from)]
+    longest = max(chains, key=lambda chain: sum(took[name] for name in chain))
+    critical = document["critical_path"]
+    assert critical["unit"] == "seconds"
+    assert critical["steps"] == [steps[name]["id"] for name in longest]
+    assert critical["length"] == pytest.approx(sum(took[name] for name in longest))
+
+
+def test_dot_output_reports_the_critical_path_on_stderr(
+    project: Path, base_store: object, session_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--root", str(session_root), "graph", str(never_built(project))]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("digraph build {\n")
+    lines = captured.err.splitlines()
+    assert lines[0] == "critical path: 3 steps (no step has run yet: the longest chain by step count)"
+    assert [line.split("] ", 1)[1] for line in lines[1:]] == [
+        "COPY app.txt /app.txt",
+        'RUN echo "quoted \\"words\\" and a back\\\\slash" > /quoted',
+        "COPY --from=helper /token /token",
+    ]
+
+
+def test_the_build_never_imports_networkx(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY a /a\nENV A=1\n")
+    (context / "a").write_text("a\n")
+    code = (
+        "import sys\n"
+        "from buildkit_py.cli.main import main\n"
+        f"status = main(['--root', {str(tmp_path / 'root')!r}, 'build', '-q', {str(context)!r}])\n"
+        "print(status, 'networkx' in sys.modules)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert completed.stdout.splitlines()[-1] == "0 False", completed.stderr

@@ -16,8 +16,10 @@ from archive_helpers import BUSYBOX, info, inventory, sha256, tar_bytes, tmp_is_
 
 from buildkit_py.cli.main import main
 from buildkit_py.errors import BuildError, InstructionError, LayerError
+from buildkit_py.frontend.changes import apply_changes
 from buildkit_py.image.config import ContainerConfig
-from buildkit_py.image.importer import apply_changes, import_rootfs
+from buildkit_py.image.importer import import_rootfs
+from buildkit_py.image.manifest import host_platform, machine_platform
 from buildkit_py.image.stored import image_config
 from buildkit_py.layer.snapshots import snapshot_path
 from buildkit_py.store import Store
@@ -87,6 +89,31 @@ def test_import_keeps_the_tar_and_unpacks_it_faithfully(store: Store, tmp_path: 
     assert tmp_is_empty(store)
 
 
+@pytest.mark.parametrize(
+    ("machine", "platform"),
+    [
+        ("x86_64", "linux/amd64"),
+        ("aarch64", "linux/arm64"),
+        ("armv7l", "linux/arm/v7"),
+        ("armv6l", "linux/arm/v6"),
+        ("i686", "linux/386"),
+        ("i386", "linux/386"),
+        ("ppc64le", "linux/ppc64le"),
+        ("s390x", "linux/s390x"),
+        ("riscv64", "linux/riscv64"),
+        ("mips64", "linux/mips64"),
+    ],
+)
+def test_machine_names_become_oci_platforms(machine: str, platform: str) -> None:
+    assert str(machine_platform(machine)) == platform
+
+
+def test_an_imported_image_names_the_host_platform(store: Store) -> None:
+    host = host_platform()
+    config = image_config(store, import_rootfs(store, io.BytesIO(rootfs_tar())))
+    assert (config.os, config.architecture, config.variant) == (host.os, host.architecture, host.variant)
+
+
 def test_import_from_a_stream_untagged(store: Store) -> None:
     image_id = import_rootfs(store, io.BytesIO(rootfs_tar()))
     assert store.tags.of(image_id) == []
@@ -107,7 +134,7 @@ def test_changes_as_docker_import_applies_them() -> None:
             "USER daemon:daemon",
             'LABEL org.example.name="a b" other=1',
             'VOLUME ["/data", "/logs"]',
-            "STOPSIGNAL SIGINT",
+            "HEALTHCHECK --interval=5s CMD true",
             "ONBUILD RUN echo child",
         ],
     )
@@ -119,14 +146,30 @@ def test_changes_as_docker_import_applies_them() -> None:
     assert config.user == "daemon:daemon"
     assert dict(config.labels) == {"org.example.name": "a b", "other": "1"}
     assert config.volumes == ("/data", "/logs")
-    assert config.stop_signal == "SIGINT"
+    assert config.healthcheck is not None and config.healthcheck.test == ("CMD-SHELL", "true")
     assert config.on_build == ("RUN echo child",)
 
 
-@pytest.mark.parametrize("change", ["RUN echo hi", "FROM busybox", "COPY a b", "ADD a b", "ARG X=1"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "RUN echo hi",
+        "FROM busybox",
+        "COPY a b",
+        "ADD a b",
+        "ARG X=1",
+        "STOPSIGNAL SIGINT",
+        'SHELL ["/bin/bash", "-c"]',
+        "MAINTAINER me",
+    ],
+)
 def test_changes_docker_import_does_not_allow(change: str) -> None:
-    with pytest.raises(InstructionError, match="not a valid change command"):
-        apply_changes(ContainerConfig(), [change])
+    """Docker 20.10 allows neither STOPSIGNAL nor SHELL in --change (`docker import` says so)."""
+    keyword = change.split()[0].lower()
+    with pytest.raises(InstructionError) as caught:
+        apply_changes(ContainerConfig(), ["ENV A=1", change])
+    assert caught.value.message == f"{keyword} is not a valid change command"
+    assert caught.value.location is not None and caught.value.location.start_line == 2
 
 
 def test_hostile_rootfs_is_refused_and_nothing_stored(store: Store, tmp_path: Path) -> None:
@@ -167,13 +210,23 @@ def test_cli_import(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert str(store.resolve("pybuild-test/cli-import:1")) == image_id
     config = image_config(store, store.resolve(image_id)).config
     assert config.cmd == ("/bin/sh",) and config.env == ("A=1",)
-    assert main(["--root", str(store.root), "import", "--change", "RUN x", str(path)]) == 1
+    before = inventory(store)
+    for change, message in (
+        ("RUN x", "--change:1: run is not a valid change command"),
+        ("STOPSIGNAL FOO", "--change:1: stopsignal is not a valid change command"),
+        ("ENV =x", "--change:1: ENV: ENV names can not be blank"),
+        ("EXPOSE 99999", "--change:1: EXPOSE: Invalid containerPort: 99999"),
+    ):
+        assert main(["--root", str(store.root), "import", "--change", change, str(path)]) == 1
+        assert capsys.readouterr().err.startswith(f"error: {message}\n")
+    assert inventory(store) == before
 
 
 def test_build_from_an_imported_rootfs(store: Store, tmp_path: Path) -> None:
     from buildkit_py.builder import build
 
-    import_rootfs(store, io.BytesIO(rootfs_tar()), "pybuild-test/imported:1", ['CMD ["/bin/sh"]'])
+    config = apply_changes(ContainerConfig(), ['CMD ["/bin/sh"]'])
+    import_rootfs(store, io.BytesIO(rootfs_tar()), "pybuild-test/imported:1", config=config)
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(

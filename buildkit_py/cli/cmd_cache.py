@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import BuildError
-from .common import open_store
-from .formatting import human_age, human_size, table
+from .common import help_without_command, open_store
+from .formatting import age_of, human_size, table
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -41,10 +40,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _age(timestamp: float) -> str:
-    return human_age(datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("cache", help="show and prune the build cache")
     commands = parser.add_subparsers(dest="cache_command", metavar="COMMAND")
@@ -64,12 +59,7 @@ def register(subparsers: Any) -> None:
     )
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(func=run_prune)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 1
+    help_without_command(parser)
 
 
 def run_du(args: argparse.Namespace) -> int:
@@ -80,13 +70,13 @@ def run_du(args: argparse.Namespace) -> int:
     if args.verbose:
         for usage in usages:
             print(f"ID:\t\t{usage.key.hex[:_ID_LENGTH]}")
-            print(f"Created at:\t{_age(usage.created)}")
+            print(f"Created at:\t{age_of(usage.created)}")
             print(f"Reclaimable:\t{str(not usage.in_use_by_image).lower()}")
             print(f"Shared:\t\t{str(usage.shared_size > 0).lower()}")
             print(f"Size:\t\t{human_size(usage.size)}")
             print(f"Shared size:\t{human_size(usage.shared_size)}")
             print(f"Description:\t{usage.description}")
-            print(f"Last used:\t{_age(usage.last_used)}")
+            print(f"Last used:\t{age_of(usage.last_used)}")
             print()
     else:
         rows = [["ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED", "DESCRIPTION"]]
@@ -96,7 +86,7 @@ def run_du(args: argparse.Namespace) -> int:
                     usage.key.hex[:_ID_LENGTH],
                     str(not usage.in_use_by_image).lower(),
                     human_size(usage.size),
-                    _age(usage.last_used),
+                    age_of(usage.last_used),
                     usage.description,
                 ]
             )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from ..image.stored import image_config
 from .common import open_store
-from .formatting import parse_created, table
+from .formatting import age_of, parse_created, table
 
 _CREATED_BY_WIDTH = 45
 
@@ -50,15 +49,13 @@ def register(subparsers: Any) -> None:
 
 def _created(text: str, human: bool) -> tuple[str, str]:
     """(CREATED column, CreatedAt) as docker shows them."""
-    from ..analyze.units import human_duration
-
     timestamp = parse_created(text)
     if timestamp is None:
         return ("N/A", "")
     moment = datetime.fromtimestamp(timestamp, tz=UTC).astimezone()
     created_at = moment.isoformat(timespec="seconds")
     if human:
-        return (human_duration(max(0.0, time.time() - timestamp)) + " ago", created_at)
+        return (age_of(timestamp), created_at)
     return (created_at, created_at)
 
 

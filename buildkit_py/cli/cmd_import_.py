@@ -27,17 +27,20 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..frontend.changes import apply_changes
+    from ..image.config import ContainerConfig
     from ..image.importer import import_rootfs
 
+    config = apply_changes(ContainerConfig(), args.change)  # refused changes fail before anything is read
     store = open_store(args)
     if args.source == "-":
         if sys.stdin.isatty():
             raise BuildError("requested import from stdin, but stdin is a terminal")
-        image_id = import_rootfs(store, sys.stdin.buffer, args.name, args.change, args.message)
+        image_id = import_rootfs(store, sys.stdin.buffer, args.name, config=config, message=args.message)
     else:
         path = Path(args.source)
         if not path.is_file():
             raise BuildError(f"open {args.source}: no such file")
-        image_id = import_rootfs(store, path, args.name, args.change, args.message)
+        image_id = import_rootfs(store, path, args.name, config=config, message=args.message)
     print(image_id)
     return 0

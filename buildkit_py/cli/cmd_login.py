@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..errors import BuildError
-from .cmd_pull import add_transport_options
+from .common import add_transport_options, transport_options
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +37,6 @@ def _registry(text: str) -> str:
 
 
 def run_login(args: argparse.Namespace) -> int:
-    from ..registry.client import TransportOptions
     from ..registry.login import login
 
     username = args.username
@@ -53,9 +52,7 @@ def run_login(args: argparse.Namespace) -> int:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
     if not username or not password:
         raise BuildError("login needs a username and a password")
-    path = login(
-        _registry(args.registry), username, password, TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert)
-    )
+    path = login(_registry(args.registry), username, password, transport_options(args))
     print(f"Credentials saved in {path}", file=sys.stderr)
     print("Login Succeeded")
     return 0

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from .common import open_store
-
-
-def add_transport_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plain http and unverified TLS for this registry (loopback registries may use http anyway)",
-    )
-    parser.add_argument(
-        "--ca-cert", type=Path, default=None, help="also trust this CA certificate (PEM); default $PYBUILD_CA_CERT"
-    )
+from .common import add_transport_options, open_store, progress_to_stderr, transport_options
 
 
 def register(subparsers: Any) -> None:
@@ -36,22 +24,17 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..image.manifest import Platform
-    from ..registry.client import TransportOptions
     from ..registry.pull import pull_image
 
     store = open_store(args)
     platform = Platform.parse(args.platform) if args.platform else None
 
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr)
-
     result = pull_image(
         store,
         args.name,
         platform=platform,
-        options=TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert),
-        progress=progress,
+        options=transport_options(args),
+        progress=progress_to_stderr(args),
     )
     if not args.quiet:
         print(f"Status: Downloaded image for {result.reference.familiar}", file=sys.stderr)

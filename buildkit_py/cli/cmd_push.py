@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from .cmd_pull import add_transport_options
-from .common import open_store
+from .common import add_transport_options, open_store, progress_to_stderr, transport_options
 
 
 def register(subparsers: Any) -> None:
@@ -25,22 +23,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry.client import TransportOptions
     from ..registry.push import push_image
 
     store = open_store(args)
-
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr)
 
     result = push_image(
         store,
         args.name,
         compression=args.compression,
         oci=args.oci,
-        options=TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert),
-        progress=progress,
+        options=transport_options(args),
+        progress=progress_to_stderr(args),
     )
     print(result.manifest_digest)
     return 0

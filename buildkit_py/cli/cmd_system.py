@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
-from .common import open_store
-from .formatting import human_age, human_size, table
+from .common import help_without_command, open_store
+from .formatting import age_of, human_age, human_size, table
 
 
 def register(subparsers: Any) -> None:
@@ -25,22 +24,13 @@ def register(subparsers: Any) -> None:
         "say which images are damaged. What is found damaged is refused by later builds, saves and pushes.",
     )
     check.set_defaults(func=run_check)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 1
+    help_without_command(parser)
 
 
 def _reclaimable(reclaimable: int, size: int) -> str:
     if size == 0:
         return human_size(reclaimable)
     return f"{human_size(reclaimable)} ({reclaimable * 100 // size}%)"
-
-
-def _age(timestamp: float) -> str:
-    return human_age(datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def run_df(args: argparse.Namespace) -> int:
@@ -86,8 +76,8 @@ def run_df(args: argparse.Namespace) -> int:
                 record.key.hex[:25],
                 human_size(record.size),
                 human_size(record.shared_size),
-                _age(record.created),
-                _age(record.last_used),
+                age_of(record.created),
+                age_of(record.last_used),
                 str(record.in_use_by_image).lower(),
                 record.description,
             ]

@@ -28,12 +28,17 @@ def parse_created(text: str) -> float | None:
 
 
 def human_age(created: str) -> str:
-    """Docker's "2 minutes ago" style."""
-    from ..analyze.units import human_duration
-
+    """Docker's "2 minutes ago" style of an RFC 3339 time ("N/A" when it is not one)."""
     timestamp = parse_created(created)
     if timestamp is None:
         return "N/A"
+    return age_of(timestamp)
+
+
+def age_of(timestamp: float) -> str:
+    """Docker's "2 minutes ago" style of a Unix time."""
+    from ..analyze.units import human_duration
+
     return human_duration(max(0.0, time.time() - timestamp)) + " ago"
 
 

@@ -17,12 +17,12 @@ from enum import Enum
 from pathlib import Path
 
 from ..errors import ContextError
+from ..gostring import go_clean, go_trim_space
 
 __all__ = [
     "IgnoreRules",
     "MatchType",
     "compile_pattern",
-    "go_clean",
     "load_ignore_rules",
     "parse_ignore_file",
     "read_patterns",
@@ -30,45 +30,12 @@ __all__ = [
 
 IGNORE_FILE_NAME = ".dockerignore"
 
-# Go's unicode.IsSpace, which strings.TrimSpace uses; str.strip() would also eat \x1c-\x1f.
-_GO_SPACES = (
-    "\t\n\v\f\r \x85\xa0\u1680"
-    + "".join(chr(code) for code in range(0x2000, 0x200B))
-    + "\u2028\u2029\u202f\u205f\u3000"
-)
-
 # Characters patternmatcher escapes because they mean something to a regexp but nothing to filepath.Match.
 _ESCAPED_LITERALLY = frozenset(".+()|{}$")
 # After "\" Go's regexp knows these escapes, and Python's re reads them the same way.
 _SHARED_REGEX_ESCAPES = frozenset("dDsSwWbBAntrfva")
 # A character of an exception pattern that means it may reach into any directory (fsutil's patternChars).
 _GLOB_CHARS = frozenset("*[]?^\\")
-
-
-def go_clean(path: str) -> str:
-    """Go's path/filepath.Clean for "/"-separated paths."""
-    if not path:
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
-def _trim(text: str) -> str:
-    return text.strip(_GO_SPACES)
 
 
 def read_patterns(text: str) -> list[str]:
@@ -80,12 +47,12 @@ def read_patterns(text: str) -> list[str]:
             line = line.removeprefix("\ufeff")
         if line.startswith("#"):
             continue
-        pattern = _trim(line)
+        pattern = go_trim_space(line)
         if not pattern:
             continue
         invert = pattern.startswith("!")
         if invert:
-            pattern = _trim(pattern[1:])
+            pattern = go_trim_space(pattern[1:])
         if pattern:
             pattern = go_clean(pattern)
             if len(pattern) > 1 and pattern.startswith("/"):
@@ -243,7 +210,7 @@ _ANY_CHILD = "(?s:/.*)?\\Z"
 
 def _build_pattern(raw: str) -> _Pattern | None:
     """patternmatcher.New for one pattern; None for one that is blank."""
-    pattern = _trim(raw)
+    pattern = go_trim_space(raw)
     if not pattern:
         return None
     pattern = go_clean(pattern)

@@ -22,22 +22,21 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ..errors import StepError
+from ..layer.compression import detect_compression
 from .rootpath import resolve_in_root
 
 __all__ = ["extract_archive", "is_archive"]
 
-_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b\x08", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _WHITEOUT_META = ".wh..wh."
 
 
 @contextmanager
 def _open(raw: BinaryIO) -> Iterator[BinaryIO]:
     """The file `raw` from its start, decompressed when its first bytes say gzip, bzip2 or xz (moby's
-    DetectCompression). `raw` stays open."""
+    DetectCompression). `raw` stays open. Docker 20.10's ADD copies a zstd file as it is."""
     raw.seek(0)
-    magic = raw.read(6)
+    kind = detect_compression(raw.read(6))
     raw.seek(0)
-    kind = next((name for prefix, name in _MAGIC if magic.startswith(prefix)), "")
     if kind == "gzip":
         with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
             yield cast(BinaryIO, unzipped)

@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable, Mapping
 
 from ..errors import InstructionError, SourceLocation
+from ..gostring import go_quote
 from ..image.config import Healthcheck as HealthcheckConfig
 from .flags import FlagError, ParsedFlags, parse_flags
-from .gostring import go_quote
 from .instructions import (
     Add,
     Arg,

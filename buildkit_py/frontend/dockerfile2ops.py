@@ -1,5 +1,8 @@
 """Stages of instructions to a BuildPlan: BuildKit's `dockerfile2llb`, with Docker 20.10's classic-builder semantics.
 
+RUN, COPY, ADD and WORKDIR become ops here; what an instruction does to the image config is `dispatch.py`'s, shared
+with `import --change`.
+
 Facts checked against `DOCKER_BUILDKIT=0 docker build` (Docker 20.10.24):
 - every stage's config gets PATH=DEFAULT_PATH appended when its base config has no PATH, FROM scratch included;
 - ARGs before the first FROM are visible only in FROM lines and in a stage that redeclares them (`ARG NAME`); a
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from ..digest import Digest
-from ..errors import BuildError, DockerfileError, ExpansionError, InstructionError, SourceLocation
+from ..errors import BuildError, DockerfileError, InstructionError, SourceLocation
+from ..gostring import go_clean, go_quote
 from ..image.config import DEFAULT_PATH, ContainerConfig, ImageConfig
 from ..solver.graph import BuildGraph
 from ..solver.ops import (
@@ -39,28 +43,16 @@ from ..solver.ops import (
     OpMeta,
     ScratchSource,
 )
-from .convert import format_go_duration, node_to_instruction, parse_stages, trigger_error
-from .gostring import go_quote, go_quote_list
+from .convert import node_to_instruction, parse_stages, trigger_error
+from .dispatch import DEFAULT_SHELL, apply_instruction, dispatch_workdir, expand_instruction, with_shell
 from .instructions import (
     Add,
     Arg,
-    Cmd,
     Copy,
-    Entrypoint,
-    Env,
-    Expose,
     From,
-    Healthcheck,
     Instruction,
-    Label,
-    Maintainer,
-    Onbuild,
     Run,
-    Shell,
     Stage,
-    StopSignal,
-    User,
-    Volume,
     Workdir,
 )
 from .parser import ParsedDockerfile, parse_dockerfile
@@ -69,57 +61,11 @@ from .shell import ShellLexer
 
 __all__ = ["DEFAULT_SHELL", "PREDEFINED_ARGS", "SUPPORTED_PLATFORMS", "dockerfile_to_plan"]
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
 # Docker 20.10's builtinAllowedBuildArgs: usable without ARG, never in the history unless declared.
 PREDEFINED_ARGS = frozenset(
     {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy"}
 )
 SUPPORTED_PLATFORMS = frozenset({"linux/amd64"})
-_PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
-_PORT = re.compile(r"([0-9]+)(?:-([0-9]+))?")
-_SIGNAL_NAMES = frozenset(
-    [
-        "ABRT",
-        "ALRM",
-        "BUS",
-        "CHLD",
-        "CLD",
-        "CONT",
-        "FPE",
-        "HUP",
-        "ILL",
-        "INT",
-        "IO",
-        "IOT",
-        "KILL",
-        "PIPE",
-        "POLL",
-        "PROF",
-        "PWR",
-        "QUIT",
-        "SEGV",
-        "STKFLT",
-        "STOP",
-        "SYS",
-        "TERM",
-        "TRAP",
-        "TSTP",
-        "TTIN",
-        "TTOU",
-        "UNUSED",
-        "URG",
-        "USR1",
-        "USR2",
-        "VTALRM",
-        "WINCH",
-        "XCPU",
-        "XFSZ",
-        "RTMIN",
-        "RTMAX",
-    ]
-    + [f"RTMIN+{n}" for n in range(1, 16)]
-    + [f"RTMAX-{n}" for n in range(1, 15)]
-)
 _URL_PREFIXES = ("http://", "https://", "git@", "git://")
 _I = TypeVar("_I", bound=Instruction)
 
@@ -353,13 +299,7 @@ class _Converter:
         return env
 
     def _expand(self, instruction: _I, env: Mapping[str, str]) -> _I:
-        def expand_word(word: str) -> str:
-            return self.lexer.process_word(word, env)
-
-        try:
-            return instruction.expand(expand_word)
-        except ExpansionError as error:
-            raise ExpansionError(error.message, instruction.location, instruction.keyword) from None
+        return expand_instruction(instruction, self.lexer, env)
 
     # --- instructions ------------------------------------------------------------------------------------------------
 
@@ -378,93 +318,18 @@ class _Converter:
         return InstructionError(message, instruction.location, instruction.keyword)
 
     def _metadata(self, state: _StageState, instruction: Instruction) -> str:
-        """Apply a metadata-only instruction to the config; return its history text (BuildKit's wording)."""
-        config = state.config
-        if isinstance(instruction, Env):
-            env = self._expand(instruction, self._env(state))
-            for key, value in env.pairs:
-                if not key:
-                    raise self._fail(instruction, "ENV names can not be blank")
-                config = config.with_env(key, value)
-            state.config = config
-            return "ENV " + " ".join(f"{key}={value}" for key, value in env.pairs)
-        if isinstance(instruction, Arg):
-            arg = self._expand(instruction, self._env(state))
-            for name, default in arg.pairs:
+        """Apply a metadata-only instruction to the config; return its history text."""
+        expanded = self._expand(instruction, self._env(state))
+        change = apply_instruction(state.config, expanded, cmd_set=state.cmd_set)
+        if isinstance(expanded, Arg):
+            for name, default in expanded.pairs:
                 state.args[name] = default
                 self.referenced.add(name)
-            return "ARG " + " ".join(name if default is None else f"{name}={default}" for name, default in arg.pairs)
-        if isinstance(instruction, Label):
-            label = self._expand(instruction, self._env(state))
-            for key, value in label.pairs:
-                config = config.with_label(key, value)
-            state.config = config
-            return "LABEL " + " ".join(f"{key}={value}" for key, value in label.pairs)
-        if isinstance(instruction, Expose):
-            expose = self._expand(instruction, self._env(state))
-            ports: set[str] = set()
-            for raw in expose.ports:
-                ports.update(self._ports(instruction, raw))
-            state.config = replace(config, exposed_ports=tuple(sorted(set(config.exposed_ports) | ports)))
-            return "EXPOSE map[" + " ".join(f"{port}:{{}}" for port in sorted(ports)) + "]"
-        if isinstance(instruction, Volume):
-            volume = self._expand(instruction, self._env(state))
-            if any(not path for path in volume.paths):
-                raise self._fail(instruction, "VOLUME specified can not be an empty string")
-            state.config = replace(config, volumes=tuple(sorted(set(config.volumes) | set(volume.paths))))
-            return "VOLUME [" + " ".join(volume.paths) + "]"
-        if isinstance(instruction, User):
-            user = self._expand(instruction, self._env(state))
-            state.config = replace(config, user=user.user)
-            return f"USER {user.user}"
-        if isinstance(instruction, Cmd):
-            cmd = self._with_shell(state, instruction.command, instruction.prepend_shell)
-            state.config = replace(config, cmd=cmd)
-            state.cmd_set = True
-            return f"CMD {go_quote_list(cmd)}"
-        if isinstance(instruction, Entrypoint):
-            entrypoint = self._with_shell(state, instruction.command, instruction.prepend_shell)
-            state.config = replace(config, entrypoint=entrypoint, cmd=config.cmd if state.cmd_set else None)
-            return f"ENTRYPOINT {go_quote_list(entrypoint)}"
-        if isinstance(instruction, Shell):
-            state.config = replace(config, shell=instruction.shell)
-            return "SHELL [" + " ".join(instruction.shell) + "]"
-        if isinstance(instruction, Healthcheck):
-            state.config = replace(config, healthcheck=instruction.healthcheck)
-            return "HEALTHCHECK " + _healthcheck_text(instruction)
-        if isinstance(instruction, StopSignal):
-            stop_signal = self._expand(instruction, self._env(state)).signal
-            if not _valid_signal(stop_signal):
-                raise self._fail(instruction, f"Invalid signal: {stop_signal}")
-            state.config = replace(config, stop_signal=stop_signal)
-            return f"STOPSIGNAL {stop_signal}"
-        if isinstance(instruction, Onbuild):
-            state.config = replace(config, on_build=(*config.on_build, instruction.expression))
-            return f"ONBUILD {instruction.expression}"
-        if isinstance(instruction, Maintainer):
-            state.author = instruction.maintainer
-            return f"MAINTAINER {instruction.maintainer}"
-        raise self._fail(instruction, f"{instruction.keyword} is not allowed here")
-
-    def _with_shell(self, state: _StageState, command: tuple[str, ...], prepend_shell: bool) -> tuple[str, ...]:
-        if not prepend_shell:
-            return command
-        shell = state.config.shell if state.config.shell is not None else DEFAULT_SHELL
-        return (*shell, *command)
-
-    def _ports(self, instruction: Instruction, raw: str) -> list[str]:
-        port, _, protocol = raw.partition("/")
-        protocol = (protocol or "tcp").lower()
-        if protocol not in _PROTOCOLS:
-            raise self._fail(instruction, f"Invalid proto: {protocol}")
-        match = _PORT.fullmatch(port)
-        if match is None:
-            raise self._fail(instruction, f"Invalid containerPort: {port}")
-        start = int(match.group(1))
-        end = int(match.group(2) or start)
-        if end < start or end > 65535:
-            raise self._fail(instruction, f"Invalid containerPort: {port}")
-        return [f"{number}/{protocol}" for number in range(start, end + 1)]
+        state.config = change.config
+        state.cmd_set = change.cmd_set
+        if change.author is not None:
+            state.author = change.author
+        return change.created_by
 
     def _entitled(self, run: Run, entitlement: str) -> None:
         if entitlement not in self.entitlements:
@@ -475,7 +340,7 @@ class _Converter:
             self._entitled(run, "network.host")
         if run.security == "insecure":
             self._entitled(run, "security.insecure")
-        args = self._with_shell(state, run.command, run.prepend_shell)
+        args = with_shell(state.config, run.command, run.prepend_shell)
         env = self._run_env(state)
         op = ExecOp(
             rootfs=state.rootfs,
@@ -496,14 +361,10 @@ class _Converter:
         state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
 
     def _workdir(self, state: _StageState, workdir: Workdir, meta: OpMeta) -> None:
-        path = self._expand(workdir, self._env(state)).path
-        if not path:
-            raise self._fail(workdir, "cannot normalize nothing")
-        current = state.config.working_dir
-        new = posixpath.normpath(path if posixpath.isabs(path) else posixpath.join("/", current, path))
-        if new.startswith("//"):
-            new = "/" + new.lstrip("/")
-        state.config = replace(state.config, working_dir=new)
+        change = dispatch_workdir(state.config, self._expand(workdir, self._env(state)))
+        # Docker cleans the path when it creates the step's container to make the directory.
+        new = go_clean(change.config.working_dir)
+        state.config = replace(change.config, working_dir=new)
         parent = state.rootfs
         # Docker's classic builder creates the directory owned by root, whatever USER says.
         state.rootfs = self.graph.add(FileOp(base=parent, actions=(MkdirAction(path=new),)), meta)
@@ -594,10 +455,7 @@ def _target_index(stages: tuple[Stage, ...], target: str | None) -> int:
 def _copy_dest(dest: str, working_dir: str) -> str:
     """Docker's normalizeDest: relative to WORKDIR, cleaned, a trailing slash kept."""
     ends_in_slash = dest.endswith("/")
-    absolute = dest if posixpath.isabs(dest) else posixpath.join("/", working_dir or "/", dest)
-    cleaned = posixpath.normpath(absolute)
-    if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")
+    cleaned = go_clean(dest if posixpath.isabs(dest) else posixpath.join("/", working_dir or "/", dest))
     return cleaned + "/" if ends_in_slash and cleaned != "/" else cleaned
 
 
@@ -606,26 +464,3 @@ def _chown(text: str) -> Chown | None:
         return None
     user, _, group = text.partition(":")
     return Chown(user=user, group=group)
-
-
-def _valid_signal(signal: str) -> bool:
-    if signal.isdigit():
-        return 0 < int(signal) < 256
-    return signal.upper().removeprefix("SIG") in _SIGNAL_NAMES
-
-
-def _healthcheck_text(instruction: Healthcheck) -> str:
-    """Go's `%q` of a *HealthConfig, as Docker writes it in history."""
-    health = instruction.healthcheck
-    durations = " ".join(
-        go_quote(format_go_duration(value)) for value in (health.interval, health.timeout, health.start_period)
-    )
-    return f"&{{{go_quote_list(health.test)} {durations} {_go_quote_rune(health.retries)}}}"
-
-
-def _go_quote_rune(code: int) -> str:
-    if 0x20 <= code < 0x7F and chr(code) not in "'\\":
-        return f"'{chr(code)}'"
-    if code < 0x80:
-        return f"'\\x{code:02x}'"
-    return f"'\\u{code:04x}'"

@@ -19,7 +19,8 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from buildkit_py.errors import DockerfileSyntaxError, SourceLocation
-from buildkit_py.frontend.gostring import (
+
+from ..gostring import (
     go_quote,
     go_quote_list,
     go_trim_left_space,

@@ -27,15 +27,14 @@ from lark.exceptions import UnexpectedEOF, UnexpectedInput
 
 from buildkit_py.errors import ExpansionError
 
+from ..gostring import GO_SPACES, go_quote
+
 __all__ = ["ShellLexer", "expand_word"]
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 # Go's unicode.IsSpace; str.isspace() also accepts \x1c-\x1f, which Go does not split on.
-_GO_SPACES = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
-    chr(code) for code in range(0x2000, 0x200B)
-)
-_GO_SPACE_RUN = re.compile("[" + re.escape("".join(sorted(_GO_SPACES))) + "]+")
+_GO_SPACE_RUN = re.compile("[" + re.escape("".join(sorted(GO_SPACES))) + "]+")
 _NEVER = r"(?!)x"
 
 
@@ -72,11 +71,6 @@ def _go_name_length(text: str) -> int:
     while end < len(text) and (text[end].isalpha() or text[end].isdecimal() or text[end] == "_"):
         end += 1
     return end
-
-
-def _go_quote(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
 
 
 class _Failure(Exception):
@@ -199,7 +193,7 @@ class _Words:
 
     def add_splitting(self, text: str) -> None:
         for char in text:
-            if char in _GO_SPACES:
+            if char in GO_SPACES:
                 if self.in_word and any(self.buffer):
                     self.words.append("".join(self.buffer))
                     self.buffer.clear()
@@ -425,9 +419,9 @@ class ShellLexer:
             tree = _parser(self.escape_token, self.process_quotes).parse(word)
             return evaluator.top(tree, words)
         except UnexpectedInput as error:
-            raise ExpansionError(f"failed to process {_go_quote(word)}: {_describe_parse_error(error, word)}") from None
+            raise ExpansionError(f"failed to process {go_quote(word)}: {_describe_parse_error(error, word)}") from None
         except _Failure as failure:
-            raise ExpansionError(f"failed to process {_go_quote(word)}: {failure}") from None
+            raise ExpansionError(f"failed to process {go_quote(word)}: {failure}") from None
 
 
 def expand_word(word: str, env: Mapping[str, str], escape_token: str = "\\") -> str:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from ..digest import Digest
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def rfc3339(timestamp: float) -> str:
+    """A Unix time as image configs write `created`: RFC 3339 in UTC with microseconds."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
 
 # Docker's container config with every field at its zero value, as `docker image inspect` and docker archives show it.
 DOCKER_EMPTY_CONTAINER_CONFIG: dict[str, Any] = {

@@ -34,7 +34,9 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Platform",
+    "host_platform",
     "layer_compression",
+    "machine_platform",
     "parse_index",
     "parse_manifest",
     "parse_manifest_or_index",
@@ -123,6 +125,35 @@ class Platform:
 
     def __str__(self) -> str:
         return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
+
+
+# `uname -m` to the OCI architecture and variant (GOARCH and GOARM, as containerd's platforms package names them).
+_MACHINES = {
+    "x86_64": ("amd64", ""),
+    "amd64": ("amd64", ""),
+    "aarch64": ("arm64", ""),
+    "arm64": ("arm64", ""),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "i386": ("386", ""),
+    "i686": ("386", ""),
+    "ppc64le": ("ppc64le", ""),
+    "s390x": ("s390x", ""),
+    "riscv64": ("riscv64", ""),
+}
+
+
+def machine_platform(machine: str) -> Platform:
+    """The Linux platform of a machine `uname -m` names; an unknown name is taken as the architecture."""
+    architecture, variant = _MACHINES.get(machine, (machine, ""))
+    return Platform(os="linux", architecture=architecture, variant=variant)
+
+
+def host_platform() -> Platform:
+    """The platform of this machine, for the images it builds and imports."""
+    import platform
+
+    return machine_platform(platform.machine())
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ __all__ = [
     "MISS",
     "NOT_NEEDED",
     "solved_dot",
+    "source_label",
+    "stage_of",
     "states_from_stats",
     "step_numbers",
     "to_dot",
@@ -86,7 +88,8 @@ def _node_id(digest: Digest) -> str:
     return f"op_{digest.hex[:16]}"
 
 
-def _source_label(op: Op, name: str) -> str:
+def source_label(op: Op, name: str) -> str:
+    """How a source (scratch, an image, a build context) is shown."""
     if isinstance(op, ImageSource):
         return f"image {op.ref}"
     if isinstance(op, ContextSource):
@@ -96,7 +99,8 @@ def _source_label(op: Op, name: str) -> str:
     return name or op.kind
 
 
-def _stage_of(name: str, stage: str) -> str:
+def stage_of(name: str, stage: str) -> str:
+    """A step's stage: its own, else the one its name's `[stage N/M]` prefix gives."""
     if stage:
         return stage
     match = _STAGE_PREFIX.match(name)
@@ -118,13 +122,13 @@ def to_dot(
     clusters: dict[str, list[str]] = {}
     loose: list[str] = []
     edges: list[str] = []
-    stage_of = {digest: _stage_of(graph.meta(digest).name, graph.meta(digest).stage) for digest in graph.topological()}
+    stages = {digest: stage_of(graph.meta(digest).name, graph.meta(digest).stage) for digest in graph.topological()}
     for digest in graph.topological():
         op = graph.op(digest)
         meta = graph.meta(digest)
         attributes: dict[str, str | list[str]] = {}
         if op.kind in _SOURCE_KINDS:
-            label = _source_label(op, meta.name)
+            label = source_label(op, meta.name)
             attributes["label"] = label
             attributes["shape"] = _SOURCE_SHAPES[op.kind]
             attributes["style"] = "filled"
@@ -157,13 +161,13 @@ def to_dot(
         line = f"{_node_id(digest)} [{_attributes(attributes)}];"
         if op.kind in _SOURCE_KINDS:
             # A source sits in its stage's box only when that stage alone reads it (a base used twice is shared).
-            readers = {stage_of[consumer] for consumer in graph.consumers_of(digest)}
-            if meta.stage and readers <= {stage_of[digest]}:
-                clusters.setdefault(stage_of[digest], []).append(line)
+            readers = {stages[consumer] for consumer in graph.consumers_of(digest)}
+            if meta.stage and readers <= {stages[digest]}:
+                clusters.setdefault(stages[digest], []).append(line)
             else:
                 loose.append(line)
         else:
-            clusters.setdefault(stage_of[digest], []).append(line)
+            clusters.setdefault(stages[digest], []).append(line)
         edges.extend(f"{_node_id(source)} -> {_node_id(digest)};" for source in graph.inputs_of(digest))
     out = [
         "digraph build {",

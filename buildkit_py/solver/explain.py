@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from ..digest import Digest
 from ..store.steplog import StepLogStore, StepRow
 from .ops import instruction_text
 from .solver import StepRecord
@@ -42,8 +43,14 @@ class StepLog:
                 created=time.time(),
                 number=step.number,
                 project=self.project,
+                duration=step.duration,
             )
         )
+
+    def last_duration(self, key: Digest, name: str, stage: str) -> float | None:
+        """How long the step last took: this very step if it ran, else the latest run of the same instruction in
+        the same stage of this project (an edit elsewhere changes a step's key, rarely its cost)."""
+        return self._steps.last_duration(str(key), instruction_text(name), stage, self.project)
 
     def explain(self, step: StepRecord) -> str:
         """The same instruction on the same inputs tells what changed in it (files, values); the same instruction

@@ -2,7 +2,7 @@
 
 The solver's own walks (ancestors, topological order) are done here on plain dicts: importing networkx costs about
 a quarter of a second, more than a whole no-op rebuild may take. `networkx` hands out the same graph as an
-`nx.DiGraph` for analysis and export, built on first use."""
+`nx.DiGraph` for analysis off the build path (`critical_path.py`, for `pybuild graph`)."""
 
 from __future__ import annotations
 

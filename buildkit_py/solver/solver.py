@@ -63,6 +63,7 @@ class StepRecord:
     definition: dict[str, object]
     files: tuple[Mapping[str, str], ...] = ()
     number: int = 0
+    duration: float = 0.0  # seconds the step took to run
 
 
 class Explainer(Protocol):
@@ -70,12 +71,27 @@ class Explainer(Protocol):
 
     def explain(self, step: StepRecord) -> str: ...
 
+    def last_duration(self, key: Digest, name: str, stage: str) -> float | None:
+        """How long the step last took to run: this very step (`key`), else the latest run of its instruction in
+        its stage; None when it never ran."""
+        ...
+
 
 @dataclass
 class SolveStats:
     cached: set[Digest] = field(default_factory=set)
     executed: set[Digest] = field(default_factory=set)
     reasons: dict[Digest, str] = field(default_factory=dict)
+    durations: dict[Digest, float] = field(default_factory=dict)  # seconds, of the executed steps
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What `explain_steps` finds without running anything: (number, name, "cached" or the reason it would run)
+    for every step, and the cache key of every op."""
+
+    lines: tuple[tuple[int, str, str], ...]
+    keys: Mapping[Digest, Digest]
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,9 @@ class Solver:
 
     def explain(self, targets: list[Digest]) -> list[tuple[int, str, str]]:
         """Without running anything: (number, name, "cached" or the reason it would run) for every step."""
+        return list(self.explain_steps(targets).lines)
+
+    def explain_steps(self, targets: list[Digest]) -> Explanation:
         keys, summaries = self.compute_keys(targets)
         stats = SolveStats()
         chains: dict[Digest, Chain] = {}
@@ -187,7 +206,20 @@ class Solver:
             else:
                 state = "not needed: a later step is cached"
             lines.append((number, name, state))
-        return lines
+        return Explanation(lines=tuple(lines), keys=keys)
+
+    def last_durations(self, keys: Mapping[Digest, Digest]) -> dict[Digest, float]:
+        """Each step's last recorded run time in seconds, for the steps of `keys` that ever ran."""
+        durations: dict[Digest, float] = {}
+        if self.explainer is None:
+            return durations
+        for digest in self.numbers:
+            if digest in keys:
+                meta = self.graph.meta(digest)
+                duration = self.explainer.last_duration(keys[digest], meta.name, meta.stage)
+                if duration is not None:
+                    durations[digest] = duration
+        return durations
 
     def _plan(
         self,
@@ -223,7 +255,11 @@ class Solver:
             visit(target)
 
     def _record(
-        self, digest: Digest, keys: Mapping[Digest, Digest], summaries: Mapping[Digest, ContentSummary]
+        self,
+        digest: Digest,
+        keys: Mapping[Digest, Digest],
+        summaries: Mapping[Digest, ContentSummary],
+        duration: float = 0.0,
     ) -> StepRecord:
         op = self.graph.op(digest)
         meta = self.graph.meta(digest)
@@ -236,6 +272,7 @@ class Solver:
             definition=keyed_definition(op, keys),
             files=summaries[digest].files,
             number=self.numbers.get(digest, 0),
+            duration=duration,
         )
 
     def _reason(
@@ -291,7 +328,8 @@ class Solver:
                             chains[digest] = future.result()
                         self.cache.put(keys[digest], chains[digest], self.graph.meta(digest).name)
                         if self.explainer is not None:
-                            self.explainer.record(self._record(digest, keys, summaries))
+                            duration = stats.durations.get(digest, 0.0)
+                            self.explainer.record(self._record(digest, keys, summaries, duration))
             except BaseException:
                 self.worker.cancel()
                 raise
@@ -316,7 +354,9 @@ class Solver:
         except BaseException as error:
             self.progress(StepFailed(number, meta.name, digest, str(error)))
             raise
+        elapsed = time.monotonic() - started
         with self._lock:
             stats.executed.add(digest)
-        self.progress(StepDone(number, meta.name, digest, time.monotonic() - started))
+            stats.durations[digest] = elapsed
+        self.progress(StepDone(number, meta.name, digest, elapsed))
         return chain

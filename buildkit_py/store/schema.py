@@ -9,6 +9,7 @@ and on a fresh one (where every earlier migration has just run).
        (recorded twice before, here and in registry/blobs.db), where blobs and manifests live in registries (from
        registry/blobs.db, which is then removed), damage found by `pybuild system check`; stat cache keys become
        the paths' bytes
+    3  how long each step in the step log took (for `pybuild graph`'s critical path)
 """
 
 from __future__ import annotations
@@ -193,8 +194,14 @@ def _import_registry_records(connection: sqlite3.Connection, path: Path) -> None
         pass
 
 
+def _version_3(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    connection.execute("ALTER TABLE step_log ADD COLUMN duration REAL NOT NULL DEFAULT 0")
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
+    Migration(3, "step durations", _version_3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -23,6 +23,7 @@ class StepRow:
     created: float
     number: int
     project: str
+    duration: float = 0.0  # seconds the step took
 
 
 class StepLogStore:
@@ -33,7 +34,7 @@ class StepLogStore:
         with self._db.write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO step_log (key, input_keys, kind, instruction, stage, definition, files, "
-                "created, number, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created, number, project, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.key,
                     row.input_keys,
@@ -45,6 +46,7 @@ class StepLogStore:
                     row.created,
                     row.number,
                     row.project,
+                    row.duration,
                 ),
             )
 
@@ -75,6 +77,17 @@ class StepLogStore:
                 (input_keys, kind, number, project),
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def last_duration(self, key: str, instruction: str, stage: str, project: str) -> float | None:
+        """How long a step last took: the step with this key if it ran, else the latest run of the same instruction
+        in the same stage of the project."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT duration FROM step_log WHERE duration > 0 AND (key = ? OR (instruction = ? AND stage = ? "
+                "AND project = ?)) ORDER BY key = ? DESC, created DESC LIMIT 1",
+                (key, instruction, stage, project, key),
+            ).fetchone()
+        return None if row is None else float(row[0])
 
     def forget(self, keys: Sequence[str]) -> None:
         with self._db.write() as db:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["GO_SPACES", "go_quote", "go_quote_list", "go_trim_left_space", "go_trim_space", "is_go_space"]
+__all__ = [
+    "GO_SPACES",
+    "go_clean",
+    "go_quote",
+    "go_quote_list",
+    "go_quote_rune",
+    "go_trim_left_space",
+    "go_trim_space",
+    "is_go_space",
+]
 
 # unicode.IsSpace: the Latin-1 spaces plus the White_Space property above U+00FF.
 GO_SPACES = frozenset(
@@ -77,3 +86,34 @@ def go_quote(text: str) -> str:
 def go_quote_list(items: Iterable[str]) -> str:
     """Go `fmt.Sprintf("%q", []string{...})`."""
     return "[" + " ".join(go_quote(item) for item in items) + "]"
+
+
+def go_quote_rune(code: int) -> str:
+    """Go's `%q` of an int (`strconv.QuoteRune`), as Docker's history shows HEALTHCHECK's retries."""
+    if 0x20 <= code < 0x7F and chr(code) not in "'\\":
+        return f"'{chr(code)}'"
+    if code < 0x80:
+        return f"'\\x{code:02x}'"
+    return f"'\\u{code:04x}'"
+
+
+def go_clean(path: str) -> str:
+    """Go's path/filepath.Clean for "/"-separated paths."""
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(part)
+    cleaned = "/".join(parts)
+    if rooted:
+        return "/" + cleaned
+    return cleaned or "."
