@@ -1,8 +1,9 @@
 """`pybuild system check`, as `git fsck`: every blob against its digest, every snapshot against its layer, and which
 images that damage reaches.
 
-A blob is checked by hashing it: its name is its sha256. A snapshot (an unpacked layer) is checked against its blob,
-once the blob is known good: the blob is unpacked afresh and the two trees compared (layer/verify.py). What is found
+A blob is checked by hashing it: its name is its sha256. A snapshot (an unpacked layer) is checked against its layer's
+tar, once that is known good: the tar is unpacked afresh and the two trees compared (layer/verify.py). A layer kept
+as a snapshot plus a recipe is checked by rebuilding its tar from the snapshot, which must hash to the diff_id. What is found
 damaged is recorded in the store, so that a later FROM, save or push of an image that needs it fails with the reason
 instead of building on bad bytes; what checks out clean clears an earlier record.
 """
@@ -63,7 +64,7 @@ def _check_snapshot(store: Store, diff_id: Digest) -> str | None:
     with store.temp_dir("check") as work:
         expected = work / "root"
         expected.mkdir()
-        with store.blobs.open(diff_id) as stream:
+        with store.layers.open(diff_id, even_if_damaged=True) as stream:
             unpack_layer(stream, expected)
         differences = compare_trees(expected, snapshot)
     return "; ".join(differences) if differences else None
@@ -86,10 +87,13 @@ def check_store(store: Store, progress: Callable[[str], None] | None = None) -> 
             problems.append(Problem(digest, _kind_of(digest, layers, configs), str(error).split(": ", 1)[-1]))
             bad.add(digest)
     present = set(store.blobs.iter_digests())
-    for digest, what in [*((d, "layer blob") for d in layers), *((d, "image config") for d in configs)]:
-        if digest not in present:
-            problems.append(Problem(digest, what, "the blob is missing"))
-            bad.add(digest)
+    for diff_id in layers:
+        if not store.layers.has(diff_id):
+            problems.append(Problem(diff_id, "layer", "its blob, or its recipe and snapshot, are missing"))
+            bad.add(diff_id)
+    for image_id in configs - present:
+        problems.append(Problem(image_id, "image config", "the blob is missing"))
+        bad.add(image_id)
     snapshots_checked = 0
     for diff_id in sorted(layers - bad, key=str):
         if not store.snapshots.has(diff_id):
@@ -98,8 +102,10 @@ def check_store(store: Store, progress: Callable[[str], None] | None = None) -> 
         say(f"checking the snapshot of {diff_id}")
         try:
             difference = _check_snapshot(store, diff_id)
+        except DigestMismatch as error:
+            difference = str(error).split(": ", 1)[-1] if store.layers.kept_as_recipe(diff_id) else str(error)
         except (LayerError, StoreError, OSError) as error:
-            difference = f"cannot be compared with its blob: {error}"
+            difference = f"cannot be compared with its layer: {error}"
         if difference is not None:
             problems.append(Problem(diff_id, "layer snapshot", difference))
             bad.add(diff_id)

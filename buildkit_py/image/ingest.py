@@ -31,6 +31,7 @@ from ..digest import CHUNK_SIZE, Digest
 from ..errors import DigestMismatch, InvalidDigest, LayerError, StoreError
 from ..fs.beneath import open_beneath
 from ..layer.compression import open_decompressed
+from ..layer.tarsplit import commit_unpacked_layer
 from ..layer.unpack import unpack_layer
 from .stored import put_image_bytes
 
@@ -320,7 +321,7 @@ class IngestBatch:
         """Layers, then configs, then tags. Returns the tags, and the id of each image that has none."""
 
         for layer in self.layers.values():
-            self.store.layers.commit(layer.tar_path, layer.diff_id, layer.size, layer.snapshot)
+            commit_unpacked_layer(self.store, layer.tar_path, layer.diff_id, layer.size, layer.snapshot)
         loaded: list[str] = []
         for image in self.images:
             image_id = put_image_bytes(self.store, image.config_bytes)

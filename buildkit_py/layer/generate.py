@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from ..digest import Digest, new_hasher
 from ..errors import LayerError
+from ..store.recipes import RecipeWriter
 from .whiteout import (
     OPAQUE_MARKER,
     WHITEOUT_PREFIX,
@@ -28,7 +29,7 @@ from .whiteout import (
     unsupported_overlay_xattr,
 )
 
-__all__ = ["LayerInfo", "is_empty_snapshot", "write_layer_tar"]
+__all__ = ["LayerInfo", "is_empty_snapshot", "layer_recipe", "write_layer_tar"]
 
 BLOCK_SIZE = tarfile.BLOCKSIZE
 COPY_CHUNK = 1 << 20
@@ -60,8 +61,47 @@ class _HashingWriter:
         self._out.write(data)
         self.size += len(data)
 
+    def content(self, rel: bytes, data: bytes | bytearray | memoryview) -> None:
+        """Bytes of the file `rel` of the snapshot."""
+        self.write(data)
+
     def digest(self) -> Digest:
         return Digest("sha256", self._hasher.hexdigest())
+
+
+class _RecipeWriter(_HashingWriter):
+    """Hashes the tar without writing it: headers and padding go to the recipe as they are, file content as a
+    reference to the snapshot's file, which is where the bytes already are."""
+
+    def __init__(self) -> None:
+        self.recipe = RecipeWriter()
+        self._hasher = new_hasher("sha256")
+        self.size = 0
+        self._file: bytes | None = None
+        self._file_size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._close_file()
+        self._hasher.update(data)
+        self.recipe.literal(data)
+        self.size += len(data)
+
+    def content(self, rel: bytes, data: bytes | bytearray | memoryview) -> None:
+        if self._file != rel:
+            self._close_file()
+            self._file = rel
+        self._hasher.update(data)
+        self._file_size += len(data)
+        self.size += len(data)
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self.recipe.file(self._file, self._file_size)
+            self._file, self._file_size = None, 0
+
+    def finish(self) -> bytes:
+        self._close_file()
+        return self.recipe.finish()
 
 
 def is_empty_snapshot(snapshot: Path) -> bool:
@@ -83,6 +123,17 @@ def write_layer_tar(snapshot: Path, out: BinaryIO) -> LayerInfo:
     generator.walk(root)
     writer.write(bytes(2 * BLOCK_SIZE))
     return LayerInfo(diff_id=writer.digest(), size=writer.size, entries=generator.entries)
+
+
+def layer_recipe(snapshot: Path) -> tuple[LayerInfo, bytes]:
+    """The layer write_layer_tar would write, without writing it: its LayerInfo, and a recipe (store/recipes.py)
+    that rebuilds those exact bytes from the snapshot's files, which are read once here, to hash them."""
+    writer = _RecipeWriter()
+    generator = _Generator(writer)
+    generator.walk(os.fsencode(snapshot))
+    writer.write(bytes(2 * BLOCK_SIZE))
+    recipe = writer.finish()
+    return LayerInfo(diff_id=writer.digest(), size=writer.size, entries=generator.entries), recipe
 
 
 class _Generator:
@@ -192,7 +243,7 @@ class _Generator:
                 count = source.readinto(view[: min(remaining, COPY_CHUNK)])
                 if not count:
                     raise LayerError(f"snapshot file {_text(rel)} shrank while its layer was written")
-                self._writer.write(view[:count])
+                self._writer.content(rel, view[:count])
                 remaining -= count
         padding = -size % BLOCK_SIZE
         if padding:

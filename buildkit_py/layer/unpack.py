@@ -31,7 +31,7 @@ from .compression import open_decompressed
 from .generate import COPY_CHUNK, LayerInfo
 from .whiteout import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr, is_whiteout, make_whiteout
 
-__all__ = ["unpack_layer"]
+__all__ = ["clean_entry_name", "unpack_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _open_tar(reader: _HashingReader) -> tarfile.TarFile | None:
         raise LayerError(f"layer is not a valid tar: {error}") from error
 
 
-def _clean(name: str) -> str:
+def clean_entry_name(name: str) -> str:
     """The entry's path relative to dest, with `.` and empty parts dropped and a leading `/` ignored (as Docker
     and containerd place absolute names under the root). A `..` that climbs above the root is refused."""
     parts: list[str] = []
@@ -211,7 +211,7 @@ class _Unpacker:
     def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.entries += 1
         self.current = member.name
-        rel = _clean(member.name)
+        rel = clean_entry_name(member.name)
         if rel == "":
             if not member.isdir():
                 raise LayerError(f"layer entry {member.name!r} names the root but is not a directory")
@@ -303,7 +303,7 @@ class _Unpacker:
             os.close(fd)
 
     def _add_hardlink(self, parent: str, base: str, rel: str, member: tarfile.TarInfo) -> None:
-        target = _clean(member.linkname)
+        target = clean_entry_name(member.linkname)
         if target == rel:
             return
         self._replace(self._open_dir(parent, create=True), base, rel)

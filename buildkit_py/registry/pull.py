@@ -36,6 +36,7 @@ from ..image.manifest import (
 )
 from ..image.stored import put_image_bytes
 from ..layer.compression import open_decompressed
+from ..layer.tarsplit import commit_unpacked_layer
 from ..layer.unpack import unpack_layer
 from ..reference import Reference, parse_reference
 from ..store import CompressedForm, Store
@@ -226,7 +227,7 @@ def _pull(
             root.mkdir()
             with open(tar, "rb") as stream:
                 unpack_layer(stream, root)
-            store.layers.commit(tar, diff_id, size, snapshot=root)
+            commit_unpacked_layer(store, tar, diff_id, size, root)
         # Only a blob we downloaded and checked is remembered as holding the layer (push trusts this mapping).
         store.forms.add(CompressedForm(diff_id, descriptor.digest, descriptor.size, "", descriptor.media_type))
         store.registry.add_source(descriptor.digest, client.registry, repository)

@@ -1,7 +1,10 @@
-"""Layers: each a blob (its uncompressed tar, named by diff_id), a row in `layers`, and an unpacked snapshot.
+"""Layers: each a row in `layers`, an unpacked snapshot, and its uncompressed tar, kept one of two ways:
+- as a blob named by its diff_id (a layer pulled or loaded whose tar cannot be rebuilt from its snapshot), or
+- as a recipe (recipes.py) that rebuilds the tar byte for byte from the snapshot, so the bytes are on disk once.
+`open` gives the tar either way, verified against the diff_id as it is read.
 
-A layer is deleted (row, blob, snapshot) only when no image and no cache record names it any more; `collect` is the
-one place that decides it, inside the caller's write transaction.
+A layer is deleted (row, blob or recipe, snapshot) only when no image and no cache record names it any more;
+`collect` is the one place that decides it, inside the caller's write transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..errors import DigestMismatch, StoreError
 from .content import ContentStore, checked_digest
 from .damage import DamageRecords
 from .database import Database
+from .recipes import RecipeReader
 from .snapshots import SnapshotStore
 
 __all__ = ["LayerStore", "remove_trash"]
@@ -55,10 +59,50 @@ class LayerStore:
         if snapshot is not None and not kept:
             shutil.rmtree(snapshot, ignore_errors=True)
 
+    def commit_recipe(self, diff_id: Digest, size: int, recipe: bytes, snapshot: Path) -> None:
+        """Record a layer kept as `snapshot` (a folder under the store's root, moved into place) plus `recipe`, which
+        the caller checked rebuilds the layer's tar exactly. If the layer is in the store already, that copy stays."""
+        diff_id = checked_digest(diff_id)
+        recipe_digest = self._blobs.put_bytes(recipe)
+        with self._db.write() as db:
+            row = db.execute("SELECT recipe FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone()
+            kept = False
+            if row is None or not self._present(row[0], diff_id):
+                kept = self._snapshots.try_commit(snapshot, diff_id) or self._snapshots.has(diff_id)
+                if kept:
+                    now = time.time()
+                    db.execute(
+                        "INSERT INTO layers (diff_id, size, added, recipe) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT(diff_id) DO UPDATE SET added = ?, recipe = excluded.recipe",
+                        (str(diff_id), size, now, str(recipe_digest), now),
+                    )
+                    self._damage.clear_in(db, diff_id)
+        if not kept or snapshot.exists():
+            shutil.rmtree(snapshot, ignore_errors=True)
+        if row is not None and not kept:
+            self._unused_recipe(recipe_digest)
+
+    def _unused_recipe(self, recipe_digest: Digest) -> None:
+        with self._db.read() as db:
+            used = db.execute("SELECT 1 FROM layers WHERE recipe = ? LIMIT 1", (str(recipe_digest),)).fetchone()
+        if used is None:
+            self._blobs.delete(recipe_digest)
+
+    def _present(self, recipe: str | None, diff_id: Digest) -> bool:
+        """The layer's bytes are here: its blob, or its recipe and its snapshot."""
+        if recipe is None:
+            return self._blobs.has(diff_id)
+        return self._blobs.has(recipe) and self._snapshots.has(diff_id)
+
     def has(self, diff_id: Digest) -> bool:
         with self._db.read() as db:
-            row = db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (str(checked_digest(diff_id)),)).fetchone()
-        return row is not None and self._blobs.has(diff_id)
+            row = db.execute("SELECT recipe FROM layers WHERE diff_id = ?", (str(checked_digest(diff_id)),)).fetchone()
+        return row is not None and self._present(row[0], diff_id)
+
+    def kept_as_recipe(self, diff_id: Digest) -> bool:
+        with self._db.read() as db:
+            row = db.execute("SELECT recipe FROM layers WHERE diff_id = ?", (str(checked_digest(diff_id)),)).fetchone()
+        return row is not None and row[0] is not None
 
     def size(self, diff_id: Digest) -> int:
         with self._db.read() as db:
@@ -73,12 +117,20 @@ class LayerStore:
             rows = db.execute("SELECT diff_id, size FROM layers").fetchall()
         return {Digest.parse(diff_id): int(size) for diff_id, size in rows}
 
-    def open(self, diff_id: Digest) -> BinaryIO:
-        """The layer's uncompressed tar; reading it to the end verifies it."""
-        if not self.has(diff_id):
+    def open(self, diff_id: Digest, *, even_if_damaged: bool = False) -> BinaryIO:
+        """The layer's uncompressed tar; reading it to the end verifies it. A layer `system check` found damaged is
+        refused (DamagedContent), except to the check itself."""
+        diff_id = checked_digest(diff_id)
+        with self._db.read() as db:
+            row = db.execute("SELECT recipe, size FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone()
+        if row is None or not self._present(row[0], diff_id):
             raise StoreError(f"layer not in the store: {diff_id}")
-        self._damage.refuse(diff_id)
-        return self._blobs.open(diff_id)
+        if not even_if_damaged:
+            self._damage.refuse(diff_id)
+        if row[0] is None:
+            return self._blobs.open(diff_id)
+        recipe = self._blobs.read_bytes(row[0])
+        return RecipeReader(recipe, self._snapshots.path(diff_id), diff_id, int(row[1]))  # type: ignore[return-value]
 
     def snapshot(self, diff_id: Digest) -> Path | None:
         """The layer's unpacked form (an overlay lowerdir), or None when it has none yet: `buildkit_py.layer`'s
@@ -101,8 +153,8 @@ class LayerStore:
         """Inside a transaction: the layers of `chain` that are not recorded or whose blob is gone."""
         missing = []
         for diff_id in chain:
-            row = db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone()
-            if row is None or not self._blobs.has(diff_id):
+            row = db.execute("SELECT recipe FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone()
+            if row is None or not self._present(row[0], diff_id):
                 missing.append(diff_id)
         return missing
 
@@ -117,9 +169,13 @@ class LayerStore:
                 continue
             if db.execute("SELECT 1 FROM cache_layers WHERE diff_id = ? LIMIT 1", (text,)).fetchone():
                 continue
-            if db.execute("DELETE FROM layers WHERE diff_id = ?", (text,)).rowcount == 0:
+            row = db.execute("SELECT recipe FROM layers WHERE diff_id = ?", (text,)).fetchone()
+            if row is None:
                 continue
+            db.execute("DELETE FROM layers WHERE diff_id = ?", (text,))
             self._blobs.delete(diff_id)
+            if row[0] is not None:
+                self._blobs.delete(row[0])
             self._damage.clear_in(db, diff_id)
             folder = self._snapshots.detach(diff_id)
             if folder is not None:

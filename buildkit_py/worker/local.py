@@ -155,13 +155,13 @@ class LocalWorker:
         return RootfsSpec(lowers=self._lowers(chain), upper=upper, work=work)
 
     def _commit(self, scratch: Path, upper: Path) -> Chain:
-        """The layer of what changed in `upper`, committed to the store; no layer when nothing changed."""
-        from ..layer.generate import write_layer_tar
+        """The layer of what changed in `upper`, committed to the store; no layer when nothing changed. The upper dir
+        becomes the layer's snapshot, and its tar is kept as a recipe over it: the bytes are on disk once."""
+        from ..layer.generate import layer_recipe
 
-        tar_path = scratch / "layer.tar"
-        with open(tar_path, "wb") as tar_file:
-            info = write_layer_tar(upper, tar_file)
+        del scratch
+        info, recipe = layer_recipe(upper)
         if info.entries == 0:
             return ()
-        self.store.layers.commit(tar_path, info.diff_id, info.size, snapshot=upper)
+        self.store.layers.commit_recipe(info.diff_id, info.size, recipe, snapshot=upper)
         return (info.diff_id,)
