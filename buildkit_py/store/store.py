@@ -13,7 +13,8 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     tags         names -> image ids                      cache        build cache records: key -> layer chain
     stat_cache   context path metadata -> digest         steps        the step log the miss explanations read
     forms        compressed forms of layers              registry     where blobs and manifests live in registries
-    damage       what `system check` found damaged
+    damage       what `system check` found damaged       containers   container records and their states
+    volumes      named volumes (`<root>/volumes/<name>/_data`)
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -33,6 +34,7 @@ from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
 from .cache import CacheStore
+from .containers import ContainerRecords
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
@@ -45,6 +47,7 @@ from .snapshots import SnapshotStore
 from .statcache import StatCache
 from .steplog import StepLogStore
 from .tags import TagStore
+from .volumes import VolumeRecords
 
 __all__ = ["MIN_ID_PREFIX", "Store", "default_root"]
 
@@ -90,6 +93,8 @@ class Store:
         self.steps = StepLogStore(self.db)
         self.forms = FormStore(self.db, self.blobs)
         self.registry = RegistryRecords(self.db)
+        self.containers = ContainerRecords(self.db)
+        self.volumes = VolumeRecords(self.db, self.root)
         sweep_dead_owners(self.tmp_dir)
 
     def close(self) -> None:
