@@ -40,8 +40,8 @@ def terminal_size(fd: int = 0) -> list[int] | None:
 class Endpoint:
     """Where the session's bytes go: a monitor session (framed), or an exec's raw descriptors."""
 
-    read_fd: int  # what we select on for the container's output
-    on_readable: Callable[[], list[tuple[int, bytes]] | None]  # frames read, None at EOF
+    read_fds: list[int]  # what we select on for the container's output (the endpoint may shrink it)
+    on_readable: Callable[[int], list[tuple[int, bytes]] | None]  # frames read from that fd, None at the end
     send_stdin: Callable[[bytes], None]
     close_stdin: Callable[[], None]
     send_signal: Callable[[int], None]
@@ -91,7 +91,7 @@ def relay(endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_ke
                 if size:
                     endpoint.send_resize(size)
             while True:
-                watch = [endpoint.read_fd, wake_r] + ([0] if reading_stdin else [])
+                watch = [*endpoint.read_fds, wake_r] + ([0] if reading_stdin else [])
                 ready, _, _ = select.select(watch, [], [])
                 if wake_r in ready:
                     for number in os.read(wake_r, 512):
@@ -125,8 +125,8 @@ def relay(endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_ke
                             forward.append(byte)
                         if forward:
                             endpoint.send_stdin(bytes(forward))
-                if endpoint.read_fd in ready:
-                    frames = endpoint.on_readable()
+                for fd in [fd for fd in ready if fd in endpoint.read_fds]:
+                    frames = endpoint.on_readable(fd)
                     if frames is None:
                         return None
                     for kind, payload in frames:

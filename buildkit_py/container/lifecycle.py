@@ -83,7 +83,8 @@ class Session:
     def endpoint(self) -> Endpoint:
         """This session as attach.relay drives it."""
 
-        def on_readable() -> list[tuple[int, bytes]] | None:
+        def on_readable(fd: int) -> list[tuple[int, bytes]] | None:
+            del fd
             frames, self.pending[:] = list(self.pending), []
             try:
                 data = self.sock.recv(65536)
@@ -100,7 +101,7 @@ class Session:
                 pass
 
         return Endpoint(
-            read_fd=self.sock.fileno(),
+            read_fds=[self.sock.fileno()],
             on_readable=on_readable,
             send_stdin=lambda data: quietly(p.encode(p.STDIN, data)),
             close_stdin=lambda: quietly(p.encode(p.STDIN_EOF)),
