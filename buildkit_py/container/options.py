@@ -276,6 +276,7 @@ def build_spec(image: ContainerConfig, options: RunOptions, container_id: str) -
         entrypoint=tuple(entrypoint),
         cmd=tuple(cmd),
         env=tuple(env),
+        config_env=tuple(config_env),
         cwd=workdir,
         user=options.user if options.user is not None else image.user,
         hostname=hostname,

@@ -52,7 +52,8 @@ class ContainerSpec:
     args: tuple[str, ...]
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # the process's: PATH, HOSTNAME, TERM first, as Docker's daemon adds them
+    config_env: tuple[str, ...] = ()  # the image's and the user's only: what `commit` writes into the image
     cwd: str = "/"
     user: str = ""
     hostname: str = ""
@@ -75,7 +76,7 @@ class ContainerSpec:
     @classmethod
     def from_json(cls, text: str) -> ContainerSpec:
         data: dict[str, Any] = json.loads(text)
-        tuples = ("args", "entrypoint", "cmd", "env")
+        tuples = ("args", "entrypoint", "cmd", "env", "config_env")
         values = {key: tuple(data[key]) if key in tuples else data[key] for key in data if key in _FIELDS}
         values["labels"] = tuple((str(key), str(value)) for key, value in data.get("labels", ()))
         values["mounts"] = tuple(MountSpec(**mount) for mount in data.get("mounts", ()))

@@ -163,6 +163,24 @@ class Store:
             tags = [
                 row[0] for row in db.execute("SELECT name FROM tags WHERE image_id = ? ORDER BY name", (str(image_id),))
             ]
+            user = db.execute(
+                "SELECT container_id, state FROM containers WHERE image_id = ? ORDER BY state = 'running' DESC LIMIT 1",
+                (str(image_id),),
+            ).fetchone()
+            if user is not None and not (not by_id and len(tags) > 1):
+                # Docker: an image a container uses stays; with -f only its tags go (unless a container runs it).
+                if not force or user[1] in ("running", "paused"):
+                    what = f'repository reference "{name_or_id}"' if not by_id else image_id.short
+                    state = "running" if user[1] in ("running", "paused") else "stopped"
+                    raise ConflictError(
+                        f"conflict: unable to {'remove' if not by_id else 'delete'} {what} "
+                        f"({'must force' if state == 'stopped' else 'cannot be forced'}) - "
+                        f"container {user[0][:12]} is using its referenced image {image_id.short}"
+                    )
+                for tag in tags:
+                    db.execute("DELETE FROM tags WHERE name = ?", (tag,))
+                    lines.append(f"Untagged: {tag}")
+                return lines
             if not by_id and tag_key is not None:
                 db.execute("DELETE FROM tags WHERE name = ? AND image_id = ?", (tag_key, str(image_id)))
                 lines.append(f"Untagged: {tag_key}")
