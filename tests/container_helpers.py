@@ -31,6 +31,7 @@ class Pybuild:
             timeout=timeout,
             cwd=REPO,
             stdin=subprocess.DEVNULL if input is None else None,
+            check=False,
         )
 
     def ok(self, *args: str, timeout: float = 120) -> str:

@@ -299,7 +299,9 @@ def test_pause_and_unpause(pb: Pybuild) -> None:
 
 def test_container_outlives_the_command_that_started_it(pb: Pybuild) -> None:
     name = unique()
-    starter = pb.popen("run", "--name", name, BASE_IMAGE, "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done")
+    starter = pb.popen(
+        "run", "--name", name, BASE_IMAGE, "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done"
+    )
     assert wait_until(lambda: "line 1" in pb.run("logs", name).stdout)
     starter.send_signal(signal.SIGKILL)
     starter.wait()

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-
 import pytest
 from container_helpers import Pybuild, build_base, unique, wait_until
 from helpers import BASE_IMAGE
@@ -119,4 +118,3 @@ def test_attach_without_tty_ctrl_c_stops_the_container(pb: Pybuild, tmux: Tmux) 
         "Exited (130)"
     ))  # fmt: skip
     pb.ok("rm", name)
-

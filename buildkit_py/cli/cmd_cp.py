@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
 
 
 def _split(text: str) -> tuple[str, str] | None:
-    if text.startswith("/") or text.startswith(".") or ":" not in text:
+    if text.startswith(("/", ".")) or ":" not in text:
         return None
     container, _, path = text.partition(":")
     return container, path

@@ -112,6 +112,10 @@ def _parse_filters(texts: list[str]) -> list[tuple[str, str]]:
     return filters
 
 
+def _render(template: str, item: dict[str, str]) -> str:
+    return _FIELD.sub(lambda match: item.get(match.group(1), ""), template)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..container.lifecycle import all_containers
     from .formatting import table
@@ -145,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     template = args.format.encode().decode("unicode_escape")
     is_table = template.startswith("table")
     template = template.removeprefix("table").lstrip()
-    lines = [_FIELD.sub(lambda match: item.get(match.group(1), ""), template) for item in fields]
+    lines = [_render(template, item) for item in fields]
     if is_table:
         header = _FIELD.sub(lambda match: _HEADERS.get(match.group(1), match.group(1).upper()), template)
         cells = [line.split("\t") for line in [header, *lines]]

@@ -21,4 +21,9 @@ def run(args: argparse.Namespace) -> int:
     from ..container.pausing import pause_container
 
     store = open_store(args)
-    return for_each(args.containers, lambda name: (pause_container(store, name, False), print(name)))
+
+    def act(name: str) -> None:
+        pause_container(store, name, False)
+        print(name)
+
+    return for_each(args.containers, act)

@@ -44,12 +44,17 @@ class Cgroup:
             (self.path / "cgroup.freeze").write_text("1" if frozen else "0")
             want = f"frozen {1 if frozen else 0}"
             events = self.path / "cgroup.events"
-            check = lambda: want in events.read_text().splitlines()
+
+            def check() -> bool:
+                return want in events.read_text().splitlines()
         else:
             state = self.path / "freezer.state"
             state.write_text("FROZEN" if frozen else "THAWED")
             want = "FROZEN" if frozen else "THAWED"
-            check = lambda: state.read_text().strip() == want
+
+            def check() -> bool:
+                return state.read_text().strip() == want
+
         deadline = time.monotonic() + _FREEZE_WAIT_SECONDS
         while not check():
             if time.monotonic() > deadline:

@@ -48,7 +48,7 @@ def _copy_out_fd(dir_fd: int, name: str, target: Path) -> None:
 
 def copy_from_container(root: Path, source: str, destination: Path) -> None:
     """`cp CONTAINER:SOURCE DESTINATION` (DESTINATION an existing folder: into it, under the source's name)."""
-    relative = _relative(root, source, follow_final=source.endswith("/") or source.endswith("/."))
+    relative = _relative(root, source, follow_final=source.endswith(("/", "/.")))
     content_only = source.endswith("/.")
     with RootDir(root) as tree:
         parent, _, name = relative.rpartition("/")

@@ -15,10 +15,10 @@ import ctypes
 import fcntl
 import json
 import os
-import struct
-import termios
 import signal
 import socket
+import struct
+import termios
 from dataclasses import dataclass
 
 from ..errors import ContainerError, ExecError
@@ -28,7 +28,7 @@ from ..store import Store
 from ..store.containers import ContainerRow
 from . import protocol as p
 from .attach import Endpoint, relay
-from .cgroups import freezer_cgroup
+from .cgroups import Cgroup, freezer_cgroup
 from .process import ProcessConfig, exec_process, exit_code_of_error
 
 __all__ = ["ExecOptions", "exec_in_container"]
@@ -90,9 +90,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     ours: list[int] = []
     theirs: list[int] = []
-    if options.detach:
-        stdio = (null, null, null)
-    elif tty:
+    if options.detach or tty:
         stdio = (null, null, null)
     else:
         in_r, in_w = os.pipe() if options.interactive else (null, -1)
@@ -124,7 +122,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
     if failure:
         for fd in ours + ([master] if master is not None else []):
             os.close(fd)
-        _, status = os.waitpid(helper, 0)
+        os.waitpid(helper, 0)
         try:
             wire.decode_answer(failure)
         except ExecError as error:
@@ -146,7 +144,7 @@ class ExecFailed(ContainerError):
 
 def _helper(
     namespaces: list[int],
-    cgroup: object,
+    cgroup: Cgroup | None,
     stdio: tuple[int, int, int],
     options: ExecOptions,
     console: socket.socket | None,
@@ -164,9 +162,9 @@ def _helper(
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
-        if cgroup is not None and getattr(cgroup, "path").is_dir():
+        if cgroup is not None and cgroup.path.is_dir():
             try:
-                getattr(cgroup, "join")()
+                cgroup.join()
             except OSError:
                 pass
         for fd in namespaces:

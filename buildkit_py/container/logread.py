@@ -32,7 +32,7 @@ def parse_log_time(text: str, now: float | None = None) -> int:
         pass
     try:
         if "T" in text:
-            return parse_time(text if text.endswith("Z") else text)
+            return parse_time(text)
         return parse_time(text + "T00:00:00Z")
     except ValueError:
         raise ContainerError(f'invalid value for "since"/"until": {text}') from None
@@ -40,11 +40,9 @@ def parse_log_time(text: str, now: float | None = None) -> int:
 
 def select_entries(path: Path, tail: int | None, since: int | None, until: int | None) -> tuple[list[LogEntry], int]:
     """The entries to print now, and the file offset to follow from."""
-    try:
-        stream = open(path, "rb")
-    except FileNotFoundError:
+    if not path.exists():
         return [], 0
-    with stream:
+    with open(path, "rb") as stream:
         kept: deque[LogEntry] = deque(maxlen=tail) if tail is not None and tail >= 0 else deque()
         for entry in read_entries(stream):
             moment = entry.time_ns

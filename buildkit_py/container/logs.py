@@ -41,7 +41,7 @@ def _go_json(text: str) -> str:
 
 class LogWriter:
     def __init__(self, path: Path) -> None:
-        self._file = open(path, "ab", buffering=0)
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the monitor's lifetime
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
 
     def write(self, stream: str, data: bytes) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import BuildError, ConflictError, ContainerNotFound
 from ..exec import syscalls as sc
-from ..exec.network import stop_slirp
+from ..exec.network import SlirpHelper, stop_slirp
 from ..exec.seccomp import prepare_default_filter
 from ..store import Store
 from . import protocol as p
@@ -175,7 +175,7 @@ class Monitor:
                 self.stdin_eof = True
         return hello
 
-    def _start(self, spec: ContainerSpec) -> object:
+    def _start(self, spec: ContainerSpec) -> SlirpHelper | None:
         prepare_default_filter()  # loads libseccomp now: after pivot_root the container's init sees only the image
         self.cgroup = freezer_cgroup(self.container_id)
         if self.cgroup is not None:

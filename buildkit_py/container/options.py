@@ -258,7 +258,7 @@ def build_spec(image: ContainerConfig, options: RunOptions, container_id: str) -
     targets = [mount.target for mount in mounts]
     duplicates = {target for target in targets if targets.count(target) > 1}
     if duplicates:
-        raise ContainerError(f"Duplicate mount point: {sorted(duplicates)[0]}")
+        raise ContainerError(f"Duplicate mount point: {min(duplicates)}")
     for volume in image.volumes:
         target = os.path.normpath(volume) if volume.startswith("/") else "/" + volume
         if target not in targets:

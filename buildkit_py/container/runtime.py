@@ -34,6 +34,7 @@ from .volumes import fill_volume
 __all__ = ["InitProcess", "RootfsPlan", "add_port_forwards", "enter_namespaces", "prepare_rootfs", "start_init"]
 
 SLIRP_SOCKET = "slirp.sock"
+GUEST_ADDRESS = "10.0.2.100"  # slirp4netns --configure's address for the namespace
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,32 @@ def prepare_rootfs(plan: RootfsPlan, spec: ContainerSpec) -> tuple[Path, Path, l
     mount_overlay(plan.lowers, merged, plan.upper, plan.work, flags=sc.MS_NODEV)
     etc_dir = plan.scratch / "etc"
     _etc_files(etc_dir, ProcessSpec(args=(), hostname=spec.hostname, network=spec.network))
+    (etc_dir / "hosts").write_text(_hosts(spec))
     for target, data in plan.fill_volumes:
         source = resolve_in_root(merged, target)
         fill_volume(source, data)
     placed, _ = _mount_stubs(merged, plan.mounts)
     return merged, etc_dir, placed, empty
+
+
+def _hosts(spec: ContainerSpec) -> str:
+    """Docker's /etc/hosts for a container: loopback names, then the container's address and host name."""
+    if spec.network == "host":
+        try:
+            return Path("/etc/hosts").read_text()
+        except OSError:
+            return ""
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "ff00::0\tip6-mcastprefix",
+        "ff02::1\tip6-allnodes",
+        "ff02::2\tip6-allrouters",
+    ]
+    if spec.network == "default":
+        lines.append(f"{GUEST_ADDRESS}\t{spec.hostname}")
+    return "\n".join(lines) + "\n"
 
 
 def start_init(

@@ -77,15 +77,17 @@ class ContainerSpec:
     def from_json(cls, text: str) -> ContainerSpec:
         data: dict[str, Any] = json.loads(text)
         tuples = ("args", "entrypoint", "cmd", "env", "config_env")
-        values = {key: tuple(data[key]) if key in tuples else data[key] for key in data if key in _FIELDS}
+        values: dict[str, Any] = {
+            key: tuple(data[key]) if key in tuples else data[key] for key in data if key in _FIELDS
+        }
         values["labels"] = tuple((str(key), str(value)) for key, value in data.get("labels", ()))
         values["mounts"] = tuple(MountSpec(**mount) for mount in data.get("mounts", ()))
         values["ports"] = tuple(PortSpec(**port) for port in data.get("ports", ()))
         return cls(**values)
 
     def command_text(self) -> str:
-        """The command as `docker ps` shows it: the words joined by spaces."""
-        return " ".join(self.args)
+        """The command as `docker ps` shows it: the words joined by spaces, a word with white space in quotes."""
+        return " ".join(f"'{word}'" if not word or any(c in word for c in " \t\n") else word for word in self.args)
 
 
 _FIELDS = frozenset(ContainerSpec.__dataclass_fields__)
