@@ -12,7 +12,9 @@
     │   ├── DigestMismatch          content does not hash to the digest it was stored or sent under
     │   ├── InvalidDigest           a string that is not "algo:hex"
     │   ├── ImageNotFound           no image by that name or id
+    │   ├── ContainerNotFound       no container by that name or id (no volume by that name)
     │   └── ConflictError           a compare-and-swap update lost a race
+    ├── ContainerError              a container command that cannot be carried out (not running, bad option)
     ├── LayerError                  a layer tar that is corrupt, truncated or hostile
     └── RegistryError               an OCI registry answered with an error
 
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 __all__ = [
     "BuildError",
     "ConflictError",
+    "ContainerError",
+    "ContainerNotFound",
     "ContextError",
     "DigestMismatch",
     "DockerfileError",
@@ -140,6 +144,14 @@ class ImageNotFound(StoreError):
 
 
 class ConflictError(StoreError):
+    pass
+
+
+class ContainerNotFound(StoreError):
+    pass
+
+
+class ContainerError(BuildError):
     pass
 
 

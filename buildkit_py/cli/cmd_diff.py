@@ -20,8 +20,8 @@ def register(subparsers: Any) -> None:
         description="Compare two images: total size, layers (paired by digest, then by step, then by position) and "
         "files added, removed and changed, largest size change first.",
     )
-    parser.add_argument("image_a", metavar="IMAGE_A")
-    parser.add_argument("image_b", metavar="IMAGE_B")
+    parser.add_argument("image_a", metavar="IMAGE_A", help="an image, or a container (alone: its changes, A/C/D)")
+    parser.add_argument("image_b", metavar="IMAGE_B", nargs="?")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--top", type=int, default=30, help="how many files to list per kind of change (table)")
@@ -76,9 +76,33 @@ def render_text(result: ImageDiff, top: int) -> str:
     return "\n".join(lines)
 
 
+def container_diff(args: argparse.Namespace) -> int:
+    """`pybuild diff CONTAINER`: Docker's A/C/D list of the container's changes."""
+    import sys
+
+    from ..container.changes import container_changes
+    from ..container.layout import ContainerLayout
+    from ..container.lifecycle import find
+    from ..container.rootfs import image_lowers
+    from ..errors import BuildError
+
+    try:
+        with open_store(args) as store:
+            row = find(store, args.image_a)
+            changes = container_changes(ContainerLayout(store.root, row.container_id).upper, image_lowers(store, row))
+    except BuildError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    for change in changes:
+        print(change)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analyze import imagediff
 
+    if args.image_b is None:
+        return container_diff(args)
     with open_store(args) as store:
         result = imagediff.diff(store, args.image_a, args.image_b)
         if args.html:

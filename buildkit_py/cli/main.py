@@ -30,6 +30,28 @@ COMMAND_MODULES = (
     "cache",
     "system",
     "graph",
+    # containers
+    "run",
+    "create",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "rm",
+    "ps",
+    "logs",
+    "wait",
+    "rename",
+    "exec",
+    "attach",
+    "commit",
+    "cp",
+    "export",
+    "top",
+    "pause",
+    "unpause",
+    "container",
+    "volume",
 )
 
 

@@ -58,8 +58,9 @@ class SlirpHelper:
     exit_w: int
 
 
-def prepare_slirp(binary: str) -> SlirpHelper:
-    """Fork the helper in the current (host) network namespace; it waits for `start_slirp` before it execs."""
+def prepare_slirp(binary: str, extra_args: tuple[str, ...] = ()) -> SlirpHelper:
+    """Fork the helper in the current (host) network namespace; it waits for `start_slirp` before it execs.
+    `extra_args` go to slirp4netns before the target (a container's `--api-socket=PATH` for its port forwards)."""
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()
@@ -89,6 +90,7 @@ def prepare_slirp(binary: str) -> SlirpHelper:
                     "--enable-seccomp",
                     f"--ready-fd={ready_w}",
                     f"--exit-fd={exit_r}",
+                    *extra_args,
                     target,
                     "tap0",
                 ],

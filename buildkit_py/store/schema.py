@@ -11,6 +11,7 @@ and on a fresh one (where every earlier migration has just run).
        the paths' bytes
     3  how long each step in the step log took (for `pybuild graph`'s critical path)
     4  a layer may be kept as its snapshot plus a recipe that rebuilds its tar, instead of the tar itself
+    5  containers, named volumes, and which containers use which volumes
 """
 
 from __future__ import annotations
@@ -203,6 +204,44 @@ def _version_3(connection: sqlite3.Connection, root: Path) -> None:
 def _version_4(connection: sqlite3.Connection, root: Path) -> None:
     del root
     connection.execute("ALTER TABLE layers ADD COLUMN recipe TEXT")
+_VERSION_5 = """
+CREATE TABLE IF NOT EXISTS containers (
+    container_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    image_name TEXT NOT NULL,
+    created REAL NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    monitor_pid INTEGER NOT NULL DEFAULT 0,
+    monitor_start INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS container_volumes (
+    container_id TEXT NOT NULL REFERENCES containers(container_id) ON DELETE CASCADE,
+    volume TEXT NOT NULL REFERENCES volumes(name),
+    PRIMARY KEY (container_id, volume)
+);
+CREATE INDEX IF NOT EXISTS container_volumes_by_volume ON container_volumes(volume)
+"""
+
+
+def _version_5(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    _execute_all(connection, _VERSION_5)
 
 
 MIGRATIONS = (
@@ -210,5 +249,6 @@ MIGRATIONS = (
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
     Migration(3, "step durations", _version_3),
     Migration(4, "layers kept as snapshot and recipe", _version_4),
+    Migration(5, "containers and volumes", _version_5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

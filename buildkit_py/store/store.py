@@ -13,7 +13,8 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     tags         names -> image ids                      cache        build cache records: key -> layer chain
     stat_cache   context path metadata -> digest         steps        the step log the miss explanations read
     forms        compressed forms of layers              registry     where blobs and manifests live in registries
-    damage       what `system check` found damaged
+    damage       what `system check` found damaged       containers   container records and their states
+    volumes      named volumes (`<root>/volumes/<name>/_data`)
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -33,6 +34,7 @@ from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
 from .cache import CacheStore
+from .containers import ContainerRecords
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
@@ -45,6 +47,7 @@ from .snapshots import SnapshotStore
 from .statcache import StatCache
 from .steplog import StepLogStore
 from .tags import TagStore
+from .volumes import VolumeRecords
 
 __all__ = ["MIN_ID_PREFIX", "Store", "default_root"]
 
@@ -90,6 +93,8 @@ class Store:
         self.steps = StepLogStore(self.db)
         self.forms = FormStore(self.db, self.blobs)
         self.registry = RegistryRecords(self.db)
+        self.containers = ContainerRecords(self.db)
+        self.volumes = VolumeRecords(self.db, self.root)
         sweep_dead_owners(self.tmp_dir)
 
     def close(self) -> None:
@@ -158,6 +163,24 @@ class Store:
             tags = [
                 row[0] for row in db.execute("SELECT name FROM tags WHERE image_id = ? ORDER BY name", (str(image_id),))
             ]
+            user = db.execute(
+                "SELECT container_id, state FROM containers WHERE image_id = ? ORDER BY state = 'running' DESC LIMIT 1",
+                (str(image_id),),
+            ).fetchone()
+            if user is not None and not (not by_id and len(tags) > 1):
+                # Docker: an image a container uses stays; with -f only its tags go (unless a container runs it).
+                if not force or user[1] in ("running", "paused"):
+                    what = f'repository reference "{name_or_id}"' if not by_id else image_id.short
+                    state = "running" if user[1] in ("running", "paused") else "stopped"
+                    raise ConflictError(
+                        f"conflict: unable to {'remove' if not by_id else 'delete'} {what} "
+                        f"({'must force' if state == 'stopped' else 'cannot be forced'}) - "
+                        f"container {user[0][:12]} is using its referenced image {image_id.short}"
+                    )
+                for tag in tags:
+                    db.execute("DELETE FROM tags WHERE name = ?", (tag,))
+                    lines.append(f"Untagged: {tag}")
+                return lines
             if not by_id and tag_key is not None:
                 db.execute("DELETE FROM tags WHERE name = ? AND image_id = ?", (tag_key, str(image_id)))
                 lines.append(f"Untagged: {tag_key}")

@@ -1,0 +1,65 @@
+"""pybuild start: start stopped containers; with -a, stay attached to the (one) container's output."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import BuildError
+from .common import open_store
+from .container_common import error
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "start", help="start containers", description="Start one or more stopped containers."
+    )
+    parser.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and forward signals")
+    parser.add_argument("-i", "--interactive", action="store_true", help="attach the container's stdin")
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..container.attach import relay, terminal_size
+    from ..container.lifecycle import RUNNING_STATES, StartFailed, find, start_container
+    from ..container.spec import ContainerSpec
+
+    store = open_store(args)
+    attach = args.attach or args.interactive
+    if attach and len(args.containers) > 1:
+        error("you cannot start and attach multiple containers at once")
+        return 1
+    status = 0
+    for name in args.containers:
+        try:
+            row = find(store, name)
+            if row.state in RUNNING_STATES:
+                if not attach:
+                    print(name)
+                continue
+            spec = ContainerSpec.from_json(row.spec)
+            hello: dict[str, object] = {}
+            if attach:
+                hello = {"stdout": True, "stderr": True, "stdin": args.interactive and spec.open_stdin}
+                if spec.tty:
+                    hello["size"] = terminal_size(0) or terminal_size(1)
+            session = start_container(store, row, hello)
+        except StartFailed as failure:
+            error(failure)
+            status = failure.code if attach else 1
+            continue
+        except BuildError as failure:
+            error(failure)
+            status = 1
+            continue
+        if not attach:
+            session.close()
+            print(name)
+            continue
+        try:
+            code = relay(session.endpoint(), bool(hello["stdin"]), spec.tty, not spec.tty)
+        finally:
+            session.close()
+        return 0 if code is None else code
+    return status

@@ -1,0 +1,84 @@
+"""What the container commands share: `run`/`create` options, Docker's error output and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import BuildError
+
+EXIT_OWN_ERROR = 125  # docker run/create: the error is pybuild's (bad option, unknown image), not the command's
+
+
+def add_create_options(parser: argparse.ArgumentParser) -> None:
+    """The options `run` and `create` share (Docker's names; `-h` is --hostname there, so help is --help only)."""
+    add = parser.add_argument
+    add("--help", action="help", help="show this help message and exit")
+    add("-i", "--interactive", action="store_true", help="keep stdin open (attached in the foreground)")
+    add("-t", "--tty", action="store_true", help="allocate a terminal")
+    add("--name", help="the container's name")
+    add("--rm", dest="auto_remove", action="store_true", help="remove the container when it exits")
+    add("-e", "--env", action="append", default=[], help="set an environment variable (NAME=VALUE, or NAME)")
+    add("--env-file", action="append", default=[], help="read environment variables from a file")
+    add("-w", "--workdir", default="", help="working directory inside the container")
+    add("-u", "--user", default=None, help="user[:group] to run as")
+    add("--entrypoint", default=None, help="override the image's ENTRYPOINT")
+    add("-h", "--hostname", default="", help="the container's host name")
+    add("-p", "--publish", action="append", default=[], help="publish a port: [IP:]HOST:CONTAINER[/udp]")
+    add("-v", "--volume", action="append", default=[], help="HOST:CTR[:ro], NAME:CTR[:ro] or /CTR")
+    add("--mount", action="append", default=[], help="type=bind|volume|tmpfs,source=...,target=...[,readonly]")
+    add("--tmpfs", action="append", default=[], help="a tmpfs: /path[:size=64m,mode=1777]")
+    add("--network", "--net", default="default", help="default (own namespace, outbound access), none or host")
+    add("--read-only", action="store_true", help="mount the container's root read-only")
+    add("--init", action="store_true", help="run a small init as PID 1 that reaps zombies and forwards signals")
+    add("--stop-signal", default="", help="the signal `stop` sends (default: the image's, else SIGTERM)")
+    add("--stop-timeout", type=int, default=None, help="seconds `stop` waits before SIGKILL (default 10)")
+    add("-l", "--label", action="append", default=[], help="set a label (KEY=VALUE)")
+    add("image", metavar="IMAGE")
+    add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def run_options(args: argparse.Namespace, attach_stdin: bool = False) -> Any:
+    from ..container.options import RunOptions
+
+    return RunOptions(
+        command=tuple(args.command),
+        entrypoint=args.entrypoint,
+        env=tuple(args.env),
+        env_files=tuple(args.env_file),
+        workdir=args.workdir,
+        user=args.user,
+        hostname=args.hostname,
+        ports=tuple(args.publish),
+        volumes=tuple(args.volume),
+        mounts=tuple(args.mount),
+        tmpfs=tuple(args.tmpfs),
+        network=args.network,
+        read_only=args.read_only,
+        init=args.init,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+        labels=tuple(args.label),
+        tty=args.tty,
+        interactive=args.interactive,
+        auto_remove=args.auto_remove,
+        attach_stdin=attach_stdin,
+    )
+
+
+def error(message: object) -> None:
+    print(f"Error: {message}", file=sys.stderr)
+
+
+def for_each(names: list[str], action: Callable[[str], object]) -> int:
+    """Docker's multi-container commands: act on each, report each failure, fail if any did."""
+    status = 0
+    for name in names:
+        try:
+            action(name)
+        except BuildError as failure:
+            error(failure)
+            status = 1
+    return status

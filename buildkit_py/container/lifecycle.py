@@ -1,0 +1,448 @@
+"""Containers' lifecycle over the store's records: create, start, signal, stop, wait, remove, rename, prune.
+
+No daemon holds state: every command reads the record, and talks to the container's monitor (monitor.py) through
+its socket while it runs. A record that says "running" whose monitor is gone (killed, or the machine rebooted) is
+noticed by `reconcile`, which every reader calls, and recorded as exited.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
+from ..exec.initlayer import ensure_init_layer
+from ..image.stored import image_config
+from ..layer.snapshots import snapshot_path
+from ..store import Store
+from ..store.containers import ContainerRow
+from . import protocol as p
+from .attach import Endpoint
+from .cgroups import freezer_cgroup
+from .layout import ContainerLayout, init_layer_dir
+from .names import check_name, random_name
+from .options import RunOptions, build_spec
+from .procinfo import is_alive
+from .runtime import RootfsPlan, to_mounts
+from .signals import parse_signal
+from .spec import BIND, VOLUME, ContainerSpec
+
+__all__ = [
+    "RUNNING_STATES",
+    "Session",
+    "StartFailed",
+    "connect",
+    "create_container",
+    "find",
+    "prune_containers",
+    "reconcile",
+    "remove_container",
+    "remove_stopped",
+    "rename_container",
+    "signal_container",
+    "start_container",
+    "stop_container",
+    "wait_container",
+]
+
+RUNNING_STATES = ("running", "paused")
+STOPPED_STATES = ("created", "exited")
+_CONNECT_SECONDS = 5.0
+
+
+class StartFailed(ContainerError):
+    """The container could not start; `code` is Docker's exit code for it (125, 126, 127)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Session:
+    """A connection to a running container's monitor."""
+
+    sock: socket.socket
+    reader: p.FrameReader
+    pending: list[tuple[int, bytes]]
+
+    def next_frame(self) -> tuple[int, bytes] | None:
+        return p.read_frame(self.sock, self.reader, self.pending)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def endpoint(self) -> Endpoint:
+        """This session as attach.relay drives it."""
+
+        def on_readable(fd: int) -> list[tuple[int, bytes]] | None:
+            del fd
+            frames, self.pending[:] = list(self.pending), []
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionError:
+                data = b""
+            if not data:
+                return frames or None
+            return frames + self.reader.feed(data)
+
+        def quietly(frame: bytes) -> None:
+            try:
+                self.sock.sendall(frame)
+            except OSError:
+                pass
+
+        return Endpoint(
+            read_fds=[self.sock.fileno()],
+            on_readable=on_readable,
+            send_stdin=lambda data: quietly(p.encode(p.STDIN, data)),
+            close_stdin=lambda: quietly(p.encode(p.STDIN_EOF)),
+            send_signal=lambda number: quietly(p.encode_json(p.SIGNAL, {"signal": number})),
+            send_resize=lambda size: quietly(p.encode_json(p.RESIZE, {"size": size})),
+        )
+
+
+# -- reading records ---------------------------------------------------------------------------------------------
+
+
+def reconcile(store: Store, row: ContainerRow) -> ContainerRow:
+    """`row`, or, when it says running but its monitor is gone, the record after marking it exited."""
+    if row.state not in RUNNING_STATES or is_alive(row.monitor_pid, row.monitor_start):
+        return row
+    try:
+        row = store.containers.transition(
+            row.container_id,
+            RUNNING_STATES,
+            state="exited",
+            pid=0,
+            monitor_pid=0,
+            monitor_start=0,
+            exit_code=137,
+            finished_at=time.time(),
+            error="the container's monitor process died",
+        )
+    except ConflictError:
+        return store.containers.get(row.container_id) or row
+    except ContainerNotFound:
+        return row
+    cgroup = freezer_cgroup(row.container_id)
+    if cgroup is not None and cgroup.path.is_dir():
+        cgroup.remove()
+    if ContainerSpec.from_json(row.spec).auto_remove:
+        try:
+            remove_stopped(store, row.container_id, volumes=True)
+        except BuildError:
+            pass
+    return row
+
+
+def find(store: Store, text: str) -> ContainerRow:
+    return reconcile(store, store.containers.find(text))
+
+
+def all_containers(store: Store) -> list[ContainerRow]:
+    return [reconcile(store, row) for row in store.containers.all()]
+
+
+# -- create ------------------------------------------------------------------------------------------------------
+
+
+def create_container(store: Store, image: str, options: RunOptions, name: str | None = None) -> ContainerRow:
+    """Record a new container (not started): checks everything first, so a failure leaves nothing behind."""
+    image_id, _ = store.lookup(image)
+    config = image_config(store, image_id)
+    container_id = secrets.token_hex(32)
+    spec = build_spec(config.config, options, container_id)
+    if name is not None:
+        name = check_name(name)
+    for mount in spec.mounts:
+        if mount.kind == BIND and not os.path.lexists(mount.source):
+            try:
+                os.makedirs(mount.source, mode=0o755)  # Docker's -v makes a missing host folder (--mount does not)
+            except OSError as error:
+                raise ContainerError(f"error while creating mount source path '{mount.source}': {error}") from None
+    layout = ContainerLayout(store.root, container_id)
+    layout.make()
+    made_volumes: list[str] = []
+    try:
+        volumes = []
+        for mount in spec.mounts:
+            if mount.kind == VOLUME:
+                _, created = store.volumes.ensure(mount.source, anonymous=mount.anonymous)
+                if created:
+                    made_volumes.append(mount.source)
+                volumes.append(mount.source)
+        for attempt in range(10):
+            row = ContainerRow(
+                container_id=container_id,
+                name=name or random_name(attempt),
+                image_id=str(image_id),
+                image_name=image,
+                created=time.time(),
+                spec=spec.to_json(),
+                state="created",
+            )
+            try:
+                store.containers.insert(row, volumes)
+                return row
+            except ConflictError:
+                if name is not None or attempt == 9:
+                    raise
+        raise ContainerError("no free container name")  # pragma: no cover - the loop returns or raises
+    except BaseException:
+        layout.remove()
+        for volume in made_volumes:
+            try:
+                store.volumes.remove(volume, force=True)
+            except BuildError:
+                pass
+        raise
+
+
+# -- start -------------------------------------------------------------------------------------------------------
+
+
+def rootfs_plan(store: Store, row: ContainerRow, spec: ContainerSpec) -> RootfsPlan:
+    from ..digest import Digest
+
+    layout = ContainerLayout(store.root, row.container_id)
+    init_layer = ensure_init_layer(init_layer_dir(store.root))
+    diff_ids = store.images.chain(Digest.parse(row.image_id))
+    lowers = (init_layer, *(snapshot_path(store, diff_id) for diff_id in reversed(diff_ids)))
+    volume_paths = {
+        mount.source: store.volumes.data_path(mount.source) for mount in spec.mounts if mount.kind == VOLUME
+    }
+    fill = tuple(
+        (mount.target, volume_paths[mount.source])
+        for mount in spec.mounts
+        if mount.kind == VOLUME and mount.copy_image_content
+    )
+    for path in volume_paths.values():
+        path.mkdir(parents=True, exist_ok=True)
+    return RootfsPlan(
+        lowers=lowers,
+        upper=layout.upper,
+        work=layout.work,
+        scratch=layout.rootfs,
+        mounts=to_mounts(spec, volume_paths),
+        fill_volumes=fill,
+    )
+
+
+def start_container(store: Store, row: ContainerRow, hello: dict[str, object]) -> Session:
+    """Start the container's monitor and wait until its command runs (StartFailed when it cannot); returns the
+    monitor's first client connection, attached as `hello` asks."""
+    from .monitor import spawn_monitor
+
+    if os.geteuid() != 0:
+        raise ContainerError("running containers needs root (namespaces and overlay mounts)")
+    row = reconcile(store, row)
+    if row.state in RUNNING_STATES:
+        raise ConflictError(f"container {row.container_id[:12]} is already running")
+    spec = ContainerSpec.from_json(row.spec)
+    plan = rootfs_plan(store, row, spec)
+    sock = spawn_monitor(store, row.container_id, plan)
+    session = Session(sock, p.FrameReader(), [])
+    try:
+        session.send(p.encode_json(p.HELLO, hello))
+    except OSError:
+        pass
+    frame = session.next_frame()
+    if frame is None:
+        session.close()
+        raise StartFailed("the container's monitor exited before starting the container", 125)
+    kind, payload = frame
+    if kind == p.FAILED:
+        session.close()
+        document = p.decode_json(payload)
+        code = document.get("code")
+        raise StartFailed(str(document.get("message", "")), code if isinstance(code, int) else 125)
+    if kind != p.STARTED:
+        session.close()
+        raise StartFailed("the container's monitor answered out of turn", 125)
+    return session
+
+
+# -- talking to a running container ---------------------------------------------------------------------------------
+
+
+def connect(store: Store, row: ContainerRow, hello: dict[str, object]) -> Session | None:
+    """A session with the running container's monitor, or None when it is not (or no longer) running."""
+    layout = ContainerLayout(store.root, row.container_id)
+    deadline = time.monotonic() + _CONNECT_SECONDS
+    while True:
+        try:
+            sock = layout.connect()
+            break
+        except OSError as error:
+            if error.errno not in (errno.ENOENT, errno.ECONNREFUSED) or time.monotonic() > deadline:
+                return None
+            current = store.containers.get(row.container_id)
+            if current is None or reconcile(store, current).state not in RUNNING_STATES:
+                return None
+            time.sleep(0.02)  # the monitor is still setting up
+    session = Session(sock, p.FrameReader(), [])
+    try:
+        session.send(p.encode_json(p.HELLO, hello))
+    except OSError:
+        session.close()
+        return None
+    return session
+
+
+def _not_running(row: ContainerRow) -> ContainerError:
+    return ContainerError(f"Container {row.container_id} is not running")
+
+
+def signal_container(store: Store, text: str, signal_text: str = "KILL") -> ContainerRow:
+    number = parse_signal(signal_text)
+    row = find(store, text)
+    if row.state not in RUNNING_STATES:
+        raise _not_running(row)
+    session = connect(store, row, {})
+    if session is None:
+        raise _not_running(row)
+    try:
+        session.send(p.encode_json(p.SIGNAL, {"signal": number}))
+    finally:
+        session.close()
+    return row
+
+
+def _wait_exit(session: Session, timeout: float | None) -> int | None:
+    """The exit code from the monitor, None on timeout or when it went away without one."""
+    session.sock.settimeout(timeout)
+    try:
+        while True:
+            frame = session.next_frame()
+            if frame is None:
+                return None
+            if frame[0] == p.EXIT:
+                code = p.decode_json(frame[1]).get("code")
+                return code if isinstance(code, int) else None
+    except TimeoutError:
+        return None
+    finally:
+        session.sock.settimeout(None)
+
+
+def stop_container(store: Store, text: str, timeout: int | None = None) -> ContainerRow:
+    """The stop signal, then SIGKILL after `timeout` seconds (the container's --stop-timeout when None)."""
+    row = find(store, text)
+    if row.state not in RUNNING_STATES:
+        return row
+    spec = ContainerSpec.from_json(row.spec)
+    session = connect(store, row, {})
+    if session is None:
+        return reconcile(store, store.containers.get(row.container_id) or row)
+    try:
+        seconds = spec.stop_timeout if timeout is None else timeout
+        if seconds != 0:
+            session.send(p.encode_json(p.SIGNAL, {"signal": parse_signal(spec.stop_signal)}))
+        if seconds < 0 or _wait_exit(session, float(seconds) if seconds > 0 else 0.001) is None:
+            try:
+                session.send(p.encode_json(p.SIGNAL, {"signal": 9}))
+            except OSError:
+                pass
+            _wait_exit(session, None)
+    finally:
+        session.close()
+    return _settled(store, row)
+
+
+def _settled(store: Store, row: ContainerRow) -> ContainerRow:
+    """The record once the monitor has written the exit (it does before it closes its clients)."""
+    current = store.containers.get(row.container_id)
+    if current is None:
+        return row
+    return reconcile(store, current)
+
+
+def wait_container(store: Store, text: str) -> int:
+    row = find(store, text)
+    if row.state in RUNNING_STATES:
+        session = connect(store, row, {})
+        if session is not None:
+            try:
+                code = _wait_exit(session, None)
+            finally:
+                session.close()
+            if code is not None:
+                return code
+        row = _settled(store, row)
+    return row.exit_code
+
+
+# -- remove, rename, prune ---------------------------------------------------------------------------------------
+
+
+def remove_stopped(store: Store, container_id: str, volumes: bool = False) -> None:
+    """Delete a stopped container: its record, its read-write layer and, with `volumes`, its anonymous volumes."""
+    used = store.containers.delete(container_id, STOPPED_STATES)
+    ContainerLayout(store.root, container_id).remove()
+    if volumes:
+        for name in used:
+            try:
+                if store.volumes.get(name).anonymous:
+                    store.volumes.remove(name)
+            except BuildError:
+                pass
+
+
+def remove_container(store: Store, text: str, force: bool = False, volumes: bool = False) -> ContainerRow:
+    row = find(store, text)
+    if row.state in RUNNING_STATES:
+        if not force:
+            raise ConflictError(
+                f"You cannot remove a {row.state} container {row.container_id}. "
+                "Stop the container before attempting removal or force remove"
+            )
+        session = connect(store, row, {})
+        if session is not None:
+            try:
+                session.send(p.encode_json(p.SIGNAL, {"signal": 9}))
+                _wait_exit(session, None)
+            except OSError:
+                pass
+            finally:
+                session.close()
+        row = _settled(store, row)
+        if store.containers.get(row.container_id) is None:
+            return row  # an --rm container removed itself
+    try:
+        remove_stopped(store, row.container_id, volumes)
+    except ContainerNotFound:
+        pass
+    return row
+
+
+def rename_container(store: Store, text: str, new_name: str) -> None:
+    row = find(store, text)
+    name = check_name(new_name)
+    if name == row.name:
+        raise ContainerError("Renaming a container with the same name as its current name")
+    store.containers.transition(row.container_id, None, name=name)
+
+
+def prune_containers(store: Store) -> list[str]:
+    removed = []
+    for row in all_containers(store):
+        if row.state in STOPPED_STATES:
+            try:
+                remove_stopped(store, row.container_id)
+                removed.append(row.container_id)
+            except BuildError:
+                pass
+    return removed
+
+
+def layout_of(store: Store, row: ContainerRow) -> ContainerLayout:
+    return ContainerLayout(Path(store.root), row.container_id)

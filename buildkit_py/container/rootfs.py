@@ -1,0 +1,65 @@
+"""A container's root filesystem for commands that read or write it from outside: cp, export.
+
+A running container's root is `/proc/<its PID 1>/root` (its mounts included); a stopped one's is mounted here, in a
+mount namespace of this process's own (so it goes when the process ends and never shows on the host): the
+read-write layer on top of the init layer and the image's layers, writable for `cp` into it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..digest import Digest
+from ..errors import ContainerError
+from ..exec import syscalls as sc
+from ..exec.initlayer import ensure_init_layer
+from ..exec.sandbox import mount_overlay
+from ..layer.snapshots import snapshot_path
+from ..store import Store
+from ..store.containers import ContainerRow
+from .layout import ContainerLayout, init_layer_dir
+
+__all__ = ["container_root", "image_lowers"]
+
+_private = False
+
+
+def image_lowers(store: Store, row: ContainerRow) -> tuple[Path, ...]:
+    """The init layer and the image's layer snapshots, topmost first."""
+    diff_ids = store.images.chain(Digest.parse(row.image_id))
+    init_layer = ensure_init_layer(init_layer_dir(store.root))
+    return (init_layer, *(snapshot_path(store, diff_id) for diff_id in reversed(diff_ids)))
+
+
+@contextmanager
+def container_root(store: Store, row: ContainerRow, writable: bool = False, live: bool = True) -> Iterator[Path]:
+    """The container's root, as a path valid while the context lasts. `live=False` mounts it even while it runs
+    (without its volumes and /proc, as `export` wants it)."""
+    global _private
+    if live and row.state in ("running", "paused") and row.pid > 0:
+        yield Path(f"/proc/{row.pid}/root")
+        return
+    if os.geteuid() != 0:
+        raise ContainerError("reading a container's files needs root (overlay mounts)")
+    layout = ContainerLayout(store.root, row.container_id)
+    lowers = image_lowers(store, row)
+    if not _private:
+        sc.unshare(sc.CLONE_NEWNS)  # this process's own mounts from here on; the host never sees them
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        _private = True
+    with store.temp_dir("rootfs-") as scratch:
+        target = scratch / "root"
+        target.mkdir()
+        work = scratch / "work"
+        work.mkdir()
+        if writable:
+            mount_overlay(lowers, target, layout.upper, layout.work)
+        else:
+            mount_overlay((layout.upper, *lowers), target)
+        try:
+            yield target
+        finally:
+            sc.umount2(target, sc.MNT_DETACH)

@@ -1,0 +1,426 @@
+"""Containers, daemonless: run/create/start/stop/rm/ps/logs/exec/commit/diff/cp/export/pause/volumes through the CLI,
+each command a process of its own, on a store of the test's own with the busybox base built by pybuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import tarfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from container_helpers import Pybuild, build_base, mounts_under, process_exists, unique, wait_until
+from helpers import BASE_IMAGE
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, overlay)")
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pybuild]:
+    root = tmp_path_factory.mktemp("containers-root")
+    build_base(root, tmp_path_factory.mktemp("base"))
+    pybuild = Pybuild(root)
+    yield pybuild
+    pybuild.remove_all()
+
+
+def _record(pb: Pybuild, name: str) -> dict[str, object]:
+    document = json.loads(pb.ok("container", "inspect", name))[0]
+    assert isinstance(document, dict)
+    return document
+
+
+# -- run: output and exit codes ------------------------------------------------------------------------------------
+
+
+def test_run_prints_output_and_returns_the_exit_code(pb: Pybuild) -> None:
+    result = pb.run("run", "--rm", BASE_IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["true"], 0),
+        (["no-such-command"], 127),
+        (["/etc"], 126),
+        (["sh", "-c", "sleep 30 & kill -9 $!; wait $!"], 137),
+        (["sh", "-c", "sleep 30 & kill -TERM $!; wait $!"], 143),
+    ],
+)
+def test_docker_exit_codes(pb: Pybuild, command: list[str], code: int) -> None:
+    assert pb.run("run", "--rm", BASE_IMAGE, *command).returncode == code
+
+
+def test_env_workdir_user_hostname_and_image_cmd(pb: Pybuild) -> None:
+    out = pb.ok("run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "1000:1000", "--hostname", "box", BASE_IMAGE,
+                "sh", "-c", 'echo "$A $(pwd) $(id -u):$(id -g) $(hostname) $HOME"')  # fmt: skip
+    assert out == "1 /tmp 1000:1000 box /\n"
+    env = pb.ok("run", "--rm", BASE_IMAGE, "env").splitlines()
+    assert env[0].startswith("PATH=") and env[1].startswith("HOSTNAME=") and env[-1].startswith("HOME=")
+    assert pb.run("run", "--rm", "-i", BASE_IMAGE, input=b"piped\n").stdout == ""  # CMD sh reads the script
+    assert pb.run("run", "--rm", "-i", BASE_IMAGE, "cat", input=b"piped\n").stdout == "piped\n"
+
+
+def test_entrypoint_override_and_init(pb: Pybuild) -> None:
+    assert pb.ok("run", "--rm", "--entrypoint", "echo", BASE_IMAGE, "a", "b") == "a b\n"
+    out = pb.ok("run", "--rm", "--init", BASE_IMAGE, "sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '")
+    pid, init_cmdline = out.splitlines()
+    assert pid != "1" and "sh" not in init_cmdline.split()[:1]
+
+
+def test_hardening_is_the_sandbox_s(pb: Pybuild) -> None:
+    out = pb.ok("run", "--rm", BASE_IMAGE, "sh", "-c",
+                "grep CapBnd /proc/self/status; grep Seccomp: /proc/self/status; ls /proc/self/fd | wc -l; "
+                "cat /proc/kcore | wc -c")  # fmt: skip
+    lines = out.split("\n")
+    assert lines[0].split()[1] == "00000000a80425fb"  # Docker's default capability set
+    assert lines[1].split()[1] == "2"
+    assert int(lines[2]) <= 4  # 0, 1, 2 and the one ls opens
+    assert lines[3] == "0"
+
+
+def test_read_only_rootfs_and_tmpfs(pb: Pybuild) -> None:
+    result = pb.run("run", "--rm", "--read-only", "--tmpfs", "/scratch", BASE_IMAGE, "sh", "-c",
+                    "echo x > /scratch/ok && echo x > /nope")  # fmt: skip
+    assert result.returncode != 0 and "Read-only file system" in result.stderr
+
+
+def test_network_modes(pb: Pybuild) -> None:
+    assert "tap0" in pb.ok("run", "--rm", BASE_IMAGE, "cat", "/proc/net/dev")
+    assert "tap0" not in pb.ok("run", "--rm", "--network", "none", BASE_IMAGE, "cat", "/proc/net/dev")
+    assert pb.ok("run", "--rm", "--network", "host", BASE_IMAGE, "hostname").strip() == os.uname().nodename
+
+
+def test_published_port_reaches_the_container(pb: Pybuild) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "-p", f"{port}:80", BASE_IMAGE, "sh", "-c",
+          "echo served > /index.html; exec httpd -f -p 80 -h /")  # fmt: skip
+
+    def fetch() -> bytes:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                return client.makefile("rb").read()
+        except OSError:
+            return b""
+
+    assert wait_until(lambda: b"served" in fetch())
+    assert f"0.0.0.0:{port}->80/tcp" in pb.ok("ps", "--filter", f"name={name}")
+    pb.ok("rm", "-f", name)
+
+
+# -- lifecycle -----------------------------------------------------------------------------------------------------
+
+
+def test_create_start_stop_restart_keep_the_read_write_layer(pb: Pybuild) -> None:
+    name = unique()
+    container_id = pb.ok("create", "--name", name, BASE_IMAGE, "sh", "-c", "echo run >> /count; cat /count").strip()
+    assert _record(pb, name)["State"]["Status"] == "created"  # type: ignore[index]
+    assert pb.ok("start", "-a", name) == "run\n"
+    assert pb.ok("start", "-a", name) == "run\nrun\n"
+    assert pb.ok("wait", name) == "0\n"
+    assert pb.ok("logs", name) == "run\nrun\nrun\n"
+    assert pb.ok("ps", "-aq", "--no-trunc", "--filter", f"name={name}").strip() == container_id
+    pb.ok("rm", name)
+    assert not (pb.root / "containers" / container_id).exists()
+    assert pb.run("logs", name).returncode == 1
+
+
+def test_ps_columns_and_filters(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "-l", "team=a", BASE_IMAGE, "sleep", "30")
+    table = pb.ok("ps").splitlines()
+    assert re.split(r"\s{2,}", table[0]) == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    row = next(line for line in table if line.endswith(name))
+    assert '"sleep 30"' in row and "Up " in row and BASE_IMAGE in row
+    assert pb.ok("ps", "--filter", "label=team=a", "--format", "{{.Names}}").split() == [name]
+    assert pb.ok("ps", "--filter", "label=team=b", "-q") == ""
+    pb.ok("stop", "-t", "0", name)
+    assert pb.ok("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Exited (137)")
+    assert pb.ok("ps", "--filter", f"name={name}", "-q") == ""
+    pb.ok("rm", name)
+
+
+def test_stop_sends_the_stop_signal_then_kills_after_the_timeout(pb: Pybuild) -> None:
+    graceful, stubborn = unique(), unique()
+    pb.ok("run", "-d", "--name", graceful, "--init", BASE_IMAGE, "sleep", "60")
+    pb.ok("stop", graceful)
+    assert _record(pb, graceful)["State"]["ExitCode"] == 143  # type: ignore[index]
+    pb.ok("run", "-d", "--name", stubborn, BASE_IMAGE, "sh", "-c", "trap '' TERM; while true; do sleep 1; done")
+    pb.ok("stop", "-t", "1", stubborn)
+    assert _record(pb, stubborn)["State"]["ExitCode"] == 137  # type: ignore[index]
+    pb.ok("rm", graceful, stubborn)
+
+
+def test_kill_with_a_signal_and_restart(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "--init", BASE_IMAGE, "sleep", "60")
+    pb.ok("kill", "-s", "USR1", name)
+    assert pb.ok("wait", name) == "138\n"
+    pb.ok("restart", name)
+    assert _record(pb, name)["State"]["Status"] == "running"  # type: ignore[index]
+    pb.ok("rm", "-f", name)
+
+
+def test_logs_tail_timestamps_since_and_follow(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "--name", name, BASE_IMAGE, "sh", "-c", "echo one; echo two >&2; echo three")
+    result = pb.run("logs", name)
+    assert (result.stdout, result.stderr) == ("one\nthree\n", "two\n")
+    # stdout and stderr are two pipes, so which of "three" and "two" was logged last is up to the scheduler
+    last = json.loads(next((pb.root / "containers").glob("*/*-json.log")).read_text().splitlines()[-1])["log"]
+    tail = pb.run("logs", "--tail", "1", name)
+    assert tail.stdout + tail.stderr == last
+    stamped = pb.run("logs", "-t", "--tail", "1", name)
+    stamped_line = stamped.stdout + stamped.stderr
+    assert stamped_line.endswith(f"Z {last}") and len(stamped_line.split()[0]) == 30
+    assert pb.ok("logs", "--since", "1h", name) == "one\nthree\n"
+    assert pb.ok("logs", "--until", "2000-01-01T00:00:00Z", name) == ""
+    log = next((pb.root / "containers").glob("*/*-json.log"))
+    entry = json.loads(log.read_text().splitlines()[0])
+    assert set(entry) == {"log", "stream", "time"}
+    pb.ok("rm", name)
+
+
+def test_exec_joins_the_container(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c", "echo made > /made; sleep 60")
+    assert wait_until(lambda: pb.run("exec", name, "cat", "/made").stdout == "made\n")
+    out = pb.ok("exec", "-e", "X=y", "-w", "/tmp", "-u", "1000", name, "sh", "-c",
+                'echo "$X $(pwd) $(id -u) $(cat /proc/1/cmdline | tr "\\0" " ")"; grep CapBnd /proc/self/status')  # fmt: skip
+    first, caps = out.splitlines()
+    assert first.startswith("y /tmp 1000 ") and "sleep 60" in first
+    assert caps.split()[1] == "00000000a80425fb"
+    assert pb.run("exec", "-i", name, "cat", input=b"in\n").stdout == "in\n"
+    assert pb.run("exec", name, "sh", "-c", "exit 5").returncode == 5
+    assert pb.run("exec", name, "no-such-command").returncode == 127
+    pb.ok("exec", "-d", name, "sh", "-c", "echo detached > /detached")
+    assert wait_until(lambda: pb.run("exec", name, "cat", "/detached").stdout == "detached\n")
+    pb.ok("rm", "-f", name)
+
+
+# -- volumes and binds -------------------------------------------------------------------------------------------
+
+
+def test_bind_mounts_and_named_volumes(pb: Pybuild, tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "in").write_text("from host\n")
+    volume = unique("vol")
+    out = pb.ok("run", "--rm", "-v", f"{host}:/h", "-v", f"{volume}:/etc", BASE_IMAGE, "sh", "-c",
+                "cat /h/in; echo back > /h/out; ls /etc; echo kept > /etc/kept")  # fmt: skip
+    assert out.startswith("from host\n") and "hostname" in out  # a new volume is filled from the image
+    assert (host / "out").read_text() == "back\n"
+    assert pb.ok("run", "--rm", "-v", f"{volume}:/data", BASE_IMAGE, "cat", "/data/kept") == "kept\n"
+    assert pb.run("run", "--rm", "-v", f"{host}:/h:ro", BASE_IMAGE, "touch", "/h/x").returncode == 1
+    assert volume in pb.ok("volume", "ls", "-q").split()
+    pb.ok("volume", "rm", volume)
+    assert volume not in pb.ok("volume", "ls", "-q").split()
+
+
+def test_volume_in_use_is_kept_and_anonymous_volumes_go_with_rm_v(pb: Pybuild) -> None:
+    name, volume = unique(), unique("vol")
+    pb.ok("create", "--name", name, "-v", f"{volume}:/named", "-v", "/anonymous", BASE_IMAGE, "true")
+    mounts = _record(pb, name)["Mounts"]
+    anonymous = next(m["Name"] for m in mounts if m["Destination"] == "/anonymous")  # type: ignore[union-attr,index]
+    assert "in use" in pb.run("volume", "rm", volume).stderr
+    pb.ok("rm", "-v", name)
+    volumes = pb.ok("volume", "ls", "-q").split()
+    assert volume in volumes and anonymous not in volumes
+    pb.ok("volume", "rm", volume)
+
+
+# -- commit, diff, cp, export ------------------------------------------------------------------------------------
+
+
+def test_commit_diff_cp_export(pb: Pybuild, tmp_path: Path) -> None:
+    name, tag = unique(), f"committed/{unique()}:1"
+    pb.ok("run", "--name", name, BASE_IMAGE, "sh", "-c", "mkdir /new; echo hi > /new/f; rm /bin/vi; touch /bin/x")
+    assert pb.ok("diff", name).splitlines() == ["C /bin", "D /bin/vi", "A /bin/x", "A /new", "A /new/f"]
+    image_id = pb.ok("commit", "-a", "Jane <jane@example.com>", "-m", "a message", "-c", 'CMD ["cat", "/new/f"]',
+                     name, tag).strip()  # fmt: skip
+    assert image_id.startswith("sha256:")
+    assert pb.ok("run", "--rm", tag) == "hi\n"
+    assert pb.run("run", "--rm", tag, "ls", "/bin/vi").returncode == 1
+    history = pb.ok("history", "--no-trunc", tag)
+    assert "a message" in history
+    config = json.loads(pb.ok("inspect", tag))[0]
+    assert config["Author"] == "Jane <jane@example.com>" and config["Config"]["Cmd"] == ["cat", "/new/f"]
+    pb.ok("analyze", tag)
+
+    pb.ok("cp", f"{name}:/new", str(tmp_path))
+    assert (tmp_path / "new" / "f").read_text() == "hi\n"
+    (tmp_path / "up").write_text("uploaded\n")
+    pb.ok("cp", str(tmp_path / "up"), f"{name}:/new/")
+    assert pb.run("start", "-a", name).stdout == ""  # reruns on the same read-write layer: the upload is kept
+    exported = tmp_path / "export.tar"
+    pb.ok("export", "-o", str(exported), name)
+    with tarfile.open(exported) as archive:
+        names = set(archive.getnames())
+        member = archive.extractfile("new/up")
+        assert member is not None and member.read() == b"uploaded\n"
+    assert {"new/f", "bin/x", ".dockerenv", "etc/hostname"} <= names and "bin/vi" not in names
+    pb.ok("rm", name)
+
+
+def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: Path) -> None:
+    name = unique()
+    secret = tmp_path / "secret"
+    secret.write_text("host secret\n")
+    pb.ok("run", "--name", name, BASE_IMAGE, "sh", "-c", f"ln -s {tmp_path} /escape; ln -s / /rootlink")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = pb.run("cp", f"{name}:/escape/secret", str(out))
+    assert result.returncode == 1 and not (out / "secret").exists()
+    pb.ok("cp", str(tmp_path / "secret"), f"{name}:/rootlink/")
+    assert secret.read_text() == "host secret\n"
+    pb.ok("rm", name)
+
+
+def test_pause_and_unpause(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c", "while true; do date +%s%N > /tick; sleep 0.05; done")
+    pb.ok("pause", name)
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").strip().endswith("(Paused)")
+    assert "is paused" in pb.run("exec", name, "true").stderr
+    pb.ok("unpause", name)
+    assert pb.ok("exec", name, "true") == ""
+    assert "sh -c" in pb.ok("top", name)
+    pb.ok("rm", "-f", name)
+
+
+# -- daemonless, reliability -------------------------------------------------------------------------------------
+
+
+def test_container_outlives_the_command_that_started_it(pb: Pybuild) -> None:
+    name = unique()
+    starter = pb.popen(
+        "run", "--name", name, BASE_IMAGE, "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done"
+    )
+    assert wait_until(lambda: "line 1" in pb.run("logs", name).stdout)
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    seen = pb.run("logs", name).stdout.count("line")
+    follower = pb.popen("logs", "-f", name)
+    assert wait_until(lambda: pb.run("logs", name).stdout.count("line") >= seen + 2)
+    pb.ok("stop", "-t", "1", name)
+    out, _ = follower.communicate(timeout=60)
+    assert out.decode().count("line") >= seen + 2
+    assert _record(pb, name)["State"]["Status"] == "exited"  # type: ignore[index]
+    pb.ok("rm", name)
+
+
+def test_rm_force_leaves_no_mount_and_no_process(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "--tmpfs", "/t", BASE_IMAGE, "sh", "-c", "sleep 100 & sleep 100")
+    record = _record(pb, name)
+    container_id = str(record["Id"])
+    assert process_exists(int(record["State"]["Pid"]))  # type: ignore[index]
+    from buildkit_py.store import Store
+
+    with Store(pb.root) as store:
+        row = store.containers.get(container_id)
+        assert row is not None
+        recorded = [row.pid, row.monitor_pid]
+    pb.ok("rm", "-f", name)
+    assert wait_until(lambda: not any(process_exists(p) for p in recorded))
+    assert mounts_under(pb.root) == []
+    assert not (pb.root / "containers" / container_id).exists()
+
+
+def test_a_killed_monitor_is_noticed(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sleep", "100")
+    from buildkit_py.store import Store
+
+    with Store(pb.root) as store:
+        row = store.containers.find(name)
+        monitor, init = row.monitor_pid, row.pid
+    os.kill(monitor, signal.SIGKILL)
+    assert wait_until(lambda: not process_exists(init))
+    assert pb.ok("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Exited (137)")
+    assert pb.run("exec", name, "true").returncode == 1
+    pb.ok("rm", name)
+
+
+def test_twenty_containers_started_at_once(pb: Pybuild) -> None:
+    names = [unique() for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda n: pb.run("run", "--name", n, BASE_IMAGE, "echo", n), names))
+    assert [r.returncode for r in results] == [0] * 20
+    assert [r.stdout for r in results] == [n + "\n" for n in names]
+    listed = pb.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}").splitlines()
+    for n in names:
+        assert any(line.startswith(n + " Exited (0)") for line in listed)
+    pb.ok("rm", *names)
+
+
+# -- bad input -----------------------------------------------------------------------------------------------------
+
+
+def _containers(pb: Pybuild) -> list[str]:
+    return pb.ok("ps", "-aq", "--no-trunc").split()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-image:1"], "No such image"),
+        (["-v", "a:b:c:d", BASE_IMAGE], "invalid volume specification"),
+        (["-v", "rel:relative", BASE_IMAGE], "must be absolute"),
+        (["--mount", "type=bind,source=/no/such/path,target=/x", BASE_IMAGE], "bind source path does not exist"),
+        (["--stop-signal", "NOPE", BASE_IMAGE], "Invalid signal: NOPE"),
+        (["-p", "99999:80", BASE_IMAGE], "Invalid hostPort"),
+        (["--name", "bad name!", BASE_IMAGE], "Invalid container name"),
+    ],
+)
+def test_bad_run_input_is_refused_with_125_and_leaves_nothing(pb: Pybuild, args: list[str], message: str) -> None:
+    before = _containers(pb)
+    volumes = pb.ok("volume", "ls", "-q")
+    result = pb.run("run", "--rm", *args, "true")
+    assert result.returncode == 125 and message in result.stderr and "Traceback" not in result.stderr
+    assert _containers(pb) == before and pb.ok("volume", "ls", "-q") == volumes
+
+
+def test_name_taken_exec_stopped_commit_missing_bad_signal(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("create", "--name", name, BASE_IMAGE, "true")
+    before = _containers(pb)
+    taken = pb.run("run", "--name", name, BASE_IMAGE, "true")
+    assert taken.returncode == 125 and "is already in use" in taken.stderr
+    assert _containers(pb) == before
+    stopped = pb.run("exec", name, "true")
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
+    missing = pb.run("commit", unique())
+    assert missing.returncode == 1 and "No such container" in missing.stderr
+    pb.ok("start", name)
+    bad = pb.run("kill", "-s", "SIGNOPE", name)
+    assert bad.returncode == 1 and "Invalid signal: SIGNOPE" in bad.stderr and "Traceback" not in bad.stderr
+    pb.ok("rm", name)
+
+
+def test_rmi_refuses_an_image_a_container_uses(pb: Pybuild) -> None:
+    tag = f"used/{unique()}:1"
+    pb.ok("tag", BASE_IMAGE, tag)
+    name = unique()
+    pb.ok("create", "--name", name, tag, "true")
+    untagged = pb.run("rmi", tag)  # the image has two tags: untagging one of them is allowed, as in Docker
+    assert untagged.returncode == 0 and "Untagged" in untagged.stdout
+    only = f"only/{unique()}:1"
+    image_id = pb.ok("commit", name, only).strip()
+    user = unique()
+    pb.ok("create", "--name", user, only, "true")
+    refused = pb.run("rmi", only)
+    assert refused.returncode == 1 and "is using its referenced image" in refused.stderr
+    assert image_id.removeprefix("sha256:")[:12] in pb.ok("inspect", "-f", "{{.Id}}", only)
+    assert "Untagged" in pb.ok("rmi", "-f", only)
+    pb.ok("rm", user, name)
