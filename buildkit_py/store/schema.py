@@ -10,6 +10,7 @@ and on a fresh one (where every earlier migration has just run).
        registry/blobs.db, which is then removed), damage found by `pybuild system check`; stat cache keys become
        the paths' bytes
     3  how long each step in the step log took (for `pybuild graph`'s critical path)
+    4  what ADD downloaded from URLs: the content's blob, its name and the validators a rebuild revalidates it with
 """
 
 from __future__ import annotations
@@ -199,9 +200,27 @@ def _version_3(connection: sqlite3.Connection, root: Path) -> None:
     connection.execute("ALTER TABLE step_log ADD COLUMN duration REAL NOT NULL DEFAULT 0")
 
 
+_VERSION_4 = """
+CREATE TABLE IF NOT EXISTS downloads (
+    url TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    fetched REAL NOT NULL
+)
+"""
+
+
+def _version_4(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    _execute_all(connection, _VERSION_4)
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
     Migration(3, "step durations", _version_3),
+    Migration(4, "ADD downloads", _version_4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

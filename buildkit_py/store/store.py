@@ -13,7 +13,7 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     tags         names -> image ids                      cache        build cache records: key -> layer chain
     stat_cache   context path metadata -> digest         steps        the step log the miss explanations read
     forms        compressed forms of layers              registry     where blobs and manifests live in registries
-    damage       what `system check` found damaged
+    damage       what `system check` found damaged      downloads    what ADD downloaded: url -> blob, validators
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -36,6 +36,7 @@ from .cache import CacheStore
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
+from .downloads import DownloadRecords
 from .forms import FormStore
 from .images import ImageStore
 from .layers import LayerStore, remove_trash
@@ -90,6 +91,7 @@ class Store:
         self.steps = StepLogStore(self.db)
         self.forms = FormStore(self.db, self.blobs)
         self.registry = RegistryRecords(self.db)
+        self.downloads = DownloadRecords(self.db, self.blobs)
         sweep_dead_owners(self.tmp_dir)
 
     def close(self) -> None:
