@@ -351,3 +351,20 @@ def test_downloads_go_through_the_proxy_of_the_environment(
         build(context, tags=["test/add-proxy"], store=base_store)  # type: ignore[arg-type]
     assert pybuild_tree(base_store, "test/add-proxy")["/x"].size == len(b"proxied")
     assert [seen.target for seen in proxy.seen] == ["http://files.invalid/via-proxy.txt"]
+
+
+def test_cache_prune_all_forgets_downloads(files: FileServer, tmp_path: Path) -> None:
+    from buildkit_py.store import Store
+    from buildkit_py.store.gc import prune_cache
+
+    files.resources["/pruned.txt"] = Resource(b"to be pruned", etag='"x"')
+    with Store(tmp_path / "root") as store:
+        context = dockerfile(tmp_path / "context", f"FROM scratch\nADD {files.url('/pruned.txt')} /p\n")
+        build(context, store=store)
+        (download,) = store.downloads.all()
+        assert store.blobs.has(download.digest)
+        report = prune_cache(store, all=True)
+        assert store.downloads.all() == [] and not store.blobs.has(download.digest)
+        assert report.bytes_freed >= len(b"to be pruned")
+        build(context, store=store)  # downloaded again, not revalidated: nothing is left to revalidate
+        assert "if-none-match" not in files.gets("/pruned.txt")[-1].headers

@@ -68,6 +68,14 @@ def test_chmod_octal_applies_to_files_and_the_parents_it_creates(base_store: obj
     assert history == ["COPY --chmod=0 foo /foobis # buildkit"]
 
 
+def test_chmod_comes_after_chown_and_keeps_set_id_bits(base_store: object, tmp_path: Path) -> None:
+    """fsutil chowns, then chmods: an explicit mode keeps its setuid bit (the kernel drops it on a later chown)."""
+    context = write(tmp_path, {"Dockerfile": "FROM scratch\nCOPY --chown=1:2 --chmod=4755 f /suid\n", "f": "x"})
+    build(context, tags=["test/chmod-suid"], store=base_store)  # type: ignore[arg-type]
+    entry = pybuild_tree(base_store, "test/chmod-suid")["/suid"]
+    assert (stat.S_IMODE(entry.mode), entry.uid, entry.gid) == (0o4755, 1, 2)
+
+
 def test_chmod_symbolic_matches_chmod_in_the_container(base_store: object, tmp_path: Path) -> None:
     """testChmodNonOctal: each copy is compared with `cp -a` and busybox's chmod of the same input."""
     cases = [
