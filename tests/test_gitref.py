@@ -66,6 +66,8 @@ def test_git_refs_as_buildkit_parses_them(source: str, expected: GitRef | None) 
         ("https://example.com/foo.git?what=1", "unexpected query 'what'"),
         ("https://example.com/foo.git?keep-git-dir=maybe", "invalid keep-git-dir value"),
         ("https://example.com/foo.git?submodules=true", "submodules are not fetched"),
+        ("https://example.com/foo.git#--upload-pack=touch${IFS}x", "invalid git ref"),
+        ("https://example.com/foo.git?ref=-x", "invalid git ref"),
     ],
 )
 def test_bad_queries_are_refused(source: str, message: str | None) -> None:

@@ -77,7 +77,10 @@ def parse_git_ref(source: str) -> GitRef | None:
         remote = f"{user}@{host}:{path}"
         query, fragment = query or "", fragment or ""
     ref, subdir = _fragment(fragment) if fragment else ("", "")
-    return _with_query(GitRef(remote=remote, ref=ref, subdir=subdir), query)
+    parsed = _with_query(GitRef(remote=remote, ref=ref, subdir=subdir), query)
+    if parsed.ref.startswith("-"):
+        raise GitRefError(f"invalid git ref {parsed.ref!r}")  # git would read it as an option
+    return parsed
 
 
 def _boolean(key: str, values: list[str]) -> bool:

@@ -123,6 +123,8 @@ def _is_commit(text: str) -> bool:
 
 def resolve_ref(remote: str, ref: str, checksum: str = "") -> ResolvedRef:
     """The commit `ref` names on `remote`, asking the remote only when `ref` is not a commit id itself."""
+    if ref.startswith("-") or remote.startswith("-"):
+        raise StepError(f"invalid git ref {ref!r} of {remote!r}")  # git would read it as an option
     if _is_commit(ref):
         resolved = ResolvedRef(object=ref, commit=ref, ref="")
     else:
