@@ -247,3 +247,19 @@ def test_a_subdir_that_is_a_symlink_is_refused(base_store: object, daemon: Daemo
     context = dockerfile(tmp_path, f"FROM scratch\nADD {daemon.url}#v0.0.3:link /x\n")
     with pytest.raises(StepError, match="link in the repository is not a directory"):
         build(context, store=base_store)  # type: ignore[arg-type]
+
+
+def test_exclude_from_a_checkout(base_store: object, daemon: Daemon, tmp_path: Path) -> None:
+    """testExcludedFilesOnCopy's second half, on a repository: ADD --keep-git-dir, then COPY --from --exclude."""
+    context = dockerfile(
+        tmp_path,
+        f"FROM scratch AS base\nADD --keep-git-dir=true {daemon.url}#v0.0.3 /\n"
+        "FROM scratch AS builder1\nCOPY --from=base --exclude=*/readme --exclude=.git . /1\n"
+        "FROM scratch AS builder3\nCOPY --from=base --exclude=tool bin/ /3/\n"
+        "FROM scratch\nCOPY --from=builder1 / /builder1\nCOPY --from=builder3 / /builder3\n",
+    )
+    build(context, tags=["test/add-git-exclude"], store=base_store)  # type: ignore[arg-type]
+    tree = pybuild_tree(base_store, "test/add-git-exclude")
+    assert "/builder1/1/foo" in tree and "/builder1/1/docs" in tree and "/builder1/1/docs/readme" not in tree
+    assert not [path for path in tree if path.startswith("/builder1/1/.git")]
+    assert "/builder3/3" in tree and "/builder3/3/tool" not in tree

@@ -368,3 +368,12 @@ def test_cache_prune_all_forgets_downloads(files: FileServer, tmp_path: Path) ->
         assert report.bytes_freed >= len(b"to be pruned")
         build(context, store=store)  # downloaded again, not revalidated: nothing is left to revalidate
         assert "if-none-match" not in files.gets("/pruned.txt")[-1].headers
+
+
+def test_add_link_of_a_url(base_store: object, files: FileServer, tmp_path: Path) -> None:
+    files.resources["/linked.txt"] = Resource(b"linked", etag='"l"')
+    context = dockerfile(tmp_path, f"FROM {BASE_IMAGE}\nADD --link {files.url('/linked.txt')} /srv/\n")
+    result = build(context, tags=["test/add-link-url"], store=base_store)  # type: ignore[arg-type]
+    tree = pybuild_tree(base_store, "test/add-link-url")
+    assert tree["/srv/linked.txt"].size == len(b"linked") and "/bin/busybox" in tree
+    assert len(result.config.diff_ids) == len(image_config(base_store, base_store.resolve(BASE_IMAGE)).diff_ids) + 1  # type: ignore[attr-defined]

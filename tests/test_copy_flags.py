@@ -434,3 +434,21 @@ def test_link_with_chmod_is_a_plain_copy_as_in_buildkit(base_store: object, tmp_
     assert not [digest for digest in graph.topological() if isinstance(graph.op(digest), MergeOp)]
     tree = pybuild_tree(base_store, "test/link-chmod")
     assert stat.S_IMODE(tree["/opt/f"].mode) == 0o700 and stat.S_IMODE(tree["/opt"].mode) == 0o700
+
+
+def test_excluded_files_are_not_part_of_the_cache_key(base_store: object, tmp_path: Path) -> None:
+    context = write(
+        tmp_path,
+        {
+            "Dockerfile": "FROM scratch\nCOPY --exclude=*.log --exclude=cache . /app/\n",
+            "a.txt": "1",
+            "x.log": "1",
+            "cache/c": "1",
+        },
+    )
+    build(context, store=base_store)  # type: ignore[arg-type]
+    (context / "x.log").write_text("2")
+    (context / "cache" / "c").write_text("2")
+    assert build(context, store=base_store).stats.executed == set()  # type: ignore[arg-type]
+    (context / "a.txt").write_text("2")
+    assert len(build(context, store=base_store).stats.executed) == 1  # type: ignore[arg-type]
