@@ -92,23 +92,30 @@ class CopyFilter:
             include=IgnoreRules((include_pattern,)) if include_pattern else None,
         )
 
-    def _include_depth(self) -> int | None:
-        """How deep the include pattern reaches (components), or None when `**` lets it reach anywhere."""
+    def _include_parts(self) -> list[str] | None:
+        """The include pattern's components, or None when `**` lets it reach any depth."""
         if self.include is None:
             return None
         pattern = self.include.patterns[0]
-        return None if "**" in pattern else len([part for part in pattern.split("/") if part])
+        return None if "**" in pattern else [part for part in pattern.split("/") if part]
 
     def may_hold_kept(self, rel: str) -> bool:
-        """Whether something beneath the left-out directory `rel` may still be kept: a pattern without `**` matches
-        nothing deeper than itself on its own."""
+        """Whether something beneath the left-out directory `rel` may still be kept. Without `**`, the include
+        pattern matches only as deep as it has components, and only below directories that match its first ones."""
         excluded = self.exclude is not None and self.exclude.excludes(rel, is_dir=True)
         if excluded and self.exclude is not None and not self.exclude.may_descend(rel):
             return False
-        depth = self._include_depth()
-        if depth is None or self.include is None or self.include.excludes(rel, is_dir=True):
+        parts = self._include_parts()
+        if parts is None or self.include is None or self.include.excludes(rel, is_dir=True):
             return True
-        return len(rel.split("/")) < depth
+        names = rel.split("/")
+        if len(names) >= len(parts):
+            return False
+        for name, part in zip(names, parts):
+            regex = _component_regex(part)
+            if regex is None or not regex.fullmatch(name):
+                return False
+        return True
 
     def keeps(self, rel: str, parent_included: bool) -> bool:
         if self.exclude is not None and self.exclude.excludes(rel):
