@@ -13,6 +13,7 @@ import pytest
 from buildkit_py.context.dockerignore import IgnoreRules, parse_ignore_file
 from buildkit_py.context.select import (
     IMPLIED_DIR,
+    CopyFilter,
     has_wildcards,
     is_implied,
     select_sources,
@@ -210,3 +211,24 @@ def test_walk_of_twenty_thousand_files_is_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - started
     assert count == 99 * 201
     assert elapsed < 2.0, f"walking 20,000 files took {elapsed:.2f}s"
+
+
+def walk_kept(root: Path, src: str, keep: CopyFilter | None, rules: IgnoreRules | None = None) -> list[str]:
+    with RootDir(root) as tree:
+        entries = walk_selected(tree, src, allow_wildcard=True, follow_symlinks=True, exclude=rules, keep=keep)
+        return [relpath for relpath, _ in entries]
+
+
+def test_copy_filters_exclude_below_each_source_and_keep_parents(context: Path) -> None:
+    """--exclude matches paths relative to each source; an excluded directory holding an exception still comes,
+    just before what it holds; --parents' pattern keeps only matches, with the directories that lead to them."""
+    assert walk_kept(context, "d", CopyFilter.of(("sub",), "")) == ["d/f1", "d/sl"]
+    assert walk_kept(context, "d", CopyFilter.of(("*", "!sub/f2"), "")) == ["d/sub", "d/sub/f2"]
+    assert walk_kept(context, "/", CopyFilter.of((), "d/sub/f2")) == ["d", "d/sub", "d/sub/f2"]
+    assert walk_kept(context, "/", CopyFilter.of((), "*/f1")) == ["d", "d/f1"]
+    assert walk_kept(context, "/", CopyFilter.of((), "**/f2")) == ["d", "d/sub", "d/sub/f2", "f2"]
+    assert walk_kept(context, "/", CopyFilter.of(("d",), "**/f2")) == ["f2"]
+    assert walk_kept(context, "/", CopyFilter.of((), "ig/keep"), parse_ignore_file("ig/keep")) == []
+    # a file a wildcard matches is left out by name; a matched directory is filtered below
+    assert walk_kept(context, "f*", CopyFilter.of(("f2",), "")) == ["f1", "fa.txt"]
+    assert walk_kept(context, "[d]", CopyFilter.of(("d",), "")) == ["d/f1", "d/sl", "d/sub", "d/sub/f2"]

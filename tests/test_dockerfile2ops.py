@@ -287,14 +287,19 @@ def test_copy_from_is_not_expanded_and_unknown_names_are_images() -> None:
         plan("FROM base\nCOPY --from=1 /a /b\n")
 
 
-def test_add_unpacks_local_sources_and_refuses_urls() -> None:
+def test_add_unpacks_local_sources_and_downloads_urls_without_unpacking() -> None:
     result = plan("FROM base\nADD x.tar /y/\n")
     op = result.graph.op(result.target)
     assert isinstance(op, FileOp)
     (action,) = op.actions
     assert isinstance(action, CopyAction) and action.attempt_unpack
-    with pytest.raises(InstructionError, match="ADD from a URL is not supported yet") as caught:
-        plan("FROM base\nADD https://example.com/x /y\n")
+    remote = plan("FROM base\nADD https://example.com/x.tar /y\n")
+    op = remote.graph.op(remote.target)
+    assert isinstance(op, FileOp)
+    (action,) = op.actions
+    assert isinstance(action, CopyAction) and not action.attempt_unpack and action.src == "x.tar"
+    with pytest.raises(InstructionError, match="Source can't be a URL for COPY") as caught:
+        plan("FROM base\nCOPY https://example.com/x /y\n")
     assert caught.value.location is not None and caught.value.location.start_line == 2
 
 

@@ -239,3 +239,25 @@ def test_the_build_never_imports_networkx(tmp_path: Path) -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert completed.stdout.splitlines()[-1] == "0 False", completed.stderr
+
+
+def test_link_merges_and_downloads_are_drawn_as_sources_without_numbers(base_store: object, tmp_path: Path) -> None:
+    """COPY --link's merge and ADD's download are ops of their own, but no steps: no number, no cache state."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nCOPY --link app.txt /app.txt\nADD http://127.0.0.1:9/none.txt /none.txt\n"
+    )
+    (tmp_path / "app.txt").write_text("v1\n")
+    from buildkit_py.builder import build_options, plan_build
+
+    plan = plan_build(base_store, build_options(tmp_path))  # type: ignore[arg-type]
+    graph = plan.graph.subgraph_for([plan.target])
+    text = to_dot(graph, {}, {}, {})
+    labels = sorted(label(attributes) for attributes in nodes(text).values())
+    assert "link" in labels and "download http://127.0.0.1:9/none.txt" in labels
+    from buildkit_py.solver.dot import step_numbers
+
+    numbered = step_numbers(graph)
+    assert sorted(graph.meta(digest).instruction for digest in numbered) == [
+        "ADD http://127.0.0.1:9/none.txt /none.txt",
+        "COPY --link app.txt /app.txt",
+    ]

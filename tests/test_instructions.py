@@ -124,7 +124,11 @@ def test_copy_and_add() -> None:
     assert (copy.sources, copy.dest, copy.from_, copy.chown) == (("a", "b"), "/dest/", "build", "$U:g")
     add = convert('ADD ["x.tar", "/y"]')
     assert isinstance(add, Add) and add.sources == ("x.tar",) and add.dest == "/y"
-    assert refused("COPY --chmod=755 a /b").message.startswith("the --chmod option requires BuildKit.")
+    chmod = convert("COPY --chmod=$MODE --link --exclude=*.md --exclude=tmp a /b")
+    assert isinstance(chmod, Copy) and (chmod.chmod, chmod.link, chmod.exclude) == ("$MODE", True, ("*.md", "tmp"))
+    assert refused("COPY --checksum=sha256:00 a /b").message == "Unknown flag: checksum"
+    assert refused("ADD --parents a /b").message == "Unknown flag: parents"
+    assert refused("COPY --link=maybe a /b").message == "Expecting boolean value for flag link, not: maybe"
     assert refused("ADD --from=x a /b").message == "Unknown flag: from"
     assert refused("COPY a").message.startswith("COPY requires at least two arguments")
 

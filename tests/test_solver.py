@@ -10,7 +10,7 @@ import pytest
 from buildkit_py.digest import Digest, digest_bytes
 from buildkit_py.errors import StepError
 from buildkit_py.solver.graph import BuildGraph
-from buildkit_py.solver.ops import ContextSource, CopyAction, ExecOp, FileOp, Op, OpMeta, ScratchSource
+from buildkit_py.solver.ops import ContextSource, CopyAction, ExecOp, FileOp, MergeOp, Op, OpMeta, ScratchSource
 from buildkit_py.solver.progress import ProgressEvent, StepCached, StepStarted
 from buildkit_py.solver.solver import Chain, ContentSummary, Solver
 
@@ -208,3 +208,46 @@ def test_progress_reports_cached_steps_and_reasons() -> None:
     assert [event.name for event in started] == ["RUN A", "RUN b"]
     assert started[1].reason == "parent step #1 was rebuilt"
     assert not [event for event in events if isinstance(event, StepCached)]
+
+
+def linked_graph(base_command: str) -> tuple[BuildGraph, Digest, Digest, Digest]:
+    """RUN <base_command>, then COPY --link app.txt (a copy on scratch, merged on top), then RUN after:
+    (graph, target, the copy's op, the merge)."""
+    graph = BuildGraph()
+    scratch = graph.add(ScratchSource())
+    context = graph.add(ContextSource(name="context", path="/somewhere"))
+    base = graph.add(ExecOp(rootfs=scratch, args=("sh", "-c", base_command)), OpMeta(name=f"RUN {base_command}"))
+    copy = graph.add(
+        FileOp(base=scratch, actions=(CopyAction(source=context, src="app.txt", dest="/app/"),)),
+        OpMeta(name="COPY --link app.txt /app/"),
+    )
+    merge = graph.add(MergeOp(layers=(base, copy)), OpMeta(name="LINK COPY --link app.txt /app/"))
+    target = graph.add(ExecOp(rootfs=merge, args=("sh", "-c", "after")), OpMeta(name="RUN after"))
+    return graph, target, copy, merge
+
+
+def test_a_linked_copy_is_reused_on_a_new_base_and_its_layer_stacked_on_it() -> None:
+    cache = MemoryCache()
+    files = {"app.txt": b"v1"}
+    graph, target, copy, merge = linked_graph("base1")
+    first = CountingWorker(graph, files)
+    first_solver = Solver(graph, first, cache)
+    solved = first_solver.solve([target])
+    assert first.executed == ["RUN base1", "COPY --link app.txt /app/", "RUN after"]
+    assert merge not in first_solver.numbers and len(first_solver.numbers) == 3  # a merge is not a step
+    copy_layer = solved.chains[copy]
+
+    graph2, target2, copy2, merge2 = linked_graph("base2")
+    assert copy2 == copy  # the copy's op does not name the base
+    events: list[ProgressEvent] = []
+    second = CountingWorker(graph2, files)
+    solved2 = Solver(graph2, second, cache, progress=events.append).solve([target2])
+    assert second.executed == ["RUN base2", "RUN after"]
+    assert copy in solved2.stats.cached and copy not in solved2.stats.executed
+    assert solved2.chains[merge2] == solved2.chains[graph2.op(merge2).inputs()[0]] + copy_layer
+    started = {event.name: event.reason for event in events if isinstance(event, StepStarted)}
+    assert started["RUN after"] == "parent step #1 was rebuilt"  # seen through the merge
+
+    third = CountingWorker(graph2, files)
+    Solver(graph2, third, cache).solve([target2])
+    assert third.executed == []

@@ -25,7 +25,7 @@ from ..errors import ContextError
 from ..fs.beneath import RootDir
 from ..solver.ops import CopyAction
 from .dockerignore import IgnoreRules
-from .select import source_error, walk_selected
+from .select import CopyFilter, source_error, walk_selected
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -64,11 +64,19 @@ class ContextHasher:
     def __init__(self, context: Path, store: Store) -> None:
         self.context = context
         self.store = store
-        self._results: dict[tuple[str, bool, bool, tuple[str, ...]], Selection] = {}
+        self._results: dict[tuple[object, ...], Selection] = {}
         self._lock = threading.Lock()
 
     def checksum(self, action: CopyAction) -> Selection:
-        request = (action.src, action.allow_wildcard, action.follow_symlinks, action.exclude)
+        request = (
+            action.src,
+            action.allow_wildcard,
+            action.follow_symlinks,
+            action.exclude,
+            action.exclude_patterns,
+            action.include_pattern,
+            action.required,
+        )
         with self._lock:
             cached = self._results.get(request)
         if cached is not None:
@@ -95,6 +103,8 @@ class ContextHasher:
                 allow_wildcard=action.allow_wildcard,
                 follow_symlinks=action.follow_symlinks,
                 exclude=rules,
+                keep=CopyFilter.of(action.exclude_patterns, action.include_pattern),
+                required=action.include_pattern if action.required else "",
             )
         )
         regular = [(relpath, info) for relpath, info in entries if stat.S_ISREG(info.st_mode)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import re
 import stat
 from collections.abc import Iterator
@@ -28,9 +29,11 @@ from .dockerignore import IgnoreRules
 
 __all__ = [
     "IMPLIED_DIR",
+    "CopyFilter",
     "SelectedPath",
     "has_wildcards",
     "is_implied",
+    "select_kept",
     "select_sources",
     "source_error",
     "walk_selected",
@@ -63,6 +66,65 @@ class SelectedPath:
     @property
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.info.st_mode)
+
+
+@dataclass(frozen=True)
+class CopyFilter:
+    """What a COPY takes from beneath each source it selected, by path relative to that source (.dockerignore's
+    pattern rules): `exclude` (`--exclude`) leaves out what matches, `include` (`--parents`' pattern) keeps only what
+    matches, itself or through a parent. A directory that is left out but holds something kept is still copied,
+    just before the first thing it holds (fsutil's delayed parent directories), so the kept paths keep their parents.
+
+    A file that a wildcard source matches is left out when its name matches `exclude`, as the reference's example
+    `COPY --exclude=*.txt hom* /mydir/` has it; a matched directory is copied, its entries filtered (fsutil matches
+    only below each source, and BuildKit's tests expect `ADD --exclude=* dir* /6` to give an empty /6).
+    """
+
+    exclude: IgnoreRules | None = None
+    include: IgnoreRules | None = None
+
+    @classmethod
+    def of(cls, exclude_patterns: tuple[str, ...], include_pattern: str) -> CopyFilter | None:
+        if not exclude_patterns and not include_pattern:
+            return None
+        return cls(
+            exclude=IgnoreRules(exclude_patterns) if exclude_patterns else None,
+            include=IgnoreRules((include_pattern,)) if include_pattern else None,
+        )
+
+    def _include_parts(self) -> list[str] | None:
+        """The include pattern's components, or None when `**` lets it reach any depth."""
+        if self.include is None:
+            return None
+        pattern = self.include.patterns[0]
+        return None if "**" in pattern else [part for part in pattern.split("/") if part]
+
+    def may_hold_kept(self, rel: str) -> bool:
+        """Whether something beneath the left-out directory `rel` may still be kept. Without `**`, the include
+        pattern matches only as deep as it has components, and only below directories that match its first ones."""
+        excluded = self.exclude is not None and self.exclude.excludes(rel, is_dir=True)
+        if excluded and self.exclude is not None and not self.exclude.may_descend(rel):
+            return False
+        parts = self._include_parts()
+        if parts is None or self.include is None or self.include.excludes(rel, is_dir=True):
+            return True
+        names = rel.split("/")
+        if len(names) >= len(parts):
+            return False
+        for name, part in zip(names, parts):
+            regex = _component_regex(part)
+            if regex is None or not regex.fullmatch(name):
+                return False
+        return True
+
+    def keeps(self, rel: str, parent_included: bool) -> bool:
+        if self.exclude is not None and self.exclude.excludes(rel):
+            return False
+        return parent_included or self.include is None or self.include.excludes(rel)
+
+    def keeps_match(self, name: str) -> bool:
+        """Whether a wildcard match named `name` is copied at all."""
+        return self.exclude is None or not self.exclude.excludes(name)
 
 
 def has_wildcards(src: str) -> bool:
@@ -345,14 +407,89 @@ def _walk(root: RootDir, reldir: str, rules: IgnoreRules | None) -> Iterator[tup
             push(relpath)
 
 
-def walk_tree(
-    source_root: RootDir, selected: SelectedPath, exclude: IgnoreRules | None
+def _walk_filtered(
+    root: RootDir, reldir: str, rules: IgnoreRules | None, keep: CopyFilter
 ) -> Iterator[tuple[str, os.stat_result]]:
-    """What copying `selected` reads: the path itself when it is not a directory, else everything beneath it."""
+    """`_walk`, keeping only what `keep` keeps; a directory left out is given just before the first entry beneath
+    it that is kept, and not at all when there is none."""
+    skip = len(reldir) + 1 if reldir else 0
+    # one frame per open directory: its entries, whether it was yielded (or is waiting to be), whether it is kept
+    stack: list[tuple[str, os.stat_result, Iterator[tuple[str, os.stat_result]], list[bool], bool]] = []
+
+    def push(directory: str, info: os.stat_result, yielded: bool, kept: bool) -> None:
+        try:
+            entries = root.scan(directory)
+        except OSError as error:
+            raise source_error(error.filename if isinstance(error.filename, str) else directory, error) from error
+        stack.append((directory, info, iter(entries), [yielded], kept))
+
+    push(reldir, IMPLIED_DIR, True, False)  # the source itself is copied; its entries must be kept on their own
+    while stack:
+        directory, _, entries, _, parent_kept = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        name, info = entry
+        relpath = _join(directory, name)
+        if stat.S_ISSOCK(info.st_mode):
+            continue
+        is_dir = stat.S_ISDIR(info.st_mode)
+        if rules is not None and rules.excludes(relpath, is_dir):
+            if not (is_dir and rules.may_descend(relpath) and _has_included(root, relpath, rules)):
+                continue
+            info = IMPLIED_DIR
+        rel = relpath[skip:]
+        if keep.keeps(rel, parent_kept):
+            for waiting_dir, waiting_info, _, yielded, _ in stack:
+                if not yielded[0]:
+                    yielded[0] = True
+                    yield waiting_dir, waiting_info
+            yield relpath, info
+            if is_dir:
+                push(relpath, info, True, True)
+        elif is_dir and keep.may_hold_kept(rel):
+            push(relpath, info, False, False)
+
+
+def walk_tree(
+    source_root: RootDir,
+    selected: SelectedPath,
+    exclude: IgnoreRules | None,
+    keep: CopyFilter | None = None,
+) -> Iterator[tuple[str, os.stat_result]]:
+    """What copying `selected` reads: the path itself when it is not a directory, else everything beneath it that
+    .dockerignore (`exclude`) and the COPY's own filter (`keep`) let through."""
     if not selected.is_dir:
         yield selected.relpath, selected.info
         return
-    yield from _walk(source_root, selected.relpath, exclude if exclude else None)
+    if keep is None:
+        yield from _walk(source_root, selected.relpath, exclude if exclude else None)
+    else:
+        yield from _walk_filtered(source_root, selected.relpath, exclude if exclude else None, keep)
+
+
+def select_kept(
+    source_root: RootDir,
+    src: str,
+    *,
+    allow_wildcard: bool,
+    follow_symlinks: bool,
+    exclude: IgnoreRules | None,
+    keep: CopyFilter | None = None,
+    required: str = "",
+) -> list[SelectedPath]:
+    """`select_sources`, without the wildcard matches `keep` leaves out; `required` (a path below `src` that must
+    exist, `--parents` without wildcards) raises StepError like a missing source when it does not."""
+    selected = select_sources(
+        source_root, src, allow_wildcard=allow_wildcard, follow_symlinks=follow_symlinks, exclude=exclude
+    )
+    if required:
+        presence = _Presence(source_root, exclude if exclude else None)
+        _select_one(presence, _check_scope(posixpath.join(src, required)), follow_symlinks)
+    if keep is not None and allow_wildcard and has_wildcards(src):
+        selected = [item for item in selected if item.is_dir or keep.keeps_match(item.name)]
+    return selected
 
 
 def walk_selected(
@@ -362,13 +499,21 @@ def walk_selected(
     allow_wildcard: bool,
     follow_symlinks: bool,
     exclude: IgnoreRules | None,
+    keep: CopyFilter | None = None,
+    required: str = "",
 ) -> Iterator[tuple[str, os.stat_result]]:
     """(relpath under `source_root`, lstat) of every entry a copy of `src` reads, in copy order.
 
     A selected directory contributes its contents, not itself (its own mode, owner and time are not copied);
     relpaths have no symlink on the way: read them through `source_root`, which refuses one that has since gained a
     symlink."""
-    for selected in select_sources(
-        source_root, src, allow_wildcard=allow_wildcard, follow_symlinks=follow_symlinks, exclude=exclude
+    for selected in select_kept(
+        source_root,
+        src,
+        allow_wildcard=allow_wildcard,
+        follow_symlinks=follow_symlinks,
+        exclude=exclude,
+        keep=keep,
+        required=required,
     ):
-        yield from walk_tree(source_root, selected, exclude)
+        yield from walk_tree(source_root, selected, exclude, keep)

@@ -15,6 +15,12 @@ What the classic builder does, and so what this does:
 - The destination path is resolved inside the root (`resolve_in_root`), so an image symlink such as /app -> /srv is
   followed, to /srv of the image.
 
+BuildKit's flags, which the classic builder refuses, follow BuildKit (fsutil's copy):
+- `--chmod` (octal, or symbolic applied to each entry's own mode) is set on every copied file and directory (not on
+  symlinks), after the chown and without dropping set-id bits; an octal mode also goes to the directories the copy
+  creates on the way to the destination.
+- `--exclude` and `--parents` filter what is copied from beneath each source (context/select.py `CopyFilter`).
+
 The source tree is hostile and may change while we copy: it is held open as one `RootDir` from selection to the last
 file, and every read of it (lstat, readlink, content, the capability xattr) goes through a descriptor beneath it, so a
 directory swapped for a symlink halfway fails the step (ContextError) instead of copying from outside the tree.
@@ -30,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..context.dockerignore import IgnoreRules
-from ..context.select import SelectedPath, is_implied, select_sources, source_error, walk_tree
+from ..context.select import CopyFilter, SelectedPath, is_implied, select_kept, source_error, walk_tree
 from ..errors import BuildError, ContextError, ExecError, StepError
+from ..filemode import FileMode, parse_file_mode
 from ..fs.beneath import RootDir
 from ..solver.ops import Chown, CopyAction
 from .archive import extract_archive, is_archive
@@ -110,16 +117,36 @@ def _copy_content(source_fd: int, target_fd: int) -> None:
             view = view[os.write(target_fd, view) :]
 
 
+def _file_mode(action: CopyAction) -> FileMode | None:
+    """The action's --chmod; the frontend checked it, so a bad one here is a step error, not a crash."""
+    if action.chmod is not None:
+        return FileMode(f"{action.chmod:o}", action.chmod)
+    if not action.chmod_symbolic:
+        return None
+    try:
+        return parse_file_mode(action.chmod_symbolic)
+    except ValueError as error:
+        raise StepError(str(error)) from None
+
+
 @dataclass
 class _Copier:
     source_root: RootDir
     identity: tuple[int, int] | None
-    chmod: int | None
+    chmod: FileMode | None
     rules: IgnoreRules | None
+    keep: CopyFilter | None = None
     directories: list[tuple[str, os.stat_result]] = field(default_factory=list)
 
+    @property
+    def new_dir_mode(self) -> int:
+        """The mode of a directory the copy creates on the way to its destination: an octal --chmod, else 0755."""
+        return self.chmod.octal if self.chmod is not None and self.chmod.octal is not None else 0o755
+
     def _mode(self, info: os.stat_result) -> int:
-        mode = self.chmod if self.chmod is not None else stat.S_IMODE(info.st_mode)
+        if self.chmod is not None:
+            return self.chmod.apply(info.st_mode, stat.S_ISDIR(info.st_mode))
+        mode = stat.S_IMODE(info.st_mode)
         if self.identity is not None and not stat.S_ISDIR(info.st_mode):
             mode &= ~stat.S_ISUID
             if mode & stat.S_IXGRP:
@@ -206,7 +233,7 @@ class _Copier:
         """The contents of directory `item` into the existing directory `dest`."""
         skip = len(item.relpath) + 1 if item.relpath else 0
         links: dict[tuple[int, int], str] = {}
-        for relpath, info in walk_tree(self.source_root, item, self.rules):
+        for relpath, info in walk_tree(self.source_root, item, self.rules, self.keep):
             self.place(relpath, os.path.join(dest, relpath[skip:]), info, links)
 
     def finish(self) -> None:
@@ -221,15 +248,19 @@ def _keyword(action: CopyAction) -> str:
     return "ADD" if action.attempt_unpack else "COPY"
 
 
-def _select(source_root: RootDir, action: CopyAction, rules: IgnoreRules | None) -> list[SelectedPath]:
+def _select(
+    source_root: RootDir, action: CopyAction, rules: IgnoreRules | None, keep: CopyFilter | None
+) -> list[SelectedPath]:
     keyword = _keyword(action)
     try:
-        return select_sources(
+        return select_kept(
             source_root,
             action.src,
             allow_wildcard=action.allow_wildcard,
             follow_symlinks=action.follow_symlinks,
             exclude=rules,
+            keep=keep,
+            required=action.include_pattern if action.required else "",
         )
     except StepError as error:
         raise StepError(f"{keyword} failed: {error.message}") from None
@@ -249,11 +280,12 @@ def copy_action(dest_root: Path, source_root: Path, action: CopyAction) -> None:
 
 def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> None:
     rules = IgnoreRules(action.exclude) if action.exclude else None
-    selected = _select(source_root, action, rules)
+    keep = CopyFilter.of(action.exclude_patterns, action.include_pattern)
+    selected = _select(source_root, action, rules, keep)
     into_dir = action.dest_is_dir or action.dest.endswith("/")
     keyword = _keyword(action)
     if not selected:
-        if action.allow_empty_wildcard:
+        if action.allow_empty_wildcard or keep is not None:  # everything a wildcard matched may be --excluded
             return
         raise StepError(f"{keyword} failed: no source files were specified")
     if len(selected) > 1 and not into_dir:
@@ -265,7 +297,7 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> Non
         dest = os.fspath(resolve_in_root(dest_root, action.dest))
     except NotADirectoryError:
         raise StepError(f"failed to copy files: lstat {action.dest.rstrip('/') or '/'}: not a directory") from None
-    copier = _Copier(source_root, identity, action.chmod, rules)
+    copier = _Copier(source_root, identity, _file_mode(action), rules, keep)
     stage = "failed to copy files"
     try:
         if not action.create_dest_path:
@@ -281,7 +313,7 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> Non
                 existed = os.path.isdir(target)
                 if os.path.lexists(target) and not existed:
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), target)
-                mkdir_all(target, 0o755, (0, 0))
+                mkdir_all(target, copier.new_dir_mode, (0, 0))
                 if identity is not None and not existed:
                     os.lchown(target, *identity)
                 copier.copy_tree(item, target)
@@ -293,7 +325,7 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> Non
                         continue
             target = os.path.join(dest, item.name) if into_dir or os.path.isdir(dest) else dest
             stage = "failed to copy files: failed to create new directory"
-            mkdir_all(os.path.dirname(target), 0o755, identity if identity is not None else (0, 0))
+            mkdir_all(os.path.dirname(target), copier.new_dir_mode, identity if identity is not None else (0, 0))
             stage = "failed to copy files"
             copier.place(item.relpath, target, item.info, {})
         copier.finish()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from ..errors import InstructionError, SourceLocation
+from ..context.dockerignore import IgnoreRules
+from ..errors import ContextError, InstructionError, SourceLocation
 from ..gostring import go_quote
 from ..image.config import Healthcheck as HealthcheckConfig
 from .flags import FlagError, ParsedFlags, parse_flags
@@ -165,10 +166,8 @@ def _run(node: Node, location: SourceLocation) -> Run:
     return Run(location=location, command=command, prepend_shell=prepend_shell, network=network, security=security)
 
 
-def _copy_args(node: Node, flags: ParsedFlags) -> tuple[tuple[str, ...], str]:
+def _copy_args(node: Node) -> tuple[tuple[str, ...], str]:
     _no_heredocs(node)
-    if "chmod" in flags:
-        raise _Invalid(REQUIRES_BUILDKIT.format(flag="chmod"))
     if len(node.args) < 2:
         raise _Invalid(
             f"{node.keyword.upper()} requires at least two arguments, but only one was provided. "
@@ -177,16 +176,47 @@ def _copy_args(node: Node, flags: ParsedFlags) -> tuple[tuple[str, ...], str]:
     return tuple(node.args[:-1]), node.args[-1]
 
 
+def _exclude_patterns(flags: ParsedFlags) -> tuple[str, ...]:
+    patterns = flags.strings("exclude")
+    for pattern in patterns:
+        try:
+            IgnoreRules((pattern,))
+        except ContextError as error:
+            reason = str(error).rpartition(": ")[2]
+            raise _Invalid(f"invalid --exclude pattern {go_quote(pattern)}: {reason}") from None
+    return patterns
+
+
 def _copy(node: Node, location: SourceLocation) -> Copy:
     flags = _flags(node)
-    sources, dest = _copy_args(node, flags)
-    return Copy(location=location, sources=sources, dest=dest, from_=flags.string("from"), chown=flags.string("chown"))
+    sources, dest = _copy_args(node)
+    return Copy(
+        location=location,
+        sources=sources,
+        dest=dest,
+        from_=flags.string("from"),
+        chown=flags.string("chown"),
+        chmod=flags.string("chmod"),
+        link=flags.boolean("link"),
+        exclude=_exclude_patterns(flags),
+        parents=flags.boolean("parents"),
+    )
 
 
 def _add(node: Node, location: SourceLocation) -> Add:
     flags = _flags(node)
-    sources, dest = _copy_args(node, flags)
-    return Add(location=location, sources=sources, dest=dest, chown=flags.string("chown"))
+    sources, dest = _copy_args(node)
+    return Add(
+        location=location,
+        sources=sources,
+        dest=dest,
+        chown=flags.string("chown"),
+        chmod=flags.string("chmod"),
+        link=flags.boolean("link"),
+        exclude=_exclude_patterns(flags),
+        checksum=flags.string("checksum"),
+        keep_git_dir=flags.boolean("keep-git-dir") if "keep-git-dir" in flags else None,
+    )
 
 
 def _key_value_triples(node: Node) -> tuple[tuple[str, str], ...]:

@@ -12,6 +12,10 @@ Facts checked against `DOCKER_BUILDKIT=0 docker build` (Docker 20.10.24):
 - ENV wins over ARG; a RUN sees the stage's ARGs with a value that ENV does not override, and the predefined proxy
   ARGs given with --build-arg, none of which reach the image's Env;
 - COPY --chown is expanded, COPY --from is not; --from is a stage name (any case), a stage index, else an image;
+- BuildKit's COPY/ADD flags (which the classic builder refuses) follow BuildKit: `--chmod` is expanded, `--link`
+  copies onto an empty tree and stacks that layer on the stage (ignored with `--chmod`, as BuildKit does),
+  `--parents` keeps the parent directories below a `/./` pivot, `--exclude` leaves out matching paths, ADD
+  downloads an http(s) URL (never unpacked) and clones a git URL, and `--checksum` pins either;
 - WORKDIR creates its directory owned by root even after USER, and is relative to the previous WORKDIR;
 - ENTRYPOINT clears a CMD inherited from the base, not one set earlier in the same stage;
 - EXPOSE records each port of a range, the protocol lowercased (default tcp);
@@ -38,13 +42,27 @@ from ..solver.ops import (
     CopyAction,
     ExecOp,
     FileOp,
+    HttpSource,
     ImageSource,
+    MergeOp,
     MkdirAction,
     OpMeta,
     ScratchSource,
 )
 from .convert import node_to_instruction, parse_stages, trigger_error
+from .copyflags import (
+    HttpUrl,
+    add_checksum,
+    classify_source,
+    file_mode,
+    git_source,
+    names_working_dir,
+    numeric_chown,
+    split_parents,
+    url_filename,
+)
 from .dispatch import DEFAULT_SHELL, apply_instruction, dispatch_workdir, expand_instruction, with_shell
+from .gitref import GitRef
 from .instructions import (
     Add,
     Arg,
@@ -66,7 +84,6 @@ PREDEFINED_ARGS = frozenset(
     {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy"}
 )
 SUPPORTED_PLATFORMS = frozenset({"linux/amd64"})
-_URL_PREFIXES = ("http://", "https://", "git@", "git://")
 _I = TypeVar("_I", bound=Instruction)
 
 
@@ -375,11 +392,12 @@ class _Converter:
     def _copy(self, state: _StageState, instruction: Copy | Add, meta: OpMeta) -> None:
         expanded = self._expand(instruction, self._env(state))
         keyword = instruction.keyword
-        for source_path in expanded.sources:
-            if source_path.startswith(_URL_PREFIXES):
-                if isinstance(instruction, Add):
-                    raise self._fail(instruction, "ADD from a URL is not supported yet")
-                raise self._fail(instruction, "Source can't be a URL for COPY")
+        sources = [classify_source(instruction, source_path) for source_path in expanded.sources]
+        mode = file_mode(instruction, expanded.chmod)
+        checksum = add_checksum(expanded, sources) if isinstance(expanded, Add) else ""
+        # BuildKit links only without --chmod: an octal mode also goes to the parents the copy creates, which the
+        # linked layer would then stack over the stage's own.
+        link = expanded.link and mode is None
         dest_is_dir = expanded.dest.endswith("/")
         if len(expanded.sources) > 1 and not dest_is_dir:
             raise self._fail(
@@ -387,31 +405,71 @@ class _Converter:
                 f"When using {keyword} with more than one source file, the destination must be a directory and end "
                 "with a /",
             )
-        dest = _copy_dest(expanded.dest, state.config.working_dir)
-        from_ = expanded.from_ if isinstance(expanded, Copy) else ""
-        source, from_context = self._copy_source(state, instruction, from_)
+        if link and names_working_dir(expanded.dest):
+            dest_is_dir = True  # on an empty tree nothing says the working directory is a folder
         chown = _chown(expanded.chown)
+        if link and chown is not None:
+            chown = numeric_chown(instruction, chown)
+        parent = state.rootfs
+        template = CopyAction(
+            source=parent,
+            src="",
+            dest=_copy_dest(expanded.dest, state.config.working_dir),
+            dest_is_dir=dest_is_dir,
+            chown=chown,
+            chmod=mode.octal if mode is not None else None,
+            chmod_symbolic=mode.text if mode is not None and mode.symbolic else "",
+            exclude_patterns=expanded.exclude,
+        )
+        actions: list[CopyAction] = []
+        for source in sources:
+            if isinstance(source, GitRef):
+                assert isinstance(expanded, Add)  # classify_source gives repositories to ADD only
+                git = self.graph.add(git_source(expanded, source, checksum), meta)
+                actions.append(replace(template, source=git, src="/", allow_wildcard=False))
+            elif isinstance(source, HttpUrl):
+                filename = url_filename(source.url)
+                http = self.graph.add(HttpSource(url=source.url, filename=filename, checksum=checksum), meta)
+                # a name only the response gives (Content-Disposition) is matched with a wildcard
+                actions.append(replace(template, source=http, src=filename or "*", allow_wildcard=not filename))
+            else:
+                actions.append(self._local_action(state, expanded, template, source, several=len(sources) > 1))
+        if link:
+            scratch = self.graph.add(ScratchSource(), OpMeta(name="scratch"))
+            linked = self.graph.add(FileOp(base=scratch, actions=tuple(actions)), meta)
+            merge_meta = replace(meta, name=meta.name.replace(f"] {keyword}", f"] LINK {keyword}", 1))
+            state.rootfs = self.graph.add(MergeOp(layers=(parent, linked)), merge_meta)
+        else:
+            state.rootfs = self.graph.add(FileOp(base=parent, actions=tuple(actions)), meta)
+        flags = " --parents" if isinstance(expanded, Copy) and expanded.parents else ""
+        flags += f" --chmod={expanded.chmod}" if expanded.chmod else ""
+        created_by = f"{keyword}{flags} {' '.join(expanded.sources)} {expanded.dest} # buildkit"
+        state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
+
+    def _local_action(
+        self, state: _StageState, expanded: Copy | Add, template: CopyAction, source: str, several: bool
+    ) -> CopyAction:
+        """A source from the build context or (COPY --from) a stage or an image."""
+        from_ = expanded.from_ if isinstance(expanded, Copy) else ""
+        origin, from_context = self._copy_source(state, expanded, from_)
+        chown = template.chown
         if chown is None and from_context:
             chown = Chown("0", "0")  # Docker's classic builder gives context files to root (and so drops setuid)
-        several = len(expanded.sources) > 1
-        actions = tuple(
-            CopyAction(
-                source=source,
-                src=source_path,
-                dest=dest,
-                dest_is_dir=dest_is_dir,
-                attempt_unpack=isinstance(instruction, Add) and from_context,
-                chown=chown,
-                exclude=self.context.exclude if from_context else (),
-                # Docker counts matches per instruction: one source may match nothing when another matches.
-                allow_empty_wildcard=several,
-            )
-            for source_path in expanded.sources
+        src, include, required = source, "", False
+        if isinstance(expanded, Copy) and expanded.parents:
+            src, include, required = split_parents(source)
+        return replace(
+            template,
+            source=origin,
+            src=src,
+            attempt_unpack=isinstance(expanded, Add) and from_context,
+            chown=chown,
+            exclude=self.context.exclude if from_context else (),
+            # Docker counts matches per instruction: one source may match nothing when another matches.
+            allow_empty_wildcard=several,
+            include_pattern=include,
+            required=required,
         )
-        parent = state.rootfs
-        state.rootfs = self.graph.add(FileOp(base=parent, actions=actions), meta)
-        created_by = f"{keyword} {' '.join(expanded.sources)} {expanded.dest} # buildkit"
-        state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
 
     def _copy_source(self, state: _StageState, instruction: Instruction, from_: str) -> tuple[Digest, bool]:
         if not from_:

@@ -85,36 +85,51 @@ class Run(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class FileInstruction(Instruction):
-    """What COPY and ADD share: sources, a destination, an owner and a mode for what they write."""
+    """What COPY and ADD share: sources, a destination, an owner and a mode for what they write, whether the layer
+    is linked (`--link`: made on an empty tree and stacked on the stage), and `--exclude` patterns."""
 
     sources: tuple[str, ...]
     dest: str
     chown: str = ""
     chmod: str = ""
+    link: bool = False
+    exclude: tuple[str, ...] = ()
 
     def expand(self, expand_word: WordExpander) -> Self:
-        # Docker 20.10's classic builder expands --chown but not --from.
+        # Docker 20.10's classic builder expands --chown but not --from; BuildKit expands --chmod too, and does not
+        # expand --exclude.
         return replace(
             self,
             sources=tuple(expand_word(source) for source in self.sources),
             dest=expand_word(self.dest),
             chown=expand_word(self.chown) if self.chown else "",
+            chmod=expand_word(self.chmod) if self.chmod else "",
         )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Copy(FileInstruction):
-    """COPY [--from=<stage|index|image>] [--chown=<user>[:<group>]] <src>... <dest>  (also the JSON form)"""
+    """COPY [--from=<stage|index|image>] [--chown=<user>[:<group>]] [--chmod=<mode>] [--link] [--parents]
+    [--exclude=<pattern>...] <src>... <dest>  (also the JSON form)"""
 
     keyword: ClassVar[str] = "COPY"
     from_: str = ""
+    parents: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class Add(FileInstruction):
-    """ADD [--chown=<user>[:<group>]] <src>... <dest>  (local archives are unpacked; also the JSON form)"""
+    """ADD [--chown=<user>[:<group>]] [--chmod=<mode>] [--link] [--exclude=<pattern>...] [--checksum=<digest>]
+        [--keep-git-dir[=<bool>]] <src>... <dest>
+    (local archives are unpacked; a URL is downloaded, a git URL cloned; also the JSON form)"""
 
     keyword: ClassVar[str] = "ADD"
+    checksum: str = ""
+    keep_git_dir: bool | None = None  # None: not given (a `?keep-git-dir=` in the URL may say)
+
+    def expand(self, expand_word: WordExpander) -> Self:
+        expanded = super().expand(expand_word)
+        return replace(expanded, checksum=expand_word(self.checksum) if self.checksum else "")
 
 
 @dataclass(frozen=True, kw_only=True)

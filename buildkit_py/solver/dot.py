@@ -1,7 +1,8 @@
 """The build graph as Graphviz DOT: one node per op, an edge from each input to its consumer, a cluster per stage,
 and each step coloured by its cache state (hit, miss and why, not needed because a later step is cached).
 
-Sources (scratch, a base image, the build context) have no step number and are drawn as plain shapes. SVG and PNG
+Sources (scratch, a base image, the build context, a download, a git checkout) and merges (`COPY --link` stacking
+its layer on the stage) have no step number and are drawn as plain shapes. SVG and PNG
 come from the `dot` program when it is installed; DOT text needs nothing.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from ..digest import Digest
 from ..errors import BuildError
 from .graph import BuildGraph
-from .ops import ContextSource, ImageSource, Op, ScratchSource
+from .ops import ContextSource, GitSource, HttpSource, ImageSource, MergeOp, Op, ScratchSource
 from .solver import SolveStats
 
 __all__ = [
@@ -39,8 +40,14 @@ NOT_NEEDED = "not needed"
 _FILL = {HIT: "#b8e6a8", MISS: "#ffc27a", NOT_NEEDED: "#e4e4e4"}
 _FONT = {HIT: "black", MISS: "black", NOT_NEEDED: "#777777"}
 _SHOWN_STATE = {HIT: "cached", NOT_NEEDED: "not needed: a later step is cached"}
-_SOURCE_SHAPES = {ScratchSource.kind: "plaintext", ImageSource.kind: "cylinder", ContextSource.kind: "folder"}
-_SOURCE_KINDS = frozenset(_SOURCE_SHAPES)
+_SOURCE_SHAPES = {
+    ScratchSource.kind: "plaintext",
+    ImageSource.kind: "cylinder",
+    ContextSource.kind: "folder",
+    HttpSource.kind: "note",
+    GitSource.kind: "component",
+    MergeOp.kind: "invtriangle",
+}
 _LABEL_REASON = 60
 _LABEL_NAME = 70
 _STAGE_PREFIX = re.compile(r"^\[(?:(?P<stage>\S+) )?\d+/\d+\]\s*")
@@ -52,7 +59,7 @@ def step_numbers(graph: BuildGraph) -> dict[Digest, int]:
     """Number the steps as the solver does: every op that is not a source, in topological order from 1."""
     numbers: dict[Digest, int] = {}
     for digest in graph.topological():
-        if graph.op(digest).kind not in _SOURCE_KINDS:
+        if graph.op(digest).is_step:
             numbers[digest] = len(numbers) + 1
     return numbers
 
@@ -61,7 +68,7 @@ def states_from_stats(graph: BuildGraph, stats: SolveStats) -> dict[Digest, str]
     """After a build: executed steps missed, cached steps hit, and the steps beneath a hit were not needed."""
     states: dict[Digest, str] = {}
     for digest in graph.topological():
-        if graph.op(digest).kind in _SOURCE_KINDS:
+        if not graph.op(digest).is_step:
             continue
         if digest in stats.executed:
             states[digest] = MISS
@@ -96,6 +103,12 @@ def source_label(op: Op, name: str) -> str:
         return "build context" if op.name == "context" else f"context {op.name}"
     if isinstance(op, ScratchSource):
         return "scratch"
+    if isinstance(op, HttpSource):
+        return f"download {op.url}"
+    if isinstance(op, GitSource):
+        return f"git {op.remote}" + (f"#{op.ref}" if op.ref else "")
+    if isinstance(op, MergeOp):
+        return "link"
     return name or op.kind
 
 
@@ -127,10 +140,10 @@ def to_dot(
         op = graph.op(digest)
         meta = graph.meta(digest)
         attributes: dict[str, str | list[str]] = {}
-        if op.kind in _SOURCE_KINDS:
+        if not op.is_step:
             label = source_label(op, meta.name)
             attributes["label"] = label
-            attributes["shape"] = _SOURCE_SHAPES[op.kind]
+            attributes["shape"] = _SOURCE_SHAPES.get(op.kind, "plaintext")
             attributes["style"] = "filled"
             attributes["fillcolor"] = "#d6e6f7"
             attributes["tooltip"] = [label, str(digest)]
@@ -159,7 +172,7 @@ def to_dot(
             if state:
                 attributes["class"] = state.replace(" ", "-")
         line = f"{_node_id(digest)} [{_attributes(attributes)}];"
-        if op.kind in _SOURCE_KINDS:
+        if not op.is_step:
             # A source sits in its stage's box only when that stage alone reads it (a base used twice is shared).
             readers = {stages[consumer] for consumer in graph.consumers_of(digest)}
             if meta.stage and readers <= {stages[digest]}:

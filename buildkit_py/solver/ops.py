@@ -2,7 +2,9 @@
 
 Every op names its inputs by digest, so an op's digest (blake3 of its canonical definition) covers the whole
 subgraph beneath it. What is not identity (display name, Dockerfile lines) lives in `OpMeta`, outside the digest.
-An op whose output is a root filesystem yields a chain of layers; `ContextSource` yields the build context folder.
+An op whose output is a root filesystem yields a chain of layers; `ContextSource` yields the build context folder,
+`HttpSource` a folder holding one downloaded file, `GitSource` a checkout. A `MergeOp` stacks the layers of its inputs
+(`COPY --link`); like the sources it is not a step: nothing runs for it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class OpMeta:
 @dataclass(frozen=True)
 class Op:
     kind: ClassVar[str] = "op"
+    is_step: ClassVar[bool] = True  # something runs for it, and it has a step number; false for sources and merges
 
     def inputs(self) -> tuple[Digest, ...]:
         return ()
@@ -71,6 +74,7 @@ class ScratchSource(Op):
     """The empty root filesystem (`FROM scratch`)."""
 
     kind: ClassVar[str] = "scratch"
+    is_step: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class ImageSource(Op):
     """An image in the local store; yields its layers. `image_id` is the config digest, so it pins the content."""
 
     kind: ClassVar[str] = "image"
+    is_step: ClassVar[bool] = False
     ref: str
     image_id: Digest
 
@@ -93,12 +98,68 @@ class ContextSource(Op):
     exactly the files it selects, so moving the project or editing an unrelated ignore line is still a hit."""
 
     kind: ClassVar[str] = "context"
+    is_step: ClassVar[bool] = False
     name: str
     path: str
     exclude: tuple[str, ...] = ()
 
     def cache_definition(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name}
+
+
+@dataclass(frozen=True)
+class HttpSource(Op):
+    """A file downloaded from `url` (`ADD https://...`), in a folder of its own, named `filename` (from the URL's
+    path; "" when the URL has none and the response's Content-Disposition names it).
+
+    Only what was downloaded is the cache key (its digest and name, which the worker adds as content): an unchanged
+    file is a hit whatever the URL, and `checksum` (`sha256:<hex>` the content must have) is checked, not keyed."""
+
+    kind: ClassVar[str] = "http"
+    is_step: ClassVar[bool] = False
+    url: str
+    filename: str = ""
+    checksum: str = ""
+
+    def cache_definition(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+@dataclass(frozen=True)
+class GitSource(Op):
+    """The tree of a git repository at `ref` (`ADD https://host/repo.git#ref:subdir`): `subdir` only when given,
+    with `.git` only for `keep_git_dir` (and no subdir).
+
+    The key is the commit the ref resolves to (the worker adds it as content), so an unchanged ref is a hit without
+    cloning; the ref's name is keyed only when `.git` is kept, since the checkout then records it. `checksum` (a
+    commit id or a prefix of one) is checked, not keyed."""
+
+    kind: ClassVar[str] = "git"
+    is_step: ClassVar[bool] = False
+    remote: str
+    ref: str = ""
+    subdir: str = ""
+    keep_git_dir: bool = False
+    checksum: str = ""
+
+    def cache_definition(self) -> dict[str, Any]:
+        keyed: dict[str, Any] = {"kind": self.kind, "remote": self.remote, "subdir": self.subdir}
+        if self.keep_git_dir:
+            keyed.update(keep_git_dir=True, ref=self.ref)
+        return keyed
+
+
+@dataclass(frozen=True)
+class MergeOp(Op):
+    """The layers of `layers[0]`, then those of each next input on top (`COPY --link`: the copy's own layer, made
+    on an empty tree, stacked on the stage). Nothing runs: the chain is the inputs' chains joined."""
+
+    kind: ClassVar[str] = "merge"
+    is_step: ClassVar[bool] = False
+    layers: tuple[Digest, ...]
+
+    def inputs(self) -> tuple[Digest, ...]:
+        return self.layers
 
 
 @dataclass(frozen=True)
@@ -148,6 +209,25 @@ class CopyAction:
     chown: Chown | None = None
     chmod: int | None = None
     exclude: tuple[str, ...] = ()
+    # Added with BuildKit's COPY flags; left out of the definition at their defaults (see _ADDED_COPY_FIELDS).
+    chmod_symbolic: str = ""  # `--chmod=u+x,g-w`: applied to each copied entry's own mode
+    exclude_patterns: tuple[str, ...] = ()  # `--exclude`: .dockerignore-style, relative to each copied source
+    include_pattern: str = ""  # `--parents`: copy what matches below `src`, keeping the parent directories
+    required: bool = False  # `--parents` without wildcards: the pattern must match
+
+
+# Fields a CopyAction gained after cache keys were first written: at their default they stay out of its definition,
+# so the keys of every COPY written before them are unchanged.
+_ADDED_COPY_FIELDS = {"chmod_symbolic": "", "exclude_patterns": (), "include_pattern": "", "required": False}
+
+
+def _action_definition(action: CopyAction | MkdirAction) -> dict[str, Any]:
+    plain: dict[str, Any] = {"action": type(action).__name__, **_plain(action)}
+    if isinstance(action, CopyAction):
+        for name, default in _ADDED_COPY_FIELDS.items():
+            if getattr(action, name) == default:
+                del plain[name]
+    return plain
 
 
 @dataclass(frozen=True)
@@ -177,5 +257,5 @@ class FileOp(Op):
         return {
             "kind": self.kind,
             "base": str(self.base),
-            "actions": [{"action": type(action).__name__, **_plain(action)} for action in self.actions],
+            "actions": [_action_definition(action) for action in self.actions],
         }

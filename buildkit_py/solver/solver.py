@@ -17,7 +17,7 @@ from ..digest import Digest
 from ..errors import BuildError, at_location
 from .cachekey import cache_key, keyed_definition
 from .graph import BuildGraph
-from .ops import Op, OpMeta
+from .ops import MergeOp, Op, OpMeta
 from .progress import ProgressCallback, StepCached, StepDone, StepFailed, StepOutput, StepStarted, ignore_progress
 
 Chain = tuple[Digest, ...]
@@ -139,7 +139,8 @@ class Solver:
     def _number_steps(self) -> dict[Digest, int]:
         numbers: dict[Digest, int] = {}
         for digest in self.graph.topological():
-            if self.worker.source_chain(self.graph.op(digest)) is None:
+            op = self.graph.op(digest)
+            if op.is_step and self.worker.source_chain(op) is None:
                 numbers[digest] = len(numbers) + 1
         return numbers
 
@@ -172,7 +173,8 @@ class Solver:
         to_run: list[Digest] = []
         self._plan(targets, keys, chains, to_run, stats)
         for digest in to_run:
-            stats.reasons[digest] = self._reason(digest, keys, summaries, stats)
+            if digest in self.numbers:
+                stats.reasons[digest] = self._reason(digest, keys, summaries, stats)
         self._run(to_run, keys, summaries, chains, stats)
         self._fill_skipped(keys, chains)
         return SolveResult(chains=chains, keys=keys, stats=stats)
@@ -245,7 +247,8 @@ class Solver:
                 cached = self.cache.get(keys[digest])
                 if cached is not None:
                     chains[digest] = cached
-                    stats.cached.add(digest)
+                    if digest in self.numbers:
+                        stats.cached.add(digest)
                     return
             for input_digest in op.inputs():
                 visit(input_digest)
@@ -284,13 +287,32 @@ class Solver:
     ) -> str:
         if self.no_cache(digest):
             return "cache disabled (--no-cache)"
-        op = self.graph.op(digest)
-        for input_digest in op.inputs():
-            if input_digest in stats.reasons and input_digest in self.numbers:
-                return f"parent step #{self.numbers[input_digest]} was rebuilt"
+        rebuilt = self._rebuilt_parent(digest, stats)
+        if rebuilt is not None:
+            return f"parent step #{self.numbers[rebuilt]} was rebuilt"
         if self.explainer is None:
             return "not in the cache"
         return self.explainer.explain(self._record(digest, keys, summaries))
+
+    def _rebuilt_parent(self, digest: Digest, stats: SolveStats) -> Digest | None:
+        """The first input step that runs in this build, looking through merges (which are not steps)."""
+        for input_digest in self.graph.op(digest).inputs():
+            if input_digest in stats.reasons and input_digest in self.numbers:
+                return input_digest
+            if isinstance(self.graph.op(input_digest), MergeOp):
+                found = self._rebuilt_parent(input_digest, stats)
+                if found is not None:
+                    return found
+        return None
+
+    def _merge(self, digest: Digest, keys: Mapping[Digest, Digest], chains: dict[Digest, Chain]) -> None:
+        """A merge's chain: its inputs' chains one after the other. Recorded like a step's, so that a later hit
+        beneath it still finds it."""
+        op = self.graph.op(digest)
+        chain: Chain = tuple(layer for input_digest in op.inputs() for layer in chains[input_digest])
+        with self._lock:
+            chains[digest] = chain
+        self.cache.put(keys[digest], chain, self.graph.meta(digest).name)
 
     def _run(
         self,
@@ -311,7 +333,15 @@ class Solver:
             try:
                 while pending or running:
                     if failure is None:
-                        for digest in [d for d in pending if all(i in chains for i in self.graph.op(d).inputs())]:
+                        merged = True
+                        while merged:  # a merge is ready as soon as its inputs are, and may make another ready
+                            ready = [d for d in pending if all(i in chains for i in self.graph.op(d).inputs())]
+                            merges = [d for d in ready if isinstance(self.graph.op(d), MergeOp)]
+                            for digest in merges:
+                                pending.remove(digest)
+                                self._merge(digest, keys, chains)
+                            merged = bool(merges)
+                        for digest in [d for d in ready if d not in merges]:
                             pending.remove(digest)
                             running[pool.submit(self._execute, digest, chains, stats)] = digest
                     if not running:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .cache import CacheRecord, CacheStore
 from .content import ContentStore
 from .damage import Damage, DamagedContent, DamageRecords
+from .downloads import Download, DownloadRecords
 from .forms import CompressedForm, FormStore
 from .images import ImageStore, ImageSummary
 from .layers import LayerStore
@@ -26,6 +27,8 @@ __all__ = [
     "Damage",
     "DamageRecords",
     "DamagedContent",
+    "Download",
+    "DownloadRecords",
     "FormStore",
     "ImageStore",
     "ImageSummary",

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..digest import Digest
+from ..errors import StoreError
 from .cache import CacheRecord
 from .store import Store
 
@@ -220,6 +221,8 @@ def prune_cache(
     if all:
         # The step log lets a later miss say "the record was pruned"; a full prune forgets that too.
         _forget_steps(store, removed_keys)
+        if until_seconds is None and keep_storage is None:
+            freed += _forget_downloads(store)
     _forget_vanished_files(store)
     return PruneReport(
         records_removed=len(removed_keys),
@@ -249,6 +252,24 @@ def prune_orphan_forms(store: Store) -> int:
 def _forget_steps(store: Store, keys: list[Digest]) -> None:
     if keys:
         store.steps.forget([str(key) for key in keys])
+
+
+def _forget_downloads(store: Store) -> int:
+    """Drop what ADD downloaded (a rebuild downloads it again); returns the bytes freed. A blob that is also a layer,
+    an image config or a compressed form stays."""
+    downloads = store.downloads.all()
+    if not downloads:
+        return 0
+    store.downloads.forget([download.url for download in downloads])
+    kept = set(store.layers.sizes()) | set(store.images.chains()) | {form.digest for form in store.forms.all()}
+    freed = 0
+    for digest in {download.digest for download in downloads} - kept:
+        try:
+            freed += store.blobs.size(digest)
+        except StoreError:
+            continue
+        store.blobs.delete(digest)
+    return freed
 
 
 def _forget_vanished_files(store: Store) -> None:

@@ -12,6 +12,7 @@ and on a fresh one (where every earlier migration has just run).
     3  how long each step in the step log took (for `pybuild graph`'s critical path)
     4  a layer may be kept as its snapshot plus a recipe that rebuilds its tar, instead of the tar itself
     5  containers, named volumes, and which containers use which volumes
+    6  what ADD downloaded from URLs: the content's blob, its name and the validators a rebuild revalidates it with
 """
 
 from __future__ import annotations
@@ -204,6 +205,8 @@ def _version_3(connection: sqlite3.Connection, root: Path) -> None:
 def _version_4(connection: sqlite3.Connection, root: Path) -> None:
     del root
     connection.execute("ALTER TABLE layers ADD COLUMN recipe TEXT")
+
+
 _VERSION_5 = """
 CREATE TABLE IF NOT EXISTS containers (
     container_id TEXT PRIMARY KEY,
@@ -244,11 +247,29 @@ def _version_5(connection: sqlite3.Connection, root: Path) -> None:
     _execute_all(connection, _VERSION_5)
 
 
+_VERSION_6 = """
+CREATE TABLE IF NOT EXISTS downloads (
+    url TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    fetched REAL NOT NULL
+)
+"""
+
+
+def _version_6(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    _execute_all(connection, _VERSION_6)
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
     Migration(3, "step durations", _version_3),
     Migration(4, "layers kept as snapshot and recipe", _version_4),
     Migration(5, "containers and volumes", _version_5),
+    Migration(6, "ADD downloads", _version_6),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

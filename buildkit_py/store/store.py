@@ -15,6 +15,7 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     forms        compressed forms of layers              registry     where blobs and manifests live in registries
     damage       what `system check` found damaged       containers   container records and their states
     volumes      named volumes (`<root>/volumes/<name>/_data`)
+    downloads    what ADD downloaded: url -> blob, validators
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -38,6 +39,7 @@ from .containers import ContainerRecords
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
+from .downloads import DownloadRecords
 from .forms import FormStore
 from .images import ImageStore
 from .layers import LayerStore, remove_trash
@@ -95,6 +97,7 @@ class Store:
         self.registry = RegistryRecords(self.db)
         self.containers = ContainerRecords(self.db)
         self.volumes = VolumeRecords(self.db, self.root)
+        self.downloads = DownloadRecords(self.db, self.blobs)
         sweep_dead_owners(self.tmp_dir)
 
     def close(self) -> None:

@@ -1,5 +1,9 @@
 """The local worker: runs ExecOps and FileOps through an Executor on layer snapshots from the Store, and turns each
-step's overlay upper dir into a committed layer."""
+step's overlay upper dir into a committed layer.
+
+ADD's remote sources are keyed by what they hold: a download by its content's digest and name (downloaded, or
+revalidated, when the keys are computed), a git source by the commit its ref names (`git ls-remote`: an unchanged
+ref is a hit without cloning). A step that runs gets them as folders of its own: the downloaded file, a checkout."""
 
 from __future__ import annotations
 
@@ -10,17 +14,30 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..digest import Digest
+from ..digest import Digest, digest_json
 from ..errors import StepError
 from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
 from ..solver.graph import BuildGraph
-from ..solver.ops import ContextSource, CopyAction, ExecOp, FileOp, ImageSource, Op, OpMeta, ScratchSource
+from ..solver.ops import (
+    ContextSource,
+    CopyAction,
+    ExecOp,
+    FileOp,
+    GitSource,
+    HttpSource,
+    ImageSource,
+    Op,
+    OpMeta,
+    ScratchSource,
+)
 from ..solver.solver import Chain, ContentSummary
 
 if TYPE_CHECKING:
     from ..context.hashing import ContextHasher
+    from ..sources.git import ResolvedRef
+    from ..sources.http import FetchedFile
     from ..store import Store
 
 _OUTPUT_TAIL_LINES = 10
@@ -62,15 +79,50 @@ class LocalWorker:
         self.graph = graph
         self.hasher = hasher
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
+        self._remote_lock = threading.Lock()
+        self._downloads: dict[Digest, FetchedFile] = {}
+        self._commits: dict[Digest, ResolvedRef] = {}
 
     def source_chain(self, op: Op) -> Chain | None:
-        if isinstance(op, ScratchSource | ContextSource):
+        if isinstance(op, ScratchSource | ContextSource | HttpSource | GitSource):
             return ()
         if isinstance(op, ImageSource):
             return image_config(self.store, op.image_id).diff_ids
         return None
 
+    def _download(self, op: HttpSource) -> FetchedFile:
+        """The op's file in the store, fetched once per build."""
+        from ..sources.http import fetch
+
+        with self._remote_lock:
+            known = self._downloads.get(op.digest)
+        if known is None:
+            known = fetch(self.store, op.url, url_name=op.filename, checksum=op.checksum)
+            with self._remote_lock:
+                self._downloads[op.digest] = known
+        return known
+
+    def _resolved(self, op: GitSource) -> ResolvedRef:
+        """The commit the op's ref names, asked once per build."""
+        from ..sources.git import resolve_ref
+
+        with self._remote_lock:
+            known = self._commits.get(op.digest)
+        if known is None:
+            known = resolve_ref(op.remote, op.ref, op.checksum)
+            with self._remote_lock:
+                self._commits[op.digest] = known
+        return known
+
     def content(self, op: Op) -> ContentSummary:
+        if isinstance(op, HttpSource):
+            fetched = self._download(op)
+            digest = digest_json({"name": fetched.filename, "content": str(fetched.digest)})
+            return ContentSummary((digest,), ({fetched.filename: fetched.digest.hex[:16]},))
+        if isinstance(op, GitSource):
+            resolved = self._resolved(op)
+            commit = resolved.object if op.keep_git_dir else resolved.commit
+            return ContentSummary((digest_json({"commit": commit}),), ({op.ref or "HEAD": commit[:16]},))
         if not isinstance(op, FileOp) or self.hasher is None:
             return ContentSummary()
         digests: list[Digest | None] = []
@@ -134,19 +186,34 @@ class LocalWorker:
 
     def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain]) -> Chain:
         chain = inputs[op.base]
-        sources: dict[str, SourceTree] = {}
-        for action in op.actions:
-            if not isinstance(action, CopyAction) or str(action.source) in sources:
-                continue
-            source = self.graph.op(action.source)
-            if isinstance(source, ContextSource):
-                sources[str(action.source)] = SourceTree(folder=Path(source.path))
-            else:
-                sources[str(action.source)] = SourceTree(lowers=self._lowers(inputs[action.source]))
-        with self.store.temp_dir("file-") as scratch, self._cpu:
-            rootfs = self._fresh_rootfs(scratch, chain)
-            self.executor.apply_file_actions(rootfs, op.actions, sources)
-            return chain + self._commit(scratch, rootfs.upper)
+        with self.store.temp_dir("file-") as scratch:
+            sources: dict[str, SourceTree] = {}
+            for action in op.actions:
+                if isinstance(action, CopyAction) and str(action.source) not in sources:
+                    folder = scratch / f"source-{len(sources)}"
+                    sources[str(action.source)] = self._source_tree(self.graph.op(action.source), inputs, folder)
+            with self._cpu:
+                rootfs = self._fresh_rootfs(scratch, chain)
+                self.executor.apply_file_actions(rootfs, op.actions, sources)
+                return chain + self._commit(scratch, rootfs.upper)
+
+    def _source_tree(self, source: Op, inputs: Mapping[Digest, Chain], folder: Path) -> SourceTree:
+        """What a copy reads from: the context folder, a stage's layers, or `folder` holding a download or a
+        checkout."""
+        if isinstance(source, ContextSource):
+            return SourceTree(folder=Path(source.path))
+        if isinstance(source, HttpSource):
+            from ..sources.http import materialize
+
+            folder.mkdir()
+            materialize(self.store, self._download(source), folder)
+            return SourceTree(folder=folder)
+        if isinstance(source, GitSource):
+            from ..sources.git import checkout, subdir_folder
+
+            checkout(source.remote, self._resolved(source), folder, keep_git_dir=source.keep_git_dir)
+            return SourceTree(folder=subdir_folder(folder, source.subdir))
+        return SourceTree(lowers=self._lowers(inputs[source.digest]))
 
     def _fresh_rootfs(self, scratch: Path, chain: Chain) -> RootfsSpec:
         upper, work = scratch / "upper", scratch / "work"
