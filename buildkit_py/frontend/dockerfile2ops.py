@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from ..digest import Digest
-from ..errors import BuildError, DockerfileError, InstructionError, SourceLocation
+from ..errors import BuildError, DockerfileError, ExpansionError, InstructionError, SourceLocation
 from ..gostring import go_clean, go_quote
 from ..image.config import DEFAULT_PATH, ContainerConfig, ImageConfig
 from ..solver.graph import BuildGraph
@@ -45,6 +45,7 @@ from ..solver.ops import (
 )
 from .convert import node_to_instruction, parse_stages, trigger_error
 from .dispatch import DEFAULT_SHELL, apply_instruction, dispatch_workdir, expand_instruction, with_shell
+from .heredoc import HeredocError, inline_sources, run_command
 from .instructions import (
     Add,
     Arg,
@@ -340,7 +341,11 @@ class _Converter:
             self._entitled(run, "network.host")
         if run.security == "insecure":
             self._entitled(run, "security.insecure")
-        args = with_shell(state.config, run.command, run.prepend_shell)
+        try:
+            command, scripts = run_command(run)
+        except HeredocError as error:
+            raise self._fail(run, str(error)) from None
+        args = with_shell(state.config, command, run.prepend_shell)
         env = self._run_env(state)
         op = ExecOp(
             rootfs=state.rootfs,
@@ -351,6 +356,7 @@ class _Converter:
             network=run.network or self.network,
             security=run.security or "sandbox",
             volumes=state.config.volumes,
+            scripts=scripts,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)
@@ -373,7 +379,8 @@ class _Converter:
         )
 
     def _copy(self, state: _StageState, instruction: Copy | Add, meta: OpMeta) -> None:
-        expanded = self._expand(instruction, self._env(state))
+        env = self._env(state)
+        expanded = self._expand(instruction, env)
         keyword = instruction.keyword
         for source_path in expanded.sources:
             if source_path.startswith(_URL_PREFIXES):
@@ -381,37 +388,75 @@ class _Converter:
                     raise self._fail(instruction, "ADD from a URL is not supported yet")
                 raise self._fail(instruction, "Source can't be a URL for COPY")
         dest_is_dir = expanded.dest.endswith("/")
-        if len(expanded.sources) > 1 and not dest_is_dir:
+        several = len(expanded.sources) + len(expanded.inline_sources) > 1
+        if several and not dest_is_dir:
             raise self._fail(
                 instruction,
                 f"When using {keyword} with more than one source file, the destination must be a directory and end "
                 "with a /",
             )
         dest = _copy_dest(expanded.dest, state.config.working_dir)
-        from_ = expanded.from_ if isinstance(expanded, Copy) else ""
-        source, from_context = self._copy_source(state, instruction, from_)
         chown = _chown(expanded.chown)
-        if chown is None and from_context:
-            chown = Chown("0", "0")  # Docker's classic builder gives context files to root (and so drops setuid)
-        several = len(expanded.sources) > 1
-        actions = tuple(
-            CopyAction(
-                source=source,
-                src=source_path,
-                dest=dest,
-                dest_is_dir=dest_is_dir,
-                attempt_unpack=isinstance(instruction, Add) and from_context,
-                chown=chown,
-                exclude=self.context.exclude if from_context else (),
-                # Docker counts matches per instruction: one source may match nothing when another matches.
-                allow_empty_wildcard=several,
+        actions: list[CopyAction] = []
+        if expanded.sources:
+            from_ = expanded.from_ if isinstance(expanded, Copy) else ""
+            source, from_context = self._copy_source(state, instruction, from_)
+            path_chown = chown
+            if path_chown is None and from_context:
+                path_chown = Chown(
+                    "0", "0"
+                )  # Docker's classic builder gives context files to root (and so drops setuid)
+            actions.extend(
+                CopyAction(
+                    source=source,
+                    src=source_path,
+                    dest=dest,
+                    dest_is_dir=dest_is_dir,
+                    attempt_unpack=isinstance(instruction, Add) and from_context,
+                    chown=path_chown,
+                    exclude=self.context.exclude if from_context else (),
+                    # Docker counts matches per instruction: one source may match nothing when another matches.
+                    allow_empty_wildcard=several,
+                )
+                for source_path in expanded.sources
             )
-            for source_path in expanded.sources
-        )
+        actions.extend(self._inline_actions(state, instruction, env, dest, dest_is_dir, chown))
         parent = state.rootfs
-        state.rootfs = self.graph.add(FileOp(base=parent, actions=actions), meta)
-        created_by = f"{keyword} {' '.join(expanded.sources)} {expanded.dest} # buildkit"
+        state.rootfs = self.graph.add(FileOp(base=parent, actions=tuple(actions)), meta)
+        written = [*expanded.sources, *(f"<<{source.name}" for source in expanded.inline_sources)]
+        created_by = f"{keyword} {' '.join(written)} {expanded.dest} # buildkit"
         state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
+
+    def _inline_actions(
+        self,
+        state: _StageState,
+        instruction: Copy | Add,
+        env: Mapping[str, str],
+        dest: str,
+        dest_is_dir: bool,
+        chown: Chown | None,
+    ) -> list[CopyAction]:
+        """A copy of each heredoc source, from a tree holding only its file (BuildKit writes it owned by root)."""
+        try:
+            sources = inline_sources(instruction, env)
+        except HeredocError as error:
+            raise self._fail(instruction, str(error)) from None
+        except ExpansionError as error:
+            raise self._fail(instruction, error.message) from None
+        actions = []
+        for source in sources:
+            digest = self.graph.add(source, OpMeta(name="preparing inline document", stage=state.name))
+            actions.append(
+                CopyAction(
+                    source=digest,
+                    src=source.files[0].name,
+                    dest=dest,
+                    dest_is_dir=dest_is_dir,
+                    allow_wildcard=False,
+                    chown=chown or Chown("0", "0"),
+                )
+            )
+        return actions
 
     def _copy_source(self, state: _StageState, instruction: Instruction, from_: str) -> tuple[Digest, bool]:
         if not from_:

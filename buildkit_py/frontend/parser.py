@@ -28,7 +28,7 @@ from ..gostring import (
     is_go_space,
 )
 
-__all__ = ["Heredoc", "Node", "ParsedDockerfile", "dump", "parse_dockerfile"]
+__all__ = ["Heredoc", "Node", "ParsedDockerfile", "chomp_heredoc", "dump", "parse_dockerfile", "parse_heredoc_word"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class ParsedDockerfile:
     directives: Mapping[str, str]
     warnings: tuple[str, ...]
     filename: str
+    directive_lines: Mapping[str, int] = field(default_factory=dict)
+    empty_continuation_lines: tuple[int, ...] = ()
 
 
 class _LineError(Exception):
@@ -115,6 +117,7 @@ class _Directives:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.values: dict[str, str] = {}
+        self.lines: dict[str, int] = {}
         self.escape = "\\"
         self.continuation = _continuation_regex(self.escape)
         self.done = False
@@ -133,6 +136,7 @@ class _Directives:
         if key == "escape":
             self._set_escape(value, line, line_number)
         self.values[key] = value
+        self.lines[key] = line_number
 
     def _set_escape(self, value: str, line: str, line_number: int) -> None:
         if value not in ("\\", "`"):
@@ -456,6 +460,16 @@ def _heredoc_from_word(word: str) -> Heredoc | None:
     )
 
 
+def parse_heredoc_word(word: str) -> Heredoc | None:
+    """The heredoc a word such as `<<EOF`, `<<-'EOF'` or `3<<EOF` opens (its content empty); None for other words."""
+    return _heredoc_from_word(word)
+
+
+def chomp_heredoc(content: str) -> str:
+    """`<<-`: the leading tabs of every line removed."""
+    return re.sub(r"(?m)^\t+", "", content)
+
+
 def _heredocs_from_line(line: str) -> list[Heredoc]:
     words = _shell_words(line, raw_quotes=True, raw_escapes=True) or []
     return [doc for doc in map(_heredoc_from_word, words) if doc is not None]
@@ -472,6 +486,7 @@ class _Reader:
     filename: str
     line_number: int = 0
     warnings: list[str] = field(default_factory=list)
+    empty_continuation_lines: list[int] = field(default_factory=list)
 
     def more(self) -> bool:
         return self.line_number < len(self.lines)
@@ -507,6 +522,7 @@ class _Reader:
         joined = "".join(parts)
         if had_empty_line:
             self.warnings.append(f"Empty continuation line found in: {joined}")
+            self.empty_continuation_lines.append(self.line_number)
         return joined, start_line
 
     def read_heredocs(self, docs: list[Heredoc], start_line: int) -> tuple[Heredoc, ...]:
@@ -556,6 +572,8 @@ def parse_dockerfile(data: bytes | str, filename: str = "Dockerfile") -> ParsedD
         directives=MappingProxyType(dict(directives.values)),
         warnings=tuple(reader.warnings),
         filename=filename,
+        directive_lines=MappingProxyType(dict(directives.lines)),
+        empty_continuation_lines=tuple(reader.empty_continuation_lines),
     )
 
 

@@ -12,11 +12,23 @@ from typing import TYPE_CHECKING
 
 from ..digest import Digest
 from ..errors import StepError
-from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
+from ..exec.executor import Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
 from ..solver.graph import BuildGraph
-from ..solver.ops import ContextSource, CopyAction, ExecOp, FileOp, ImageSource, Op, OpMeta, ScratchSource
+from ..solver.ops import (
+    INLINE_SCRIPT_DIR,
+    ContextSource,
+    CopyAction,
+    ExecOp,
+    FileOp,
+    ImageSource,
+    InlineFile,
+    InlineSource,
+    Op,
+    OpMeta,
+    ScratchSource,
+)
 from ..solver.solver import Chain, ContentSummary
 
 if TYPE_CHECKING:
@@ -24,6 +36,16 @@ if TYPE_CHECKING:
     from ..store import Store
 
 _OUTPUT_TAIL_LINES = 10
+
+
+def _write_inline(folder: Path, files: tuple[InlineFile, ...]) -> Path:
+    """The files of a heredoc in a fresh folder of ours; names were checked to be plain when the op was made."""
+    folder.mkdir()
+    for inline in files:
+        path = folder / inline.name
+        path.write_bytes(inline.data)
+        path.chmod(inline.mode)
+    return folder
 
 
 def _discard_volumes(upper: Path, volumes: tuple[str, ...]) -> None:
@@ -64,7 +86,7 @@ class LocalWorker:
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
 
     def source_chain(self, op: Op) -> Chain | None:
-        if isinstance(op, ScratchSource | ContextSource):
+        if isinstance(op, ScratchSource | ContextSource | InlineSource):
             return ()
         if isinstance(op, ImageSource):
             return image_config(self.store, op.image_id).diff_ids
@@ -117,7 +139,12 @@ class LocalWorker:
         )
         with self.store.temp_dir("exec-") as scratch:
             rootfs = self._fresh_rootfs(scratch, chain)
-            status = self.executor.run(rootfs, process, (), sink)
+            scripts = _write_inline(scratch / "pipes", op.scripts)
+            mounts = [
+                Mount(source=scripts / script.name, target=f"{INLINE_SCRIPT_DIR}/{script.name}")
+                for script in op.scripts
+            ]
+            status = self.executor.run(rootfs, process, mounts, sink)
             if status != 0:
                 if partial:
                     tail.append(bytes(partial))
@@ -134,16 +161,19 @@ class LocalWorker:
 
     def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain]) -> Chain:
         chain = inputs[op.base]
-        sources: dict[str, SourceTree] = {}
-        for action in op.actions:
-            if not isinstance(action, CopyAction) or str(action.source) in sources:
-                continue
-            source = self.graph.op(action.source)
-            if isinstance(source, ContextSource):
-                sources[str(action.source)] = SourceTree(folder=Path(source.path))
-            else:
-                sources[str(action.source)] = SourceTree(lowers=self._lowers(inputs[action.source]))
         with self.store.temp_dir("file-") as scratch, self._cpu:
+            sources: dict[str, SourceTree] = {}
+            for action in op.actions:
+                if not isinstance(action, CopyAction) or str(action.source) in sources:
+                    continue
+                source = self.graph.op(action.source)
+                if isinstance(source, ContextSource):
+                    sources[str(action.source)] = SourceTree(folder=Path(source.path))
+                elif isinstance(source, InlineSource):
+                    folder = _write_inline(scratch / f"inline-{len(sources)}", source.files)
+                    sources[str(action.source)] = SourceTree(folder=folder)
+                else:
+                    sources[str(action.source)] = SourceTree(lowers=self._lowers(inputs[action.source]))
             rootfs = self._fresh_rootfs(scratch, chain)
             self.executor.apply_file_actions(rootfs, op.actions, sources)
             return chain + self._commit(scratch, rootfs.upper)
