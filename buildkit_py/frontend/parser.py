@@ -55,6 +55,7 @@ class Node:
     end_line: int
     child: Node | None = None
     heredocs: tuple[Heredoc, ...] = ()
+    comments: tuple[str, ...] = ()  # the comment lines right above it (BuildKit's PrevComment), `#` removed
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,15 @@ class _Directives:
         self.continuation = _continuation_regex(self.escape)
         self.done = False
 
-    def feed(self, line: str, line_number: int) -> None:
+    def feed(self, line: str, line_number: int) -> bool:
+        """Take `line` as a directive if the directive block is still open; say whether it was one."""
         if self.done:
-            return
+            return False
         match = _DIRECTIVE.fullmatch(go_trim_left_space(line[1:])) if line.startswith("#") else None
         key = match.group(1).lower() if match else ""
         if match is None or key not in _KNOWN_DIRECTIVES:
             self.done = True
-            return
+            return False
         if key in self.values:
             self._fail(f"only one {key} parser directive can be used", line, line_number)
         value = match.group(2)
@@ -137,6 +139,7 @@ class _Directives:
             self._set_escape(value, line, line_number)
         self.values[key] = value
         self.lines[key] = line_number
+        return True
 
     def _set_escape(self, value: str, line: str, line_number: int) -> None:
         if value not in ("\\", "`"):
@@ -487,6 +490,7 @@ class _Reader:
     line_number: int = 0
     warnings: list[str] = field(default_factory=list)
     empty_continuation_lines: list[int] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
 
     def more(self) -> bool:
         return self.line_number < len(self.lines)
@@ -502,7 +506,10 @@ class _Reader:
     def read_instruction(self, directives: _Directives) -> tuple[str, int] | None:
         """Join one instruction's lines; None when the line read holds no instruction."""
         first = go_trim_left_space(_trim_newline(self.next_line()))
-        directives.feed(first, self.line_number)
+        was_directive = directives.feed(first, self.line_number)
+        if _is_comment(first) and not was_directive:
+            comment = go_trim_space(first[1:])
+            self.comments = [*self.comments, comment] if comment else []
         start_line = self.line_number
         text, ended = directives.trim_continuation("" if _is_comment(first) else first)
         if ended and not text:
@@ -540,8 +547,9 @@ class _Reader:
 
 
 def _read_node(reader: _Reader, directives: _Directives, line: str, start_line: int) -> Node:
+    comments, reader.comments = tuple(reader.comments), []
     try:
-        node = _node_from_line(line, directives.escape, start_line, reader.line_number)
+        node = replace(_node_from_line(line, directives.escape, start_line, reader.line_number), comments=comments)
     except _LineError as error:
         keyword = _WHITESPACE.split(go_trim_space(line), maxsplit=1)[0].upper()
         raise DockerfileSyntaxError(str(error), reader.location(start_line), instruction=keyword) from None
