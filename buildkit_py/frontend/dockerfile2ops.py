@@ -56,16 +56,32 @@ from .instructions import (
     Stage,
     Workdir,
 )
+from .named_contexts import ImageContext, LocalContext, NamedContext, find_context
 from .parser import ParsedDockerfile, parse_dockerfile
 from .plan import BuildPlan, HistoryStep, ImageResolver
+from .platforms import AUTOMATIC_ARGS, automatic_args, normalize_platform
 from .shell import ShellLexer
 
 __all__ = ["DEFAULT_SHELL", "PREDEFINED_ARGS", "SUPPORTED_PLATFORMS", "dockerfile_to_plan"]
 
-# Docker 20.10's builtinAllowedBuildArgs: usable without ARG, never in the history unless declared.
+# BuildKit's proxy build args (Docker 20.10's builtinAllowedBuildArgs and ALL_PROXY): usable without ARG, given to
+# RUN steps, never in the history or a cache key unless declared.
 PREDEFINED_ARGS = frozenset(
-    {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy"}
+    {
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "FTP_PROXY",
+        "ftp_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    }
 )
+# Build args that configure the frontend itself and so are never reported as unused.
+FRONTEND_ARGS = frozenset({"BUILDKIT_SYNTAX", "BUILDKIT_DOCKERFILE_CHECK"})
 SUPPORTED_PLATFORMS = frozenset({"linux/amd64"})
 _URL_PREFIXES = ("http://", "https://", "git@", "git://")
 _I = TypeVar("_I", bound=Instruction)
@@ -106,13 +122,16 @@ def dockerfile_to_plan(
     resolve_image: ImageResolver,
     network: str = "default",
     entitlements: frozenset[str] = frozenset(),
+    build_contexts: Mapping[str, NamedContext] | None = None,
 ) -> BuildPlan:
     """Turn a parsed Dockerfile into the op graph of the `target` stage (default: the last) and its image config.
 
     `entitlements` are what the user allowed with `--allow`: `network.host` for `RUN --network=host`,
-    `security.insecure` for `RUN --security=insecure`. Raises InstructionError / ExpansionError (with the
-    instruction's location) for what Docker refuses."""
-    return _Converter(parsed, context, build_args, resolve_image, network, entitlements).plan(target)
+    `security.insecure` for `RUN --security=insecure`. `build_contexts` are the named contexts of
+    `--build-context`. Raises InstructionError / ExpansionError (with the instruction's location) for what Docker
+    refuses."""
+    converter = _Converter(parsed, context, build_args, resolve_image, network, entitlements, build_contexts or {})
+    return converter.plan(target)
 
 
 class _Converter:
@@ -124,8 +143,10 @@ class _Converter:
         resolve_image: ImageResolver,
         network: str,
         entitlements: frozenset[str],
+        build_contexts: Mapping[str, NamedContext],
     ) -> None:
         self.parsed = parsed
+        self.build_contexts = build_contexts
         self.entitlements = entitlements
         self.context = context
         self.build_args = dict(build_args)
@@ -145,6 +166,8 @@ class _Converter:
         self.multi_stage = len(stages) > 1
         _check_stage_names(stages)
         last = _target_index(stages, target)
+        # BuildKit's automatic platform ARGs: global ARGs with a value, which a Dockerfile's own may override.
+        self.meta_args.update(automatic_args(stages[last].name, {}))
         for meta in meta_args:
             self._meta_arg(meta)
         for stage in stages[: last + 1]:
@@ -160,7 +183,9 @@ class _Converter:
             steps=final.steps,
             stage_name=final.name,
             used_build_args=frozenset(given & self.referenced),
-            unused_build_args=frozenset(given - self.referenced - PREDEFINED_ARGS),
+            unused_build_args=frozenset(
+                given - self.referenced - PREDEFINED_ARGS - FRONTEND_ARGS - frozenset(AUTOMATIC_ARGS)
+            ),
             stage_targets={
                 result.name or str(result.index): result.rootfs for result in self.results if result.rootfs in graph
             },
@@ -188,12 +213,19 @@ class _Converter:
         location = source.location
         if not source.base_name:
             raise InstructionError(f"base name ({stage.source.base_name}) should not be blank", location, "FROM")
-        if source.platform and source.platform.lower() not in SUPPORTED_PLATFORMS:
+        if stage.source.platform and not source.platform:
+            raise InstructionError(f"empty platform value from expression {stage.source.platform}", location, "FROM")
+        if source.platform and normalize_platform(source.platform) is None:
             raise InstructionError(
                 f"platform {go_quote(source.platform)} is not supported: only linux/amd64 images are built",
                 location,
                 "FROM",
             )
+        replaced = find_context(self.build_contexts, stage.name) if stage.name else None
+        if replaced is not None:
+            # BuildKit: a named context of a stage's name stands in for the whole stage.
+            state = self._begin_named(stage, source, replaced)
+            return _StageResult(state.name, state.index, state.rootfs, state.config, state.base, (), "")
         state = self._begin(stage, source)
         triggers = state.config.on_build
         state.config = replace(state.config, on_build=())
@@ -219,23 +251,49 @@ class _Converter:
             location=source.location,
         )
         parent = self._find_stage(source.base_name)
+        named = find_context(self.build_contexts, source.base_name) if parent is None else None
         if parent is not None:
             rootfs, config, base = parent.rootfs, parent.config, parent.base
             steps = list(parent.steps)
+        elif named is not None:
+            return self._begin_named(stage, source, named)
         elif source.base_name == "scratch":
             rootfs, config, base, steps = self.graph.add(ScratchSource(), meta), ContainerConfig(), ImageConfig(), []
         else:
-            try:
-                resolved = self.resolve_image(source.base_name)
-            except DockerfileError:
-                raise
-            except BuildError as error:
-                raise InstructionError(str(error), source.location, "FROM") from None
-            rootfs = self.graph.add(ImageSource(ref=resolved.ref, image_id=resolved.image_id), meta)
-            config, base, steps = resolved.config.config, resolved.config, []
+            (rootfs, config, base), steps = self._image_source(source.base_name, meta, source), []
         if "PATH" not in config.env_map():
             config = replace(config, env=(*config.env, f"PATH={DEFAULT_PATH}"))
         return _StageState(name=stage.name, index=stage.index, rootfs=rootfs, config=config, base=base, steps=steps)
+
+    def _begin_named(self, stage: Stage, source: From, named: NamedContext) -> _StageState:
+        """A stage whose base is a named context: a folder's files as the root filesystem, or an image."""
+        meta = OpMeta(name=f"FROM {source.base_name}", stage=stage.name, location=source.location)
+        if isinstance(named, ImageContext):
+            rootfs, config, base = self._image_source(named.ref, meta, source)
+        else:
+            folder = self._named_folder(source.base_name if not stage.name else stage.name, named)
+            copy = CopyAction(source=folder, src="/", dest="/", dest_is_dir=True)
+            rootfs = self.graph.add(FileOp(base=self.graph.add(ScratchSource(), meta), actions=(copy,)), meta)
+            config, base = ContainerConfig(), ImageConfig()
+        if "PATH" not in config.env_map():
+            config = replace(config, env=(*config.env, f"PATH={DEFAULT_PATH}"))
+        return _StageState(name=stage.name, index=stage.index, rootfs=rootfs, config=config, base=base, steps=[])
+
+    def _named_folder(self, name: str, named: LocalContext) -> Digest:
+        op = ContextSource(name=f"context:{name}", path=str(named.path))
+        return self.graph.add(op, OpMeta(name=f"load build context {name}"))
+
+    def _image_source(
+        self, ref: str, meta: OpMeta, instruction: Instruction
+    ) -> tuple[Digest, ContainerConfig, ImageConfig]:
+        try:
+            resolved = self.resolve_image(ref)
+        except DockerfileError:
+            raise
+        except BuildError as error:
+            raise InstructionError(str(error), instruction.location, instruction.keyword) from None
+        rootfs = self.graph.add(ImageSource(ref=resolved.ref, image_id=resolved.image_id), meta)
+        return rootfs, resolved.config.config, resolved.config
 
     def _find_stage(self, name: str) -> _StageResult | None:
         lowered = name.lower()
@@ -280,24 +338,37 @@ class _Converter:
             return default
         return self.meta_args.get(key)
 
-    def _args_in_scope(self, state: _StageState) -> dict[str, str]:
-        values = {key: value for key, value in self.build_args.items() if key in PREDEFINED_ARGS}
+    def _declared_args(self, state: _StageState) -> dict[str, str]:
+        values = {}
         for key, default in state.args.items():
             value = self._arg_value(key, default)
             if value is not None:
                 values[key] = value
         return values
 
+    def _proxies(self, state: _StageState) -> dict[str, str]:
+        """Proxy build args the stage did not declare: they reach RUN but not its cache key or the history."""
+        return {
+            key: value for key, value in self.build_args.items() if key in PREDEFINED_ARGS and key not in state.args
+        }
+
+    def _args_in_scope(self, state: _StageState) -> dict[str, str]:
+        return {**self._proxies(state), **self._declared_args(state)}
+
     def _env(self, state: _StageState) -> dict[str, str]:
         return {**self._args_in_scope(state), **state.config.env_map()}
 
-    def _run_env(self, state: _StageState) -> tuple[str, ...]:
+    def _run_env(self, state: _StageState) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The step's environment, and the proxy settings added to it when it runs."""
         config_env = state.config.env_map()
-        extra = sorted(f"{key}={value}" for key, value in self._args_in_scope(state).items() if key not in config_env)
+        extra = sorted(f"{key}={value}" for key, value in self._declared_args(state).items() if key not in config_env)
         env = (*state.config.env, *extra)
         if "PATH" not in config_env:
             env = (*env, f"PATH={DEFAULT_PATH}")
-        return env
+        proxies = tuple(
+            sorted(f"{key}={value}" for key, value in self._proxies(state).items() if key not in config_env)
+        )
+        return env, proxies
 
     def _expand(self, instruction: _I, env: Mapping[str, str]) -> _I:
         return expand_instruction(instruction, self.lexer, env)
@@ -346,7 +417,7 @@ class _Converter:
         except HeredocError as error:
             raise self._fail(run, str(error)) from None
         args = with_shell(state.config, command, run.prepend_shell)
-        env = self._run_env(state)
+        env, proxy_env = self._run_env(state)
         op = ExecOp(
             rootfs=state.rootfs,
             args=args,
@@ -357,6 +428,7 @@ class _Converter:
             security=run.security or "sandbox",
             volumes=state.config.volumes,
             scripts=scripts,
+            proxy_env=proxy_env,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)
@@ -461,21 +533,31 @@ class _Converter:
     def _copy_source(self, state: _StageState, instruction: Instruction, from_: str) -> tuple[Digest, bool]:
         if not from_:
             return self.graph.add(self.context, OpMeta(name=f"load build context {self.context.name}")), True
-        stage = self._find_stage(from_)
+        return self.source_named(state, instruction, from_)
+
+    def source_named(self, state: _StageState, instruction: Instruction, name: str) -> tuple[Digest, bool]:
+        """What `--from=NAME` names (COPY --from, RUN --mount from=): an earlier stage by name, a stage index, a
+        named build context, else an image. The bool says whether it is a folder of this machine (a build context),
+        whose files COPY gives to root."""
+        stage = self._find_stage(name)
         if stage is not None:
             return stage.rootfs, False
-        if re.fullmatch(r"[+-]?[0-9]+", from_):
-            index = int(from_)
+        if re.fullmatch(r"[+-]?[0-9]+", name):
+            index = int(name)
             if 0 <= index < len(self.results):
                 return self.results[index].rootfs, False
-            raise self._fail(instruction, f"invalid from flag value {from_}: index out of bounds")
+            raise self._fail(instruction, f"invalid from flag value {name}: index out of bounds")
+        named = find_context(self.build_contexts, name)
+        if isinstance(named, LocalContext):
+            return self._named_folder(name, named), True
+        ref = named.ref if isinstance(named, ImageContext) else name
         try:
-            resolved = self.resolve_image(from_)
+            resolved = self.resolve_image(ref)
         except BuildError as error:
             message = error.message if isinstance(error, DockerfileError) else str(error)
-            raise self._fail(instruction, f"invalid from flag value {from_}: {message}") from None
+            raise self._fail(instruction, f"invalid from flag value {name}: {message}") from None
         op = ImageSource(ref=resolved.ref, image_id=resolved.image_id)
-        return self.graph.add(op, OpMeta(name=f"FROM {from_}", stage=state.name, location=instruction.location)), False
+        return self.graph.add(op, OpMeta(name=f"FROM {ref}", stage=state.name, location=instruction.location)), False
 
 
 def _check_stage_names(stages: tuple[Stage, ...]) -> None:

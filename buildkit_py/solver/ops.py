@@ -126,6 +126,7 @@ class ExecOp(Op):
     """Run a process on top of `rootfs`; yields `rootfs` plus the layer of what the process changed.
 
     Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN.
+    `proxy_env` is added to `env` when the process runs, and is no part of the op's identity.
     `scripts` are mounted read-only at /dev/pipes/<name> (a `RUN <<EOF` body that starts with `#!`), as BuildKit
     does; they never reach the layer."""
 
@@ -139,9 +140,13 @@ class ExecOp(Op):
     security: str = "sandbox"
     volumes: tuple[str, ...] = ()
     scripts: tuple[InlineFile, ...] = ()
+    proxy_env: tuple[str, ...] = field(default=(), compare=False)
 
     def definition(self) -> dict[str, Any]:
         definition = super().definition()
+        # Proxy settings given with --build-arg and not declared with ARG reach the process but are not part of
+        # the step, as in BuildKit (llb.WithProxy): a step built behind another proxy is the same step.
+        del definition["proxy_env"]
         if not self.scripts:
             del definition["scripts"]  # the digests of ops without scripts stay what they were
         return definition

@@ -84,6 +84,8 @@ class LocalWorker:
         self.graph = graph
         self.hasher = hasher
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
+        self._hashers: dict[str, ContextHasher] = {}
+        self._hashers_lock = threading.Lock()
 
     def source_chain(self, op: Op) -> Chain | None:
         if isinstance(op, ScratchSource | ContextSource | InlineSource):
@@ -100,13 +102,25 @@ class LocalWorker:
         for action in op.actions:
             source = self.graph.op(action.source) if isinstance(action, CopyAction) else None
             if isinstance(action, CopyAction) and isinstance(source, ContextSource):
-                selection = self.hasher.checksum(action)
+                selection = self._hasher_for(source, self.hasher).checksum(action)
                 digests.append(selection.digest)
                 files.append(selection.files)
             else:
                 digests.append(None)
                 files.append({})
         return ContentSummary(tuple(digests), tuple(files))
+
+    def _hasher_for(self, source: ContextSource, main: ContextHasher) -> ContextHasher:
+        """The main context's hasher, or one of a named context's folder (`--build-context NAME=DIR`)."""
+        if Path(source.path) == main.context:
+            return main
+        with self._hashers_lock:
+            hasher = self._hashers.get(source.path)
+            if hasher is None:
+                from ..context.hashing import ContextHasher
+
+                hasher = self._hashers[source.path] = ContextHasher(Path(source.path), self.store)
+            return hasher
 
     def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]) -> Chain:
         if isinstance(op, ExecOp):
@@ -135,7 +149,12 @@ class LocalWorker:
             partial[:] = rest
 
         process = ProcessSpec(
-            args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network, security=op.security
+            args=op.args,
+            env=(*op.env, *op.proxy_env),
+            cwd=op.cwd,
+            user=op.user,
+            network=op.network,
+            security=op.security,
         )
         with self.store.temp_dir("exec-") as scratch:
             rootfs = self._fresh_rootfs(scratch, chain)
