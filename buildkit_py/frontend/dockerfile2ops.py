@@ -272,7 +272,7 @@ class _Converter:
             rootfs, config, base = self._image_source(named.ref, meta, source)
         else:
             folder = self._named_folder(source.base_name if not stage.name else stage.name, named)
-            copy = CopyAction(source=folder, src="/", dest="/", dest_is_dir=True)
+            copy = CopyAction(source=folder, src="/", dest="/", dest_is_dir=True, exclude=named.exclude)
             rootfs = self.graph.add(FileOp(base=self.graph.add(ScratchSource(), meta), actions=(copy,)), meta)
             config, base = ContainerConfig(), ImageConfig()
         if "PATH" not in config.env_map():
@@ -280,7 +280,7 @@ class _Converter:
         return _StageState(name=stage.name, index=stage.index, rootfs=rootfs, config=config, base=base, steps=[])
 
     def _named_folder(self, name: str, named: LocalContext) -> Digest:
-        op = ContextSource(name=f"context:{name}", path=str(named.path))
+        op = ContextSource(name=f"context:{name}", path=str(named.path), exclude=named.exclude)
         return self.graph.add(op, OpMeta(name=f"load build context {name}"))
 
     def _image_source(
@@ -473,6 +473,7 @@ class _Converter:
         if expanded.sources:
             from_ = expanded.from_ if isinstance(expanded, Copy) else ""
             source, from_context = self._copy_source(state, instruction, from_)
+            source_op = self.graph.op(source)
             path_chown = chown
             if path_chown is None and from_context:
                 path_chown = Chown(
@@ -486,7 +487,7 @@ class _Converter:
                     dest_is_dir=dest_is_dir,
                     attempt_unpack=isinstance(instruction, Add) and from_context,
                     chown=path_chown,
-                    exclude=self.context.exclude if from_context else (),
+                    exclude=source_op.exclude if isinstance(source_op, ContextSource) else (),
                     # Docker counts matches per instruction: one source may match nothing when another matches.
                     allow_empty_wildcard=several,
                 )

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..context.dockerignore import load_ignore_rules
 from ..errors import ContextError
 from ..reference import InvalidReference, parse_reference
 
@@ -24,9 +25,10 @@ _OTHER_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 @dataclass(frozen=True)
 class LocalContext:
-    """A folder on this machine, read like the main build context."""
+    """A folder on this machine, read like the main build context: `exclude` holds its own .dockerignore."""
 
     path: Path
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def _parse_one(text: str, base_dir: Path) -> tuple[str, NamedContext]:
     path = (base_dir / value).resolve()
     if not path.is_dir():
         raise ContextError(f"--build-context {name}: {value} is not a folder")
-    return context_key(name), LocalContext(path)
+    return context_key(name), LocalContext(path, load_ignore_rules(path, None).patterns)
 
 
 def parse_build_contexts(texts: Iterable[str], base_dir: Path | None = None) -> dict[str, NamedContext]:
