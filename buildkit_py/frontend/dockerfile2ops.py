@@ -365,10 +365,17 @@ class _Converter:
         env = (*state.config.env, *extra)
         if "PATH" not in config_env:
             env = (*env, f"PATH={DEFAULT_PATH}")
-        proxies = tuple(
-            sorted(f"{key}={value}" for key, value in self._proxies(state).items() if key not in config_env)
-        )
+        proxies = tuple(f"{key}={value}" for key, value in self._proxy_env(state).items() if key not in config_env)
         return env, proxies
+
+    def _proxy_env(self, state: _StageState) -> dict[str, str]:
+        """BuildKit's proxy environment of a RUN: each proxy build arg under both its upper- and lower-case name
+        (of two spellings given, the lower-case one, last in sorted order), less the names the stage declared."""
+        values: dict[str, str] = {}
+        for key in sorted(self.build_args):
+            if key in PREDEFINED_ARGS:
+                values[key.upper()] = values[key.lower()] = self.build_args[key]
+        return {key: value for key, value in values.items() if key not in state.args}
 
     def _expand(self, instruction: _I, env: Mapping[str, str]) -> _I:
         return expand_instruction(instruction, self.lexer, env)
