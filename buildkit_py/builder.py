@@ -195,7 +195,7 @@ def _report_checks(options: BuildOptions, store: Store, progress: ProgressCallba
     """BuildKit's lint warnings, printed before the steps run; with `# check=error=true`, the build stops."""
     from .checking import check, format_warning
 
-    result = check(options, store)
+    result = check(options, store=store)
     for warning in result.warnings:
         progress(BuildMessage(format_warning(warning)))
     failure = result.failure

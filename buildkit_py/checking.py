@@ -5,7 +5,8 @@ there is taken to set nothing but PATH."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .context.dockerignore import load_ignore_rules
 from .errors import DockerfileError, ImageNotFound, StoreError
@@ -51,10 +52,20 @@ def _image_facts(store: Store, name: str) -> ImageFacts | None:
     )
 
 
-def check(options: BuildOptions, store: Store) -> CheckResult:
-    """Lint the Dockerfile `options` name, with its build args, .dockerignore and target."""
-    from .builder import read_dockerfile
+def check(
+    options: BuildOptions | str | Path,
+    *,
+    root: str | Path | None = None,
+    store: Store | None = None,
+    **fields: Any,
+) -> CheckResult:
+    """Lint the Dockerfile of a build (its build args, .dockerignore and target count), building nothing.
 
+    `options` is a BuildOptions, or the context folder with option fields by name, as for `build()`."""
+    from .builder import _open_store, build_options, read_dockerfile
+
+    options = build_options(options, **fields)
+    store = _open_store(store, root)
     context = options.context.resolve()
     data, dockerfile_path, name = read_dockerfile(context, options.dockerfile, options.dockerfile_text)
     parsed = parse_dockerfile(data, name)

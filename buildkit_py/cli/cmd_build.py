@@ -165,7 +165,7 @@ def _check(options: BuildOptions, store: Any) -> int:
     """`--check`: the findings, then a summary line; 1 when there is a finding, as `docker build --check`."""
     from ..checking import check, format_warning_detail
 
-    result = check(options, store)
+    result = check(options, store=store)
     for warning in result.warnings:
         print(format_warning_detail(warning) + "\n")
     count = len(result.warnings)
