@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "build": "builder",
     "explain": "builder",
+    "check": "checking",
+    "CheckResult": "checking",
     "plan_build": "builder",
     "BuildResult": "builder",
     "Store": "store",
@@ -33,6 +35,7 @@ _EXPORTS = {
 __all__ = [
     "BuildError",
     "BuildResult",
+    "CheckResult",
     "ContainerConfig",
     "Digest",
     "DockerfileError",
@@ -42,6 +45,7 @@ __all__ = [
     "Store",
     "StoreError",
     "build",
+    "check",
     "default_root",
     "explain",
     "parse_dockerfile",

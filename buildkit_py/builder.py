@@ -8,12 +8,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context.dockerignore import load_ignore_rules
 from .context.hashing import ContextHasher
 from .digest import Digest
-from .errors import ContextError, ImageNotFound
+from .errors import ContextError, ImageNotFound, InstructionError
 from .frontend.plan import BuildPlan
 from .image.config import HistoryEntry, ImageConfig, rfc3339
 from .image.manifest import host_platform
@@ -24,6 +24,9 @@ from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
 from .solver.solver import Solver, SolveResult, SolveStats
 from .store import Store, default_root
+
+if TYPE_CHECKING:
+    from .frontend.named_contexts import NamedContext
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class BuildOptions:
     network: str = "default"
     allow: frozenset[str] = frozenset()
     jobs: int | None = None
+    platform: str = ""  # --platform: linux/amd64 is the only one pybuild builds
+    build_contexts: Mapping[str, NamedContext] = field(
+        default_factory=dict
+    )  # --build-context NAME=DIR|docker-image://REF
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -57,6 +64,10 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
         fields["no_cache_stages"] = tuple(fields["no_cache_stages"])
     if "allow" in fields:
         fields["allow"] = frozenset(fields["allow"])
+    if "build_contexts" in fields and not isinstance(fields["build_contexts"], Mapping):
+        from .frontend.named_contexts import parse_build_contexts
+
+        fields["build_contexts"] = parse_build_contexts(fields["build_contexts"])
     if isinstance(options, BuildOptions):
         return replace(options, **fields) if fields else options
     return BuildOptions(context=Path(options), **fields)
@@ -118,6 +129,8 @@ class StoreImageResolver:
 def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     from .frontend.dockerfile2ops import dockerfile_to_plan
     from .frontend.parser import parse_dockerfile
+    from .frontend.platforms import normalize_platform
+    from .frontend.syntax import check_syntax
 
     context = options.context.resolve()
     if not context.is_dir():
@@ -125,8 +138,11 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     unknown = options.allow - ENTITLEMENTS
     if unknown:
         raise ContextError(f"unknown entitlement {min(unknown)!r}: use network.host or security.insecure")
+    if options.platform and normalize_platform(options.platform) is None:
+        raise ContextError(f"platform {options.platform!r} is not supported: pybuild builds linux/amd64 images only")
     data, dockerfile_path, name = read_dockerfile(context, options.dockerfile, options.dockerfile_text)
     parsed = parse_dockerfile(data, name)
+    check_syntax(parsed, options.build_args)
     ignore = load_ignore_rules(context, dockerfile_path)
     context_op = ContextSource(name="context", path=str(context), exclude=ignore.patterns)
     return dockerfile_to_plan(
@@ -137,6 +153,7 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
         resolve_image=StoreImageResolver(store),
         network=options.network,
         entitlements=options.allow,
+        build_contexts=options.build_contexts,
     )
 
 
@@ -172,6 +189,18 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
         created=rfc3339(latest) if latest else fallback,
         author=plan.author or plan.base.author,
     )
+
+
+def _report_checks(options: BuildOptions, store: Store, progress: ProgressCallback) -> None:
+    """BuildKit's lint warnings, printed before the steps run; with `# check=error=true`, the build stops."""
+    from .checking import check, format_warning
+
+    result = check(options, store=store)
+    for warning in result.warnings:
+        progress(BuildMessage(format_warning(warning)))
+    failure = result.failure
+    if failure is not None:
+        raise InstructionError(failure, result.warnings[0].location)
 
 
 @contextmanager
@@ -221,6 +250,7 @@ def build(
     options = build_options(options, **fields)
     store = _open_store(store, root)
     plan = plan_build(store, options)
+    _report_checks(options, store, progress)
     if plan.unused_build_args:
         names = " ".join(sorted(plan.unused_build_args))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))

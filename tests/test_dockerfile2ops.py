@@ -197,10 +197,25 @@ def test_arg_values_change_run_cache_identity() -> None:
 
 
 def test_predefined_proxy_args_need_no_declaration() -> None:
-    result = plan("FROM base\nRUN env\n", build_args={"HTTP_PROXY": "p"})
-    assert "HTTP_PROXY=p" in the_exec(result).env
+    """BuildKit's rule: given to RUN, but not part of the step (its digest and cache key) nor of the history."""
+    result = plan("FROM base\nRUN env\n", build_args={"HTTP_PROXY": "p", "all_proxy": "socks5://q"})
+    run = the_exec(result)
+    # as BuildKit's llb.ProxyEnv: every proxy under both spellings
+    assert run.proxy_env == ("HTTP_PROXY=p", "http_proxy=p", "ALL_PROXY=socks5://q", "all_proxy=socks5://q")
+    assert not any("PROXY" in entry.upper() for entry in run.env)
+    assert run.digest == the_exec(plan("FROM base\nRUN env\n", build_args={"HTTP_PROXY": "other"})).digest
+    assert run.digest == the_exec(plan("FROM base\nRUN env\n")).digest
     assert result.unused_build_args == frozenset()
     assert not any("HTTP_PROXY" in entry for entry in result.config.env)
+    assert "PROXY" not in result.steps[-1].created_by
+
+
+def test_declared_proxy_arg_is_an_ordinary_arg() -> None:
+    result = plan("FROM base\nARG HTTP_PROXY\nRUN env\n", build_args={"HTTP_PROXY": "p"})
+    run = the_exec(result)
+    assert "HTTP_PROXY=p" in run.env and run.proxy_env == ("http_proxy=p",)
+    assert run.digest != the_exec(plan("FROM base\nARG HTTP_PROXY\nRUN env\n", build_args={"HTTP_PROXY": "o"})).digest
+    assert result.steps[-1].created_by == "RUN |1 HTTP_PROXY=p /bin/sh -c env # buildkit"
 
 
 def test_child_stage_inherits_env_not_args() -> None:

@@ -70,6 +70,21 @@ def register(subparsers: Any) -> None:
         "-o", "--output", action="append", default=[], help="also export: type=docker|oci|tar|local,dest=PATH"
     )
     parser.add_argument("--graph", metavar="FILE", help="write the build graph with cache states: FILE.dot or FILE.svg")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only run BuildKit's Dockerfile checks (lint rules) and report; exit 1 when something is found",
+    )
+    parser.add_argument(
+        "--platform", default="", help="the target platform; linux/amd64 is the only one pybuild builds"
+    )
+    parser.add_argument(
+        "--build-context",
+        action="append",
+        default=[],
+        metavar="NAME=DIR|docker-image://REF",
+        help="a named context for FROM NAME, COPY --from=NAME and RUN --mount from=NAME (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -89,6 +104,7 @@ def _resolved_build_args(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for."""
     from ..builder import BuildOptions
+    from ..frontend.named_contexts import parse_build_contexts
 
     allow = frozenset(item.strip() for value in getattr(args, "allow", []) for item in value.split(",") if item.strip())
     return BuildOptions(
@@ -103,6 +119,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         network=args.network,
         allow=allow,
         jobs=getattr(args, "jobs", None),
+        platform=getattr(args, "platform", ""),
+        build_contexts=parse_build_contexts(getattr(args, "build_context", ())),
     )
 
 
@@ -112,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     options = options_from_args(args)
+    if args.check:
+        return _check(options, store)
     if args.explain:
         for number, name, state in builder.explain(options, store=store):
             print(f"#{number} {name}: {state}")
@@ -139,3 +159,23 @@ def run(args: argparse.Namespace) -> int:
         for tag in result.tags:
             print(f"Successfully tagged {tag}")
     return 0
+
+
+def _check(options: BuildOptions, store: Any) -> int:
+    """`--check`: the findings, then a summary line; 1 when there is a finding, as `docker build --check`."""
+    from ..checking import check, format_warning_detail
+
+    result = check(options, store=store)
+    for warning in result.warnings:
+        print(format_warning_detail(warning) + "\n")
+    count = len(result.warnings)
+    if result.error is not None:
+        raise result.error
+    if count == 0:
+        print("Check complete, no warnings found.")
+        return 0
+    print(f"Check complete, {count} warning{'s have' if count != 1 else ' has'} been found!")
+    failure = result.failure
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1

@@ -154,6 +154,9 @@ def _mount_stubs(merged: Path, mounts: Sequence[AnyMount]) -> tuple[list[PlacedM
         if isinstance(mount, Mount) and not os.path.lexists(mount.source):
             raise ExecError(f"mount source {mount.source} does not exist")
         target = resolve_in_root(merged, mount.target)
+        if target.is_relative_to(merged / "dev"):
+            placed.append((mount, target))  # made in the sandbox's own /dev tmpfs (`_stub_in_dev`), not the rootfs
+            continue
         wants_file = isinstance(mount, Mount) and not mount.source.is_dir()
         missing = []
         probe = target
@@ -226,7 +229,21 @@ def _mount_container_fs(
         sc.mount(etc_dir / name, merged / "etc" / name, None, sc.MS_BIND)
     nodev = sc.MS_NODEV if hardened else 0
     for mount, target in mounts:
+        if target.is_relative_to(merged / "dev"):
+            _stub_in_dev(mount, target)
         _mount_one(mount, target, empty, nodev)
+
+
+def _stub_in_dev(mount: AnyMount, target: Path) -> None:
+    """A target under /dev lies in the fresh tmpfs just mounted there, not in the rootfs: make its place again."""
+    for parent in reversed(target.parents):
+        if not os.path.lexists(parent):
+            parent.mkdir(mode=0o755)
+    if not os.path.lexists(target):
+        if isinstance(mount, Mount) and not mount.source.is_dir():
+            target.touch(mode=0o644)
+        else:
+            target.mkdir(mode=0o755)
 
 
 def _find_executable(path: str) -> str | None:

@@ -24,6 +24,7 @@ from .instructions import (
     Expose,
     From,
     Healthcheck,
+    InlineFile,
     Instruction,
     Label,
     Maintainer,
@@ -36,7 +37,7 @@ from .instructions import (
     Volume,
     Workdir,
 )
-from .parser import Node, ParsedDockerfile
+from .parser import Node, ParsedDockerfile, chomp_heredoc, parse_heredoc_word
 
 __all__ = [
     "check_trigger_keyword",
@@ -124,11 +125,6 @@ def _exactly_one(node: Node) -> str:
     return node.args[0]
 
 
-def _no_heredocs(node: Node) -> None:
-    if node.heredocs:
-        raise _Invalid("heredocs are not supported by Docker's classic builder")
-
-
 def _command(node: Node) -> tuple[tuple[str, ...], bool]:
     """(command, prepend_shell): the exec form as given, the shell form as one string."""
     if node.json_form:
@@ -159,21 +155,44 @@ def _run(node: Node, location: SourceLocation) -> Run:
     security = flags.string("security")
     if "security" in flags and security not in RUN_SECURITY_MODES:
         raise _Invalid(f"invalid security mode {go_quote(security)}: use one of {', '.join(RUN_SECURITY_MODES)}")
-    _no_heredocs(node)
     command, prepend_shell = _command(node)
     if prepend_shell and not command:
         command = ("",)
-    return Run(location=location, command=command, prepend_shell=prepend_shell, network=network, security=security)
+    heredocs = tuple(InlineFile(doc.name, doc.content, doc.chomp, doc.expand) for doc in node.heredocs)
+    return Run(
+        location=location,
+        command=command,
+        prepend_shell=prepend_shell,
+        network=network,
+        security=security,
+        heredocs=heredocs,
+    )
 
 
-def _copy_args(node: Node) -> tuple[tuple[str, ...], str]:
-    _no_heredocs(node)
+def _copy_args(node: Node) -> tuple[tuple[str, ...], str, tuple[InlineFile, ...]]:
+    """(paths, destination, heredoc sources) as BuildKit's parseSourcesAndDest splits them."""
     if len(node.args) < 2:
         raise _Invalid(
             f"{node.keyword.upper()} requires at least two arguments, but only one was provided. "
             "Destination could not be determined."
         )
-    return tuple(node.args[:-1]), node.args[-1]
+    dest = node.args[-1]
+    if parse_heredoc_word(dest) is not None:
+        raise _Invalid(f"{node.keyword.upper()} cannot accept a heredoc as a destination")
+    bodies = {doc.name: doc for doc in node.heredocs}
+    paths: list[str] = []
+    inline: list[InlineFile] = []
+    for source in node.args[:-1]:
+        heredoc = parse_heredoc_word(source)
+        if heredoc is None:
+            paths.append(source)
+            continue
+        body = bodies.get(heredoc.name)
+        content = body.content if body is not None else ""
+        if heredoc.chomp:
+            content = chomp_heredoc(content)
+        inline.append(InlineFile(heredoc.name, content, heredoc.chomp, heredoc.expand))
+    return tuple(paths), dest, tuple(inline)
 
 
 def _exclude_patterns(flags: ParsedFlags) -> tuple[str, ...]:
@@ -189,11 +208,12 @@ def _exclude_patterns(flags: ParsedFlags) -> tuple[str, ...]:
 
 def _copy(node: Node, location: SourceLocation) -> Copy:
     flags = _flags(node)
-    sources, dest = _copy_args(node)
+    sources, dest, inline = _copy_args(node)
     return Copy(
         location=location,
         sources=sources,
         dest=dest,
+        inline_sources=inline,
         from_=flags.string("from"),
         chown=flags.string("chown"),
         chmod=flags.string("chmod"),
@@ -205,11 +225,12 @@ def _copy(node: Node, location: SourceLocation) -> Copy:
 
 def _add(node: Node, location: SourceLocation) -> Add:
     flags = _flags(node)
-    sources, dest = _copy_args(node)
+    sources, dest, inline = _copy_args(node)
     return Add(
         location=location,
         sources=sources,
         dest=dest,
+        inline_sources=inline,
         chown=flags.string("chown"),
         chmod=flags.string("chmod"),
         link=flags.boolean("link"),
@@ -312,7 +333,10 @@ def _onbuild(node: Node, location: SourceLocation) -> Onbuild:
     if child is None:
         raise _Invalid("ONBUILD requires at least one argument")
     check_trigger_keyword(child.keyword)
-    return Onbuild(location=location, expression=_ONBUILD_PREFIX.sub("", node.original, count=1))
+    expression = _ONBUILD_PREFIX.sub("", node.original, count=1)
+    # The trigger is stored as text: its heredocs go with it, each body followed by its delimiter.
+    expression += "".join(f"\n{doc.content}{doc.name}" for doc in node.heredocs)
+    return Onbuild(location=location, expression=expression)
 
 
 def check_trigger_keyword(keyword: str) -> None:

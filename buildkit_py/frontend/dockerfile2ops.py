@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from ..digest import Digest
-from ..errors import BuildError, DockerfileError, InstructionError, SourceLocation
+from ..errors import BuildError, DockerfileError, ExpansionError, InstructionError, SourceLocation
 from ..gostring import go_clean, go_quote
 from ..image.config import DEFAULT_PATH, ContainerConfig, ImageConfig
 from ..solver.graph import BuildGraph
@@ -63,6 +63,7 @@ from .copyflags import (
 )
 from .dispatch import DEFAULT_SHELL, apply_instruction, dispatch_workdir, expand_instruction, with_shell
 from .gitref import GitRef
+from .heredoc import HeredocError, inline_sources, run_command
 from .instructions import (
     Add,
     Arg,
@@ -73,16 +74,32 @@ from .instructions import (
     Stage,
     Workdir,
 )
+from .named_contexts import ImageContext, LocalContext, NamedContext, find_context
 from .parser import ParsedDockerfile, parse_dockerfile
 from .plan import BuildPlan, HistoryStep, ImageResolver
+from .platforms import AUTOMATIC_ARGS, automatic_args, normalize_platform
 from .shell import ShellLexer
 
 __all__ = ["DEFAULT_SHELL", "PREDEFINED_ARGS", "SUPPORTED_PLATFORMS", "dockerfile_to_plan"]
 
-# Docker 20.10's builtinAllowedBuildArgs: usable without ARG, never in the history unless declared.
+# BuildKit's proxy build args (Docker 20.10's builtinAllowedBuildArgs and ALL_PROXY): usable without ARG, given to
+# RUN steps, never in the history or a cache key unless declared.
 PREDEFINED_ARGS = frozenset(
-    {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy"}
+    {
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "FTP_PROXY",
+        "ftp_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    }
 )
+# Build args that configure the frontend itself and so are never reported as unused.
+FRONTEND_ARGS = frozenset({"BUILDKIT_SYNTAX", "BUILDKIT_DOCKERFILE_CHECK"})
 SUPPORTED_PLATFORMS = frozenset({"linux/amd64"})
 _I = TypeVar("_I", bound=Instruction)
 
@@ -122,13 +139,16 @@ def dockerfile_to_plan(
     resolve_image: ImageResolver,
     network: str = "default",
     entitlements: frozenset[str] = frozenset(),
+    build_contexts: Mapping[str, NamedContext] | None = None,
 ) -> BuildPlan:
     """Turn a parsed Dockerfile into the op graph of the `target` stage (default: the last) and its image config.
 
     `entitlements` are what the user allowed with `--allow`: `network.host` for `RUN --network=host`,
-    `security.insecure` for `RUN --security=insecure`. Raises InstructionError / ExpansionError (with the
-    instruction's location) for what Docker refuses."""
-    return _Converter(parsed, context, build_args, resolve_image, network, entitlements).plan(target)
+    `security.insecure` for `RUN --security=insecure`. `build_contexts` are the named contexts of
+    `--build-context`. Raises InstructionError / ExpansionError (with the instruction's location) for what Docker
+    refuses."""
+    converter = _Converter(parsed, context, build_args, resolve_image, network, entitlements, build_contexts or {})
+    return converter.plan(target)
 
 
 class _Converter:
@@ -140,8 +160,10 @@ class _Converter:
         resolve_image: ImageResolver,
         network: str,
         entitlements: frozenset[str],
+        build_contexts: Mapping[str, NamedContext],
     ) -> None:
         self.parsed = parsed
+        self.build_contexts = build_contexts
         self.entitlements = entitlements
         self.context = context
         self.build_args = dict(build_args)
@@ -161,6 +183,8 @@ class _Converter:
         self.multi_stage = len(stages) > 1
         _check_stage_names(stages)
         last = _target_index(stages, target)
+        # BuildKit's automatic platform ARGs: global ARGs with a value, which a Dockerfile's own may override.
+        self.meta_args.update(automatic_args(stages[last].name, {}))
         for meta in meta_args:
             self._meta_arg(meta)
         for stage in stages[: last + 1]:
@@ -176,7 +200,9 @@ class _Converter:
             steps=final.steps,
             stage_name=final.name,
             used_build_args=frozenset(given & self.referenced),
-            unused_build_args=frozenset(given - self.referenced - PREDEFINED_ARGS),
+            unused_build_args=frozenset(
+                given - self.referenced - PREDEFINED_ARGS - FRONTEND_ARGS - frozenset(AUTOMATIC_ARGS)
+            ),
             stage_targets={
                 result.name or str(result.index): result.rootfs for result in self.results if result.rootfs in graph
             },
@@ -204,12 +230,19 @@ class _Converter:
         location = source.location
         if not source.base_name:
             raise InstructionError(f"base name ({stage.source.base_name}) should not be blank", location, "FROM")
-        if source.platform and source.platform.lower() not in SUPPORTED_PLATFORMS:
+        if stage.source.platform and not source.platform:
+            raise InstructionError(f"empty platform value from expression {stage.source.platform}", location, "FROM")
+        if source.platform and normalize_platform(source.platform) is None:
             raise InstructionError(
                 f"platform {go_quote(source.platform)} is not supported: only linux/amd64 images are built",
                 location,
                 "FROM",
             )
+        replaced = find_context(self.build_contexts, stage.name) if stage.name else None
+        if replaced is not None:
+            # BuildKit: a named context of a stage's name stands in for the whole stage.
+            state = self._begin_named(stage, source, replaced)
+            return _StageResult(state.name, state.index, state.rootfs, state.config, state.base, (), "")
         state = self._begin(stage, source)
         triggers = state.config.on_build
         state.config = replace(state.config, on_build=())
@@ -235,23 +268,49 @@ class _Converter:
             location=source.location,
         )
         parent = self._find_stage(source.base_name)
+        named = find_context(self.build_contexts, source.base_name) if parent is None else None
         if parent is not None:
             rootfs, config, base = parent.rootfs, parent.config, parent.base
             steps = list(parent.steps)
+        elif named is not None:
+            return self._begin_named(stage, source, named)
         elif source.base_name == "scratch":
             rootfs, config, base, steps = self.graph.add(ScratchSource(), meta), ContainerConfig(), ImageConfig(), []
         else:
-            try:
-                resolved = self.resolve_image(source.base_name)
-            except DockerfileError:
-                raise
-            except BuildError as error:
-                raise InstructionError(str(error), source.location, "FROM") from None
-            rootfs = self.graph.add(ImageSource(ref=resolved.ref, image_id=resolved.image_id), meta)
-            config, base, steps = resolved.config.config, resolved.config, []
+            (rootfs, config, base), steps = self._image_source(source.base_name, meta, source), []
         if "PATH" not in config.env_map():
             config = replace(config, env=(*config.env, f"PATH={DEFAULT_PATH}"))
         return _StageState(name=stage.name, index=stage.index, rootfs=rootfs, config=config, base=base, steps=steps)
+
+    def _begin_named(self, stage: Stage, source: From, named: NamedContext) -> _StageState:
+        """A stage whose base is a named context: a folder's files as the root filesystem, or an image."""
+        meta = OpMeta(name=f"FROM {source.base_name}", stage=stage.name, location=source.location)
+        if isinstance(named, ImageContext):
+            rootfs, config, base = self._image_source(named.ref, meta, source)
+        else:
+            folder = self._named_folder(source.base_name if not stage.name else stage.name, named)
+            copy = CopyAction(source=folder, src="/", dest="/", dest_is_dir=True, exclude=named.exclude)
+            rootfs = self.graph.add(FileOp(base=self.graph.add(ScratchSource(), meta), actions=(copy,)), meta)
+            config, base = ContainerConfig(), ImageConfig()
+        if "PATH" not in config.env_map():
+            config = replace(config, env=(*config.env, f"PATH={DEFAULT_PATH}"))
+        return _StageState(name=stage.name, index=stage.index, rootfs=rootfs, config=config, base=base, steps=[])
+
+    def _named_folder(self, name: str, named: LocalContext) -> Digest:
+        op = ContextSource(name=f"context:{name}", path=str(named.path), exclude=named.exclude)
+        return self.graph.add(op, OpMeta(name=f"load build context {name}"))
+
+    def _image_source(
+        self, ref: str, meta: OpMeta, instruction: Instruction
+    ) -> tuple[Digest, ContainerConfig, ImageConfig]:
+        try:
+            resolved = self.resolve_image(ref)
+        except DockerfileError:
+            raise
+        except BuildError as error:
+            raise InstructionError(str(error), instruction.location, instruction.keyword) from None
+        rootfs = self.graph.add(ImageSource(ref=resolved.ref, image_id=resolved.image_id), meta)
+        return rootfs, resolved.config.config, resolved.config
 
     def _find_stage(self, name: str) -> _StageResult | None:
         lowered = name.lower()
@@ -296,24 +355,44 @@ class _Converter:
             return default
         return self.meta_args.get(key)
 
-    def _args_in_scope(self, state: _StageState) -> dict[str, str]:
-        values = {key: value for key, value in self.build_args.items() if key in PREDEFINED_ARGS}
+    def _declared_args(self, state: _StageState) -> dict[str, str]:
+        values = {}
         for key, default in state.args.items():
             value = self._arg_value(key, default)
             if value is not None:
                 values[key] = value
         return values
 
+    def _proxies(self, state: _StageState) -> dict[str, str]:
+        """Proxy build args the stage did not declare: they reach RUN but not its cache key or the history."""
+        return {
+            key: value for key, value in self.build_args.items() if key in PREDEFINED_ARGS and key not in state.args
+        }
+
+    def _args_in_scope(self, state: _StageState) -> dict[str, str]:
+        return {**self._proxies(state), **self._declared_args(state)}
+
     def _env(self, state: _StageState) -> dict[str, str]:
         return {**self._args_in_scope(state), **state.config.env_map()}
 
-    def _run_env(self, state: _StageState) -> tuple[str, ...]:
+    def _run_env(self, state: _StageState) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The step's environment, and the proxy settings added to it when it runs."""
         config_env = state.config.env_map()
-        extra = sorted(f"{key}={value}" for key, value in self._args_in_scope(state).items() if key not in config_env)
+        extra = sorted(f"{key}={value}" for key, value in self._declared_args(state).items() if key not in config_env)
         env = (*state.config.env, *extra)
         if "PATH" not in config_env:
             env = (*env, f"PATH={DEFAULT_PATH}")
-        return env
+        proxies = tuple(f"{key}={value}" for key, value in self._proxy_env(state).items() if key not in config_env)
+        return env, proxies
+
+    def _proxy_env(self, state: _StageState) -> dict[str, str]:
+        """BuildKit's proxy environment of a RUN: each proxy build arg under both its upper- and lower-case name
+        (of two spellings given, the lower-case one, last in sorted order), less the names the stage declared."""
+        values: dict[str, str] = {}
+        for key in sorted(self.build_args):
+            if key in PREDEFINED_ARGS:
+                values[key.upper()] = values[key.lower()] = self.build_args[key]
+        return {key: value for key, value in values.items() if key not in state.args}
 
     def _expand(self, instruction: _I, env: Mapping[str, str]) -> _I:
         return expand_instruction(instruction, self.lexer, env)
@@ -357,8 +436,12 @@ class _Converter:
             self._entitled(run, "network.host")
         if run.security == "insecure":
             self._entitled(run, "security.insecure")
-        args = with_shell(state.config, run.command, run.prepend_shell)
-        env = self._run_env(state)
+        try:
+            command, scripts = run_command(run)
+        except HeredocError as error:
+            raise self._fail(run, str(error)) from None
+        args = with_shell(state.config, command, run.prepend_shell)
+        env, proxy_env = self._run_env(state)
         op = ExecOp(
             rootfs=state.rootfs,
             args=args,
@@ -368,6 +451,8 @@ class _Converter:
             network=run.network or self.network,
             security=run.security or "sandbox",
             volumes=state.config.volumes,
+            scripts=scripts,
+            proxy_env=proxy_env,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)
@@ -390,7 +475,8 @@ class _Converter:
         )
 
     def _copy(self, state: _StageState, instruction: Copy | Add, meta: OpMeta) -> None:
-        expanded = self._expand(instruction, self._env(state))
+        env = self._env(state)
+        expanded = self._expand(instruction, env)
         keyword = instruction.keyword
         sources = [classify_source(instruction, source_path) for source_path in expanded.sources]
         mode = file_mode(instruction, expanded.chmod)
@@ -399,7 +485,8 @@ class _Converter:
         # linked layer would then stack over the stage's own.
         link = expanded.link and mode is None
         dest_is_dir = expanded.dest.endswith("/")
-        if len(expanded.sources) > 1 and not dest_is_dir:
+        several = len(expanded.sources) + len(expanded.inline_sources) > 1
+        if several and not dest_is_dir:
             raise self._fail(
                 instruction,
                 f"When using {keyword} with more than one source file, the destination must be a directory and end "
@@ -433,7 +520,8 @@ class _Converter:
                 # a name only the response gives (Content-Disposition) is matched with a wildcard
                 actions.append(replace(template, source=http, src=filename or "*", allow_wildcard=not filename))
             else:
-                actions.append(self._local_action(state, expanded, template, source, several=len(sources) > 1))
+                actions.append(self._local_action(state, expanded, template, source, several=several))
+        actions.extend(self._inline_actions(state, instruction, env, template))
         if link:
             scratch = self.graph.add(ScratchSource(), OpMeta(name="scratch"))
             linked = self.graph.add(FileOp(base=scratch, actions=tuple(actions)), meta)
@@ -443,7 +531,8 @@ class _Converter:
             state.rootfs = self.graph.add(FileOp(base=parent, actions=tuple(actions)), meta)
         flags = " --parents" if isinstance(expanded, Copy) and expanded.parents else ""
         flags += f" --chmod={expanded.chmod}" if expanded.chmod else ""
-        created_by = f"{keyword}{flags} {' '.join(expanded.sources)} {expanded.dest} # buildkit"
+        written = [*expanded.sources, *(f"<<{source.name}" for source in expanded.inline_sources)]
+        created_by = f"{keyword}{flags} {' '.join(written)} {expanded.dest} # buildkit"
         state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
 
     def _local_action(
@@ -452,6 +541,7 @@ class _Converter:
         """A source from the build context or (COPY --from) a stage or an image."""
         from_ = expanded.from_ if isinstance(expanded, Copy) else ""
         origin, from_context = self._copy_source(state, expanded, from_)
+        source_op = self.graph.op(origin)
         chown = template.chown
         if chown is None and from_context:
             chown = Chown("0", "0")  # Docker's classic builder gives context files to root (and so drops setuid)
@@ -464,31 +554,65 @@ class _Converter:
             src=src,
             attempt_unpack=isinstance(expanded, Add) and from_context,
             chown=chown,
-            exclude=self.context.exclude if from_context else (),
+            exclude=source_op.exclude if isinstance(source_op, ContextSource) else (),
             # Docker counts matches per instruction: one source may match nothing when another matches.
             allow_empty_wildcard=several,
             include_pattern=include,
             required=required,
         )
 
+    def _inline_actions(
+        self, state: _StageState, instruction: Copy | Add, env: Mapping[str, str], template: CopyAction
+    ) -> list[CopyAction]:
+        """A copy of each heredoc source, from a tree holding only its file (BuildKit writes it owned by root)."""
+        try:
+            sources = inline_sources(instruction, env)
+        except HeredocError as error:
+            raise self._fail(instruction, str(error)) from None
+        except ExpansionError as error:
+            raise self._fail(instruction, error.message) from None
+        actions = []
+        for source in sources:
+            digest = self.graph.add(source, OpMeta(name="preparing inline document", stage=state.name))
+            actions.append(
+                replace(
+                    template,
+                    source=digest,
+                    src=source.files[0].name,
+                    allow_wildcard=False,
+                    chown=template.chown or Chown("0", "0"),
+                )
+            )
+        return actions
+
     def _copy_source(self, state: _StageState, instruction: Instruction, from_: str) -> tuple[Digest, bool]:
         if not from_:
             return self.graph.add(self.context, OpMeta(name=f"load build context {self.context.name}")), True
-        stage = self._find_stage(from_)
+        return self.source_named(state, instruction, from_)
+
+    def source_named(self, state: _StageState, instruction: Instruction, name: str) -> tuple[Digest, bool]:
+        """What `--from=NAME` names (COPY --from, RUN --mount from=): an earlier stage by name, a stage index, a
+        named build context, else an image. The bool says whether it is a folder of this machine (a build context),
+        whose files COPY gives to root."""
+        stage = self._find_stage(name)
         if stage is not None:
             return stage.rootfs, False
-        if re.fullmatch(r"[+-]?[0-9]+", from_):
-            index = int(from_)
+        if re.fullmatch(r"[+-]?[0-9]+", name):
+            index = int(name)
             if 0 <= index < len(self.results):
                 return self.results[index].rootfs, False
-            raise self._fail(instruction, f"invalid from flag value {from_}: index out of bounds")
+            raise self._fail(instruction, f"invalid from flag value {name}: index out of bounds")
+        named = find_context(self.build_contexts, name)
+        if isinstance(named, LocalContext):
+            return self._named_folder(name, named), True
+        ref = named.ref if isinstance(named, ImageContext) else name
         try:
-            resolved = self.resolve_image(from_)
+            resolved = self.resolve_image(ref)
         except BuildError as error:
             message = error.message if isinstance(error, DockerfileError) else str(error)
-            raise self._fail(instruction, f"invalid from flag value {from_}: {message}") from None
+            raise self._fail(instruction, f"invalid from flag value {name}: {message}") from None
         op = ImageSource(ref=resolved.ref, image_id=resolved.image_id)
-        return self.graph.add(op, OpMeta(name=f"FROM {from_}", stage=state.name, location=instruction.location)), False
+        return self.graph.add(op, OpMeta(name=f"FROM {ref}", stage=state.name, location=instruction.location)), False
 
 
 def _check_stage_names(stages: tuple[Stage, ...]) -> None:

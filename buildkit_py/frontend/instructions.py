@@ -24,6 +24,7 @@ __all__ = [
     "Expose",
     "From",
     "Healthcheck",
+    "InlineFile",
     "Instruction",
     "Label",
     "Maintainer",
@@ -57,6 +58,19 @@ def _pairs(pairs: tuple[tuple[str, str], ...], expand_word: WordExpander) -> tup
     return tuple((expand_word(key), expand_word(value)) for key, value in pairs)
 
 
+@dataclass(frozen=True)
+class InlineFile:
+    """A heredoc body: `name` is its delimiter word (the file name for COPY/ADD), `data` the lines up to it.
+
+    `chomp` is `<<-` (leading tabs are stripped where BuildKit strips them); `expand` is false when any part of
+    the delimiter was quoted (`<<"EOF"`, `<<'EOF'`), and then COPY/ADD write the body as is."""
+
+    name: str
+    data: str
+    chomp: bool = False
+    expand: bool = True
+
+
 @dataclass(frozen=True, kw_only=True)
 class From(Instruction):
     """FROM [--platform=<platform>] <image> [AS <name>]"""
@@ -81,6 +95,7 @@ class Run(Instruction):
     prepend_shell: bool
     network: str = ""
     security: str = ""
+    heredocs: tuple[InlineFile, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +109,7 @@ class FileInstruction(Instruction):
     chmod: str = ""
     link: bool = False
     exclude: tuple[str, ...] = ()
+    inline_sources: tuple[InlineFile, ...] = ()  # `<<EOF` sources, written as files named after the heredoc
 
     def expand(self, expand_word: WordExpander) -> Self:
         # Docker 20.10's classic builder expands --chown but not --from; BuildKit expands --chmod too, and does not

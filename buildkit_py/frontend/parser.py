@@ -28,7 +28,7 @@ from ..gostring import (
     is_go_space,
 )
 
-__all__ = ["Heredoc", "Node", "ParsedDockerfile", "dump", "parse_dockerfile"]
+__all__ = ["Heredoc", "Node", "ParsedDockerfile", "chomp_heredoc", "dump", "parse_dockerfile", "parse_heredoc_word"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Node:
     end_line: int
     child: Node | None = None
     heredocs: tuple[Heredoc, ...] = ()
+    comments: tuple[str, ...] = ()  # the comment lines right above it (BuildKit's PrevComment), `#` removed
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class ParsedDockerfile:
     directives: Mapping[str, str]
     warnings: tuple[str, ...]
     filename: str
+    directive_lines: Mapping[str, int] = field(default_factory=dict)
+    empty_continuation_lines: tuple[int, ...] = ()
 
 
 class _LineError(Exception):
@@ -115,24 +118,28 @@ class _Directives:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.values: dict[str, str] = {}
+        self.lines: dict[str, int] = {}
         self.escape = "\\"
         self.continuation = _continuation_regex(self.escape)
         self.done = False
 
-    def feed(self, line: str, line_number: int) -> None:
+    def feed(self, line: str, line_number: int) -> bool:
+        """Take `line` as a directive if the directive block is still open; say whether it was one."""
         if self.done:
-            return
+            return False
         match = _DIRECTIVE.fullmatch(go_trim_left_space(line[1:])) if line.startswith("#") else None
         key = match.group(1).lower() if match else ""
         if match is None or key not in _KNOWN_DIRECTIVES:
             self.done = True
-            return
+            return False
         if key in self.values:
             self._fail(f"only one {key} parser directive can be used", line, line_number)
         value = match.group(2)
         if key == "escape":
             self._set_escape(value, line, line_number)
         self.values[key] = value
+        self.lines[key] = line_number
+        return True
 
     def _set_escape(self, value: str, line: str, line_number: int) -> None:
         if value not in ("\\", "`"):
@@ -456,6 +463,16 @@ def _heredoc_from_word(word: str) -> Heredoc | None:
     )
 
 
+def parse_heredoc_word(word: str) -> Heredoc | None:
+    """The heredoc a word such as `<<EOF`, `<<-'EOF'` or `3<<EOF` opens (its content empty); None for other words."""
+    return _heredoc_from_word(word)
+
+
+def chomp_heredoc(content: str) -> str:
+    """`<<-`: the leading tabs of every line removed."""
+    return re.sub(r"(?m)^\t+", "", content)
+
+
 def _heredocs_from_line(line: str) -> list[Heredoc]:
     words = _shell_words(line, raw_quotes=True, raw_escapes=True) or []
     return [doc for doc in map(_heredoc_from_word, words) if doc is not None]
@@ -472,6 +489,8 @@ class _Reader:
     filename: str
     line_number: int = 0
     warnings: list[str] = field(default_factory=list)
+    empty_continuation_lines: list[int] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
 
     def more(self) -> bool:
         return self.line_number < len(self.lines)
@@ -487,7 +506,10 @@ class _Reader:
     def read_instruction(self, directives: _Directives) -> tuple[str, int] | None:
         """Join one instruction's lines; None when the line read holds no instruction."""
         first = go_trim_left_space(_trim_newline(self.next_line()))
-        directives.feed(first, self.line_number)
+        was_directive = directives.feed(first, self.line_number)
+        if _is_comment(first) and not was_directive:
+            comment = go_trim_space(first[1:])
+            self.comments = [*self.comments, comment] if comment else []
         start_line = self.line_number
         text, ended = directives.trim_continuation("" if _is_comment(first) else first)
         if ended and not text:
@@ -507,6 +529,7 @@ class _Reader:
         joined = "".join(parts)
         if had_empty_line:
             self.warnings.append(f"Empty continuation line found in: {joined}")
+            self.empty_continuation_lines.append(self.line_number)
         return joined, start_line
 
     def read_heredocs(self, docs: list[Heredoc], start_line: int) -> tuple[Heredoc, ...]:
@@ -524,8 +547,9 @@ class _Reader:
 
 
 def _read_node(reader: _Reader, directives: _Directives, line: str, start_line: int) -> Node:
+    comments, reader.comments = tuple(reader.comments), []
     try:
-        node = _node_from_line(line, directives.escape, start_line, reader.line_number)
+        node = replace(_node_from_line(line, directives.escape, start_line, reader.line_number), comments=comments)
     except _LineError as error:
         keyword = _WHITESPACE.split(go_trim_space(line), maxsplit=1)[0].upper()
         raise DockerfileSyntaxError(str(error), reader.location(start_line), instruction=keyword) from None
@@ -556,6 +580,8 @@ def parse_dockerfile(data: bytes | str, filename: str = "Dockerfile") -> ParsedD
         directives=MappingProxyType(dict(directives.values)),
         warnings=tuple(reader.warnings),
         filename=filename,
+        directive_lines=MappingProxyType(dict(directives.lines)),
+        empty_continuation_lines=tuple(reader.empty_continuation_lines),
     )
 
 

@@ -18,6 +18,7 @@ from ..digest import Digest, digest_json
 from ..errors import SourceLocation
 
 _STAGE_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
+INLINE_SCRIPT_DIR = "/dev/pipes"  # where a RUN heredoc with a `#!` line is mounted, as in BuildKit
 
 
 def instruction_text(name: str) -> str:
@@ -62,6 +63,8 @@ class Op:
 def _plain(value: Any) -> Any:
     if isinstance(value, Digest):
         return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     if hasattr(value, "__dataclass_fields__"):
@@ -163,10 +166,30 @@ class MergeOp(Op):
 
 
 @dataclass(frozen=True)
+class InlineFile:
+    """A file whose bytes the Dockerfile holds (a heredoc): a plain name, no folders."""
+
+    name: str
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class InlineSource(Op):
+    """A tree of files given in the Dockerfile itself (`COPY <<EOF /dest`); their bytes are part of the digest."""
+
+    kind: ClassVar[str] = "inline"
+    files: tuple[InlineFile, ...]
+
+
+@dataclass(frozen=True)
 class ExecOp(Op):
     """Run a process on top of `rootfs`; yields `rootfs` plus the layer of what the process changed.
 
-    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN."""
+    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN.
+    `proxy_env` is added to `env` when the process runs, and is no part of the op's identity.
+    `scripts` are mounted read-only at /dev/pipes/<name> (a `RUN <<EOF` body that starts with `#!`), as BuildKit
+    does; they never reach the layer."""
 
     kind: ClassVar[str] = "exec"
     rootfs: Digest
@@ -177,6 +200,17 @@ class ExecOp(Op):
     network: str = "default"
     security: str = "sandbox"
     volumes: tuple[str, ...] = ()
+    scripts: tuple[InlineFile, ...] = ()
+    proxy_env: tuple[str, ...] = field(default=(), compare=False)
+
+    def definition(self) -> dict[str, Any]:
+        definition = super().definition()
+        # Proxy settings given with --build-arg and not declared with ARG reach the process but are not part of
+        # the step, as in BuildKit (llb.WithProxy): a step built behind another proxy is the same step.
+        del definition["proxy_env"]
+        if not self.scripts:
+            del definition["scripts"]  # the digests of ops without scripts stay what they were
+        return definition
 
     def inputs(self) -> tuple[Digest, ...]:
         return (self.rootfs,)

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 from ..digest import Digest, digest_json
 from ..errors import StepError
-from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
+from ..exec.executor import Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
 from ..solver.graph import BuildGraph
 from ..solver.ops import (
+    INLINE_SCRIPT_DIR,
     ContextSource,
     CopyAction,
     ExecOp,
@@ -28,6 +29,8 @@ from ..solver.ops import (
     GitSource,
     HttpSource,
     ImageSource,
+    InlineFile,
+    InlineSource,
     Op,
     OpMeta,
     ScratchSource,
@@ -41,6 +44,16 @@ if TYPE_CHECKING:
     from ..store import Store
 
 _OUTPUT_TAIL_LINES = 10
+
+
+def _write_inline(folder: Path, files: tuple[InlineFile, ...]) -> Path:
+    """The files of a heredoc in a fresh folder of ours; names were checked to be plain when the op was made."""
+    folder.mkdir()
+    for inline in files:
+        path = folder / inline.name
+        path.write_bytes(inline.data)
+        path.chmod(inline.mode)
+    return folder
 
 
 def _discard_volumes(upper: Path, volumes: tuple[str, ...]) -> None:
@@ -82,9 +95,11 @@ class LocalWorker:
         self._remote_lock = threading.Lock()
         self._downloads: dict[Digest, FetchedFile] = {}
         self._commits: dict[Digest, ResolvedRef] = {}
+        self._hashers: dict[str, ContextHasher] = {}
+        self._hashers_lock = threading.Lock()
 
     def source_chain(self, op: Op) -> Chain | None:
-        if isinstance(op, ScratchSource | ContextSource | HttpSource | GitSource):
+        if isinstance(op, ScratchSource | ContextSource | HttpSource | GitSource | InlineSource):
             return ()
         if isinstance(op, ImageSource):
             return image_config(self.store, op.image_id).diff_ids
@@ -130,13 +145,25 @@ class LocalWorker:
         for action in op.actions:
             source = self.graph.op(action.source) if isinstance(action, CopyAction) else None
             if isinstance(action, CopyAction) and isinstance(source, ContextSource):
-                selection = self.hasher.checksum(action)
+                selection = self._hasher_for(source, self.hasher).checksum(action)
                 digests.append(selection.digest)
                 files.append(selection.files)
             else:
                 digests.append(None)
                 files.append({})
         return ContentSummary(tuple(digests), tuple(files))
+
+    def _hasher_for(self, source: ContextSource, main: ContextHasher) -> ContextHasher:
+        """The main context's hasher, or one of a named context's folder (`--build-context NAME=DIR`)."""
+        if Path(source.path) == main.context:
+            return main
+        with self._hashers_lock:
+            hasher = self._hashers.get(source.path)
+            if hasher is None:
+                from ..context.hashing import ContextHasher
+
+                hasher = self._hashers[source.path] = ContextHasher(Path(source.path), self.store)
+            return hasher
 
     def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]) -> Chain:
         if isinstance(op, ExecOp):
@@ -165,11 +192,21 @@ class LocalWorker:
             partial[:] = rest
 
         process = ProcessSpec(
-            args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network, security=op.security
+            args=op.args,
+            env=(*op.env, *op.proxy_env),
+            cwd=op.cwd,
+            user=op.user,
+            network=op.network,
+            security=op.security,
         )
         with self.store.temp_dir("exec-") as scratch:
             rootfs = self._fresh_rootfs(scratch, chain)
-            status = self.executor.run(rootfs, process, (), sink)
+            scripts = _write_inline(scratch / "pipes", op.scripts)
+            mounts = [
+                Mount(source=scripts / script.name, target=f"{INLINE_SCRIPT_DIR}/{script.name}")
+                for script in op.scripts
+            ]
+            status = self.executor.run(rootfs, process, mounts, sink)
             if status != 0:
                 if partial:
                     tail.append(bytes(partial))
@@ -202,6 +239,8 @@ class LocalWorker:
         checkout."""
         if isinstance(source, ContextSource):
             return SourceTree(folder=Path(source.path))
+        if isinstance(source, InlineSource):
+            return SourceTree(folder=_write_inline(folder, source.files))
         if isinstance(source, HttpSource):
             from ..sources.http import materialize
 
