@@ -14,11 +14,13 @@ import tarfile
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import descendants, descendants_with_arg, watched
 
 from buildkit_py.digest import digest_bytes
 from buildkit_py.errors import ContextError, ExecError
@@ -45,11 +47,6 @@ APPLETS = (
     "env",
     "kill",
     "true",
-)
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not BUSYBOX.exists() or not Path("/sys/module/overlay").exists(),
-    reason="needs root, overlayfs and /bin/busybox",
 )
 
 
@@ -111,15 +108,8 @@ def _host_mounts(fragment: Path) -> list[str]:
 
 
 def _pids_with_arg(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
+    """This test's own sandboxed processes that carry marker as an argument."""
+    return descendants_with_arg(os.getpid(), marker)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -193,7 +183,15 @@ def test_network_host_sees_host_interfaces(sandbox: Sandbox) -> None:
 def test_environment(sandbox: Sandbox) -> None:
     status, output = sandbox.run("env | sort", env=("PATH=/bin", "A=1", "B=two words"))
     assert status == 0
-    assert output.splitlines() == ["A=1", "B=two words", "HOME=/root", "HOSTNAME=buildkitsandbox", "PATH=/bin", "PWD=/", "SHLVL=1"]
+    assert output.splitlines() == [
+        "A=1",
+        "B=two words",
+        "HOME=/root",
+        "HOSTNAME=buildkitsandbox",
+        "PATH=/bin",
+        "PWD=/",
+        "SHLVL=1",
+    ]
     # No PATH: Docker's default; HOME from /etc/passwd of the user.
     status, output = sandbox.run("echo $PATH $HOME", env=(), user="alice")
     assert output == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/alice\n"
@@ -324,12 +322,6 @@ def test_no_init_layer_entry_leaks_into_upper(sandbox: Sandbox) -> None:
     assert _upper_entries(sandbox.upper) == ["etc", "etc/x"]
 
 
-def _docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
-
-
 def _layer_names(upper: Path) -> set[str]:
     """What a layer tar of `upper` would hold, whiteouts written the OCI way."""
     names = set()
@@ -344,15 +336,13 @@ def _layer_names(upper: Path) -> set[str]:
 
 @pytest.mark.docker
 def test_run_layers_match_dockers(executor: LinuxExecutor, tmp_path: Path) -> None:
-    if not _docker_available():
-        pytest.skip("no Docker daemon")
     steps = ['["/bin/busybox","--install","-s","/bin"]', "touch /etc/x", "rm /bin/cat && mkdir -p /tmp/a"]
     context = tmp_path / "context"
     context.mkdir()
     shutil.copy2(BUSYBOX, context / "busybox")
     lines = ["FROM scratch", "COPY busybox /bin/busybox", *(f"RUN {step}" for step in steps)]
     (context / "Dockerfile").write_text("\n".join(lines) + "\n")
-    tag = f"buildkit-py-test-exec:{os.getpid()}"
+    tag = f"buildkit-py-test-exec:{uuid.uuid4().hex[:12]}"
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     subprocess.run(["docker", "build", "-q", "--network=none", "-t", tag, str(context)], env=env, check=True)
     try:
@@ -443,19 +433,6 @@ LinuxExecutor(state).run(RootfsSpec((lower,), upper, work), ProcessSpec(args=("/
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_sigkill_of_the_caller_leaves_nothing(sandbox: Sandbox) -> None:
     marker = "42.4242"
     state = sandbox.tmp / "state"
@@ -464,13 +441,14 @@ def test_sigkill_of_the_caller_leaves_nothing(sandbox: Sandbox) -> None:
     try:
         assert caller.stdout is not None
         assert caller.stdout.readline() == b"started\n"
-        sandboxes = _children(caller.pid)
-        assert len(sandboxes) == 1
-        assert _wait_until(lambda: bool(_pids_with_arg(marker)))
+        assert _wait_until(lambda: bool(descendants_with_arg(caller.pid, marker)))
         assert _host_mounts(sandbox.tmp) == []
-        caller.kill()
-        caller.wait()
-        assert _wait_until(lambda: not _pids_with_arg(marker) and not Path(f"/proc/{sandboxes[0]}").exists())
+        # Held by pidfds: once the caller dies its processes are no longer below this test in the tree.
+        with watched(descendants(caller.pid)) as spawned:
+            assert len(spawned.fds) >= 2  # the sandbox and the step's sleep
+            caller.kill()
+            caller.wait()
+            assert spawned.still_running_after(5) == []
     finally:
         if caller.poll() is None:
             caller.kill()

@@ -12,6 +12,8 @@ import stat
 import subprocess
 import tarfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -452,17 +454,6 @@ def test_ten_thousand_small_files_and_a_large_one(dest: Path, tmp_path: Path) ->
 # -- compared with Docker ----------------------------------------------------------------------------------------
 
 
-def _docker_ok() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], check=False, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-docker = pytest.mark.skipif(not _docker_ok(), reason="no Docker daemon reachable (`docker info` failed)")
-_BASE_TAG = "pybuild-test/fileops-base:latest"
-
-
 def _docker(*args: str, cwd: Path | None = None) -> str:
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     done = subprocess.run(["docker", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True)
@@ -471,15 +462,18 @@ def _docker(*args: str, cwd: Path | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def docker_base(tmp_path_factory: pytest.TempPathFactory) -> str:
+def docker_base(docker_daemon: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A busybox base in Docker, under a tag of this session's own (the daemon may be shared)."""
     folder = tmp_path_factory.mktemp("docker-base")
     (folder / "busybox").write_bytes(Path("/bin/busybox").read_bytes())
     os.chmod(folder / "busybox", 0o755)
     (folder / "Dockerfile").write_text(
         'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n'
     )
-    _docker("build", "--no-cache", "--network=none", "-q", "-t", _BASE_TAG, ".", cwd=folder)
-    return _BASE_TAG
+    tag = f"pybuild-test/fileops-base:{uuid.uuid4().hex[:12]}"
+    _docker("build", "--no-cache", "--network=none", "-q", "-t", tag, ".", cwd=folder)
+    yield tag
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
 
 
 def _export(image: str, into: Path | None = None) -> bytes:
@@ -651,7 +645,7 @@ _COMPARED = (
 )
 
 
-@docker
+@pytest.mark.docker
 def test_context_copies_match_docker(docker_base: str, context: Path, archives: Path, tmp_path: Path) -> None:
     for name, mode in (("suid", 0o4755), ("sgid", 0o2755), ("sgidnx", 0o2744)):
         (context / name).write_text(name)
@@ -684,7 +678,7 @@ def test_context_copies_match_docker(docker_base: str, context: Path, archives: 
     _assert_same(_dir_tree(root, _COMPARED), expected)
 
 
-@docker
+@pytest.mark.docker
 def test_copy_from_another_stage_matches_docker(docker_base: str, tmp_path: Path) -> None:
     folder = tmp_path / "build"
     folder.mkdir()
@@ -730,7 +724,7 @@ def test_copy_from_another_stage_matches_docker(docker_base: str, tmp_path: Path
     _assert_same(_dir_tree(root, prefixes), expected)
 
 
-@docker
+@pytest.mark.docker
 @pytest.mark.parametrize(
     ("instruction", "action", "message"),
     [

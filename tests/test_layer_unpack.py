@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from test_layer_generate import CAP_NET_BIND_SERVICE, build_overlay_snapshot, needs_root
+from test_layer_generate import CAP_NET_BIND_SERVICE, build_overlay_snapshot
 
 from buildkit_py.errors import LayerError
 from buildkit_py.layer import (
@@ -70,7 +70,6 @@ def overlay_snapshot(tmp_path: Path) -> Path:
     return build_overlay_snapshot(tmp_path / "overlay")
 
 
-@needs_root
 def test_round_trip_gives_same_snapshot_and_diff_id(overlay_snapshot: Path, tmp_path: Path) -> None:
     info, data = generate(overlay_snapshot)
     unpacked = unpack(data, tmp_path / "unpacked")
@@ -85,7 +84,6 @@ def test_round_trip_gives_same_snapshot_and_diff_id(overlay_snapshot: Path, tmp_
     assert stat.S_IMODE(os.lstat(tmp_path / "unpacked" / "suid").st_mode) == 0o4755
 
 
-@needs_root
 @pytest.mark.parametrize("algorithm", ["gzip", "zstd", "uncompressed"])
 def test_round_trip_through_compression(overlay_snapshot: Path, tmp_path: Path, algorithm: str) -> None:
     info, data = generate(overlay_snapshot)

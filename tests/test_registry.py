@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import required_tool
 from registry_fixtures import (
     ISSUER,
     SERVICE,
@@ -28,7 +28,7 @@ from registry_fixtures import (
     htpasswd_file,
     make_certificates,
     make_image,
-    missing_tools,
+    require_registry_tools,
     run_fake_registry,
     run_registry,
     run_token_server,
@@ -50,9 +50,6 @@ from buildkit_py.store import Store
 
 USERS = {"alice": "wonderland"}
 ALICE = Credentials("alice", "wonderland")
-_MISSING = missing_tools()
-needs_registry = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
-needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -66,15 +63,13 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    if _MISSING is not None:
-        pytest.skip(_MISSING)
+    require_registry_tools()
     return make_certificates(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    if _MISSING is not None:
-        pytest.skip(_MISSING)
+    require_registry_tools()
     work = tmp_path_factory.mktemp("basic-registry")
     passwords = htpasswd_file(work / "htpasswd", USERS)
     with run_registry(work, {"htpasswd": {"realm": "basic-realm", "path": str(passwords)}}) as server:
@@ -170,7 +165,6 @@ def test_credentials_file_is_private_atomic_and_keeps_other_keys(docker_config: 
 # -- htpasswd registry -----------------------------------------------------------------------------------------------
 
 
-@needs_registry
 def test_login_checks_the_password_then_push_and_pull_use_it(
     basic_registry: RegistryServer, tmp_path: Path, docker_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -210,7 +204,6 @@ def test_login_checks_the_password_then_push_and_pull_use_it(
     assert _pybuild(tmp_path / "d", "pull", name) == 1
 
 
-@needs_registry
 def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: RegistryServer, tmp_path: Path) -> None:
     store = _store(tmp_path, "s")
     name = f"{basic_registry.host}/again/busybox:1"
@@ -241,7 +234,6 @@ def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: R
     assert again.bytes_downloaded == len(store.image_config_bytes(again.image_id))
 
 
-@needs_registry
 def test_chunked_upload_and_oci_zstd_round_trip(basic_registry: RegistryServer, tmp_path: Path) -> None:
     store = _store(tmp_path, "s")
     name = f"{basic_registry.host}/chunked/busybox:zstd"
@@ -266,7 +258,6 @@ def _manifest(client: RegistryClient, repository: str, ref: str) -> tuple[str, s
     return body.decode(), media_type, str(digest)
 
 
-@needs_registry
 def test_index_picks_linux_amd64_or_the_asked_platform(basic_registry: RegistryServer, tmp_path: Path) -> None:
     store = _store(tmp_path, "s")
     host = basic_registry.host
@@ -298,9 +289,8 @@ def test_index_picks_linux_amd64_or_the_asked_platform(basic_registry: RegistryS
             )
 
 
-@needs_registry
-@needs_skopeo
 def test_skopeo_reads_and_copies_what_pybuild_pushed(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    required_tool("skopeo")
     store = _store(tmp_path, "s")
     host = basic_registry.host
     for oci, tag in ((False, "docker"), (True, "oci")):
@@ -329,9 +319,8 @@ def test_skopeo_reads_and_copies_what_pybuild_pushed(basic_registry: RegistrySer
         assert copy.returncode == 0, copy.stderr
 
 
-@needs_registry
-@needs_skopeo
 def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    required_tool("skopeo")
     layers = [busybox_layer(), tar_bytes({"etc/from-skopeo": b"yes\n"})]
     config_digest = write_oci_layout(tmp_path / "layout", layers)
     name = f"{basic_registry.host}/fromskopeo/busybox:1"
@@ -382,7 +371,6 @@ def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: Registry
 # -- token auth over TLS ---------------------------------------------------------------------------------------------
 
 
-@needs_registry
 def test_token_auth_over_tls_with_a_test_ca(
     token_registry: RegistryServer, token_service: TokenServer, certificates: Certificates, tmp_path: Path
 ) -> None:

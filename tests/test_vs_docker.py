@@ -11,16 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE, TESTDATA, base_context, docker_available, docker_config, docker_tree, pybuild_tree
+from helpers import BASE_IMAGE, TESTDATA, base_context, docker_config, docker_tree, pybuild_tree
 
 from buildkit_py.builder import build
 from buildkit_py.errors import BuildError
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs"),
-    pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers `docker info`"),
-]
+pytestmark = pytest.mark.docker
 
 CASES = sorted(path.name for path in (TESTDATA / "compare").iterdir() if path.is_dir())
 REFUSED = sorted(path.name for path in (TESTDATA / "compare-refused").iterdir() if path.is_dir())
@@ -51,7 +47,7 @@ def docker_build(context: Path, tag: str, *extra: str) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def docker_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def docker_base(docker_daemon: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     result = docker_build(base_context(tmp_path_factory.mktemp("docker-base")), BASE_IMAGE)
     assert result.returncode == 0, result.stderr
     yield BASE_IMAGE
