@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -461,6 +461,19 @@ def _docker(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
+@pytest.fixture
+def docker_tag() -> Iterator[Callable[[str], str]]:
+    """Tags of this test's own (the daemon may be shared with other runs), removed afterwards."""
+    made: list[str] = []
+
+    def tag(name: str) -> str:
+        made.append(f"pybuild-test/fileops-{name}:{uuid.uuid4().hex[:12]}")
+        return made[-1]
+
+    yield tag
+    subprocess.run(["docker", "rmi", "-f", *made], capture_output=True, check=False)
+
+
 @pytest.fixture(scope="module")
 def docker_base(docker_daemon: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A busybox base in Docker, under a tag of this session's own (the daemon may be shared)."""
@@ -646,7 +659,9 @@ _COMPARED = (
 
 
 @pytest.mark.docker
-def test_context_copies_match_docker(docker_base: str, context: Path, archives: Path, tmp_path: Path) -> None:
+def test_context_copies_match_docker(
+    docker_base: str, docker_tag: Callable[[str], str], context: Path, archives: Path, tmp_path: Path
+) -> None:
     for name, mode in (("suid", 0o4755), ("sgid", 0o2755), ("sgidnx", 0o2744)):
         (context / name).write_text(name)
         os.chmod(context / name, mode)
@@ -664,8 +679,9 @@ def test_context_copies_match_docker(docker_base: str, context: Path, archives: 
     (context / "Dockerfile").write_text("\n".join(lines) + "\n")
     (context / ".dockerignore").write_text("Dockerfile\n")
     _age(context)
-    _docker("build", "--no-cache", "--network=none", "-q", "-t", "pybuild-test/fileops-cmp:latest", ".", cwd=context)
-    expected = _tar_tree(_export("pybuild-test/fileops-cmp:latest"), _COMPARED)
+    built = docker_tag("cmp")
+    _docker("build", "--no-cache", "--network=none", "-q", "-t", built, ".", cwd=context)
+    expected = _tar_tree(_export(built), _COMPARED)
 
     root = tmp_path / "ours"
     root.mkdir()
@@ -679,7 +695,9 @@ def test_context_copies_match_docker(docker_base: str, context: Path, archives: 
 
 
 @pytest.mark.docker
-def test_copy_from_another_stage_matches_docker(docker_base: str, tmp_path: Path) -> None:
+def test_copy_from_another_stage_matches_docker(
+    docker_base: str, docker_tag: Callable[[str], str], tmp_path: Path
+) -> None:
     folder = tmp_path / "build"
     folder.mkdir()
     stage_script = (
@@ -709,15 +727,16 @@ def test_copy_from_another_stage_matches_docker(docker_base: str, tmp_path: Path
         "--target",
         "other",
         "-t",
-        "pybuild-test/fileops-other:latest",
+        other := docker_tag("other"),
         ".",
         cwd=folder,
     )
-    _docker("build", "--no-cache", "--network=none", "-q", "-t", "pybuild-test/fileops-from:latest", ".", cwd=folder)
+    built = docker_tag("from")
+    _docker("build", "--no-cache", "--network=none", "-q", "-t", built, ".", cwd=folder)
     prefixes = ("fromo", "fromof", "fromolink", "fromabs", "fromochown")
-    expected = _tar_tree(_export("pybuild-test/fileops-from:latest"), prefixes)
+    expected = _tar_tree(_export(built), prefixes)
     stage = tmp_path / "stage"
-    _export("pybuild-test/fileops-other:latest", into=stage)
+    _export(other, into=stage)
     root = tmp_path / "ours"
     root.mkdir()
     apply_actions(root, {str(STAGE): stage}, [action for _, action in steps])
@@ -757,3 +776,60 @@ def test_error_messages_match_docker(
     with pytest.raises((StepError, ContextError)) as error:
         run(dest, context, action)
     assert str(error.value) == message
+
+
+# Found by tests/test_fuzz_archives.py: numbers that os.lchown, os.makedev or os.utime cannot take, a NUL in a name
+# and a PAX record tarfile cannot parse came out as OverflowError or ValueError tracebacks; now they are the step's
+# error, like any other broken header.
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"uid": -2},
+        {"gid": 2**40},
+        {"mtime": 2**62},
+        {"pax_headers": {"mtime": "nan"}},
+        {"type": tarfile.CHRTYPE, "devmajor": -1},
+        {"pax_headers": {"path": "a\0b"}},
+        {"pax_headers": {"GNU.sparse.map": "nan"}},
+    ],
+    ids=[
+        "negative-uid",
+        "gid-beyond-32-bits",
+        "mtime-beyond-nanoseconds",
+        "pax-mtime-nan",
+        "negative-devmajor",
+        "nul-in-name",
+        "sparse-map-not-numbers",
+    ],
+)
+def test_add_refuses_bad_headers(dest: Path, context: Path, attributes: dict[str, object]) -> None:
+    buffer = io.BytesIO()
+    kind = tarfile.PAX_FORMAT if "pax_headers" in attributes else tarfile.GNU_FORMAT  # GNU for negative numbers
+    with tarfile.open(fileobj=buffer, mode="w", format=kind) as archive:
+        member = tarfile.TarInfo("f")
+        for key, value in attributes.items():
+            setattr(member, key, value)
+        archive.addfile(member, io.BytesIO(b""))
+    (context / "numbers.tar").write_bytes(buffer.getvalue())
+    with pytest.raises(StepError, match=r"Error processing tar file\(/n/\): (entry '.*' has|a header tarfile cannot)"):
+        run(dest, context, add("numbers.tar", "/n/"))
+
+
+def test_add_sets_directory_times_only_inside_the_destination(dest: Path, context: Path, tmp_path: Path) -> None:
+    """Found by tests/test_fuzz_archives.py: directory times were set at the end through the host path recorded when
+    each directory was made, so `a/sub/` followed by `a` -> /elsewhere changed the time of /elsewhere/sub."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    os.utime(outside / "sub", ns=(1, 1))
+    (context / "swap.tar").write_bytes(
+        _tar(
+            [
+                ("a", None, {"type": tarfile.DIRTYPE, "mode": 0o755}),
+                ("a/sub", None, {"type": tarfile.DIRTYPE, "mode": 0o755}),
+                ("a", None, {"type": tarfile.SYMTYPE, "linkname": str(outside)}),
+            ]
+        )
+    )
+    run(dest, context, add("swap.tar", "/s/"))
+    assert os.readlink(dest / "s" / "a") == str(outside)
+    assert os.stat(outside / "sub").st_mtime_ns == 1

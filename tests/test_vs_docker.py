@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def _normalised_config(config: dict[str, object]) -> dict[str, object]:
 @pytest.mark.parametrize("case", CASES)
 def test_same_image_as_docker(case: str, docker_base: str, base_store: object) -> None:
     context = TESTDATA / "compare" / case
-    tag = f"pybuild-compare/{case}:latest"
+    tag = f"pybuild-compare/{case}:{uuid.uuid4().hex[:12]}"  # its own: the daemon may be shared with other runs
     docker_flags, build_args, target = _options(context)
     result = docker_build(context, tag, *docker_flags)
     assert result.returncode == 0, result.stderr

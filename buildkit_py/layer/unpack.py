@@ -29,6 +29,7 @@ from ..digest import Digest, new_hasher
 from ..errors import LayerError
 from .compression import open_decompressed
 from .generate import COPY_CHUNK, LayerInfo
+from .tarheader import CheckedTarInfo
 from .whiteout import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr, is_whiteout, make_whiteout
 
 __all__ = ["unpack_layer"]
@@ -138,7 +139,7 @@ _TruncatedHeaderError: type[Exception] = tarfile.TruncatedHeaderError  # type: i
 _InvalidHeaderError: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
 
 
-class _CheckedTarInfo(tarfile.TarInfo):
+class _CheckedTarInfo(CheckedTarInfo):
     """tarfile takes a truncated or garbled header after the first one for the end of the archive; Go's archive/tar
     (and so Docker) fails there, and so do we. A zero block or the end of the stream still ends the archive."""
 
