@@ -15,14 +15,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import BASE_IMAGE, base_context
 
 # Property-based tests (tests/test_fuzz_*.py). The default run is small, the same on every machine (derandomized) and
-# writes no example database into the checkout; scripts/fuzz.sh selects "fuzz": many more random examples, with the
-# failing ones kept in .hypothesis/ to be replayed.
+# writes no example database into the checkout. `scripts/fuzz.sh` passes --hypothesis-profile=fuzz: random examples,
+# many more of them (PYBUILD_FUZZ_EXAMPLES), and the failing ones kept in .hypothesis/ to be replayed.
 _HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
-    "default", max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=_HEALTH_CHECKS
+    "ci", max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=_HEALTH_CHECKS
 )
-settings.register_profile("fuzz", max_examples=20_000, deadline=None, suppress_health_check=_HEALTH_CHECKS)
-settings.load_profile(os.environ.get("PYBUILD_HYPOTHESIS_PROFILE", "default"))
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("PYBUILD_FUZZ_EXAMPLES", "20000")),
+    deadline=None,
+    suppress_health_check=_HEALTH_CHECKS,
+)
+settings.load_profile("ci")
 
 # How long `docker info` may take before the daemon counts as unreachable: a loaded shared daemon answers in seconds.
 _DOCKER_PROBE_TIMEOUT = 60
