@@ -10,6 +10,7 @@ import lzma
 import os
 import stat
 import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -829,3 +830,30 @@ def test_add_sets_directory_times_only_inside_the_destination(dest: Path, contex
     run(dest, context, add("swap.tar", "/s/"))
     assert os.readlink(dest / "s" / "a") == str(outside)
     assert os.stat(outside / "sub").st_mtime_ns == 1
+
+
+def test_add_stops_at_the_end_of_an_archive_whose_header_claims_more(context: Path, tmp_path: Path) -> None:
+    """Found by tests/test_fuzz_archives.py: an entry of an unknown type claiming 2**60 bytes made tarfile's stream
+    mode skip its data 10 kB at a time past the end of the file, for ever. Run in a child process so that a
+    regression fails on the timeout instead of hanging the suite."""
+    header = bytearray(tarfile.TarInfo("x").tobuf(tarfile.GNU_FORMAT))
+    header[124:136] = b"\x80" + (2**60).to_bytes(11, "big")  # the size field in base-256, then type and checksum
+    header[156:157] = b"Z"
+    header[148:156] = b"        "
+    header[148:156] = b"%06o\0 " % sum(header)
+    (context / "huge.tar").write_bytes(bytes(header))
+    script = (
+        "import sys; from pathlib import Path; from buildkit_py.errors import StepError; "
+        "from buildkit_py.exec.archive import extract_archive\n"
+        "try:\n    extract_archive(sys.argv[1], Path(sys.argv[2]), 'huge.tar')\n"
+        "except StepError as error:\n    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(context / "huge.tar"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("failed to copy files: Error processing tar file(huge.tar): unexpected end of data")

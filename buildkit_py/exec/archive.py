@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ..errors import StepError
-from ..layer.tarheader import CheckedTarInfo
+from ..layer.tarstream import CheckedTarInfo, ForwardReader
 from .rootpath import resolve_in_root
 
 __all__ = ["extract_archive", "is_archive"]
@@ -121,7 +121,12 @@ def extract_archive(archive: str, dest: Path, display: str) -> None:
             raise NotADirectoryError(f"mkdir {display}: not a directory")
         with (
             _open(archive) as stream,
-            tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape", tarinfo=CheckedTarInfo) as tar,
+            tarfile.open(
+                fileobj=cast(BinaryIO, ForwardReader(stream)),
+                mode="r:",
+                errors="surrogateescape",
+                tarinfo=CheckedTarInfo,
+            ) as tar,
         ):
             directories: list[tuple[str, tarfile.TarInfo]] = []
             for member in tar:
