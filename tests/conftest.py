@@ -19,7 +19,7 @@ from helpers import BASE_IMAGE, base_context
 # many more of them (PYBUILD_FUZZ_EXAMPLES), and the failing ones kept in .hypothesis/ to be replayed.
 _HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
-    "ci", max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=_HEALTH_CHECKS
+    "ci", max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=_HEALTH_CHECKS
 )
 settings.register_profile(
     "fuzz",
