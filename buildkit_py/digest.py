@@ -59,8 +59,11 @@ def digest_stream(stream: BinaryIO, algorithm: str = "blake3") -> Digest:
 
 
 def canonical_json(value: Any) -> bytes:
-    """The serialisation that digests are taken of: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The serialisation that digests are taken of: sorted keys, no spaces, UTF-8. Text read from bytes that were not
+    UTF-8 (a Dockerfile's, kept as surrogate escapes) is written back as those bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogateescape"
+    )
 
 
 def digest_json(value: Any, algorithm: str = "blake3") -> Digest:

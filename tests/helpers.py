@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import pytest
+
 from buildkit_py.image.stored import image_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,10 +23,12 @@ BUSYBOX = Path("/bin/busybox")
 BASE_IMAGE = "pybuild-test/busybox:latest"
 
 
-def docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+def required_tool(name: str) -> str:
+    """The path of a command the tests use; scripts/install-deps.sh installs each, so a missing one fails."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"`{name}` is not on PATH: scripts/install-deps.sh installs what the tests need")
+    return path
 
 
 def base_context(tmp: Path) -> Path:

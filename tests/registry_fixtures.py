@@ -16,8 +16,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import socket
+import re
 import subprocess
 import tarfile
 import threading
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from helpers import required_tool
+
 from buildkit_py.digest import Digest
 from buildkit_py.image.config import ContainerConfig, HistoryEntry, ImageConfig
 from buildkit_py.image.stored import put_image
@@ -41,17 +42,10 @@ SERVICE = "pybuild-test-registry"
 ISSUER = "pybuild-test-issuer"
 
 
-def missing_tools() -> str | None:
+def require_registry_tools() -> None:
+    """The registry tests' servers and certificates come from docker-registry, openssl and htpasswd."""
     for tool in ("docker-registry", "openssl", "htpasswd"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (Debian packages docker-registry, openssl, apache2-utils)"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+        required_tool(tool)
 
 
 def _run(*args: str | Path) -> None:
@@ -117,16 +111,20 @@ class RegistryServer:
         )
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 20
+_LISTENING = re.compile(rf'msg="listening on {re.escape(LOOPBACK)}:(\d+)[,"]')
+
+
+def _wait_for_listening(process: subprocess.Popen[bytes], log_path: Path) -> int:
+    """The port the registry bound (it was given port 0, so no other process can hold it), read from its log."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        found = _LISTENING.search(log_path.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
         if process.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log_path.read_text(errors='replace')[-2000:]}")
-        with socket.socket() as sock:
-            if sock.connect_ex((LOOPBACK, port)) == 0:
-                return
         time.sleep(0.05)
-    raise RuntimeError("docker-registry did not start listening")
+    raise RuntimeError(f"docker-registry did not start listening: {log_path.read_text(errors='replace')[-2000:]}")
 
 
 @contextmanager
@@ -134,8 +132,7 @@ def run_registry(
     work: Path, auth: Mapping[str, Any] | None, tls: Certificates | None = None
 ) -> Iterator[RegistryServer]:
     work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    http: dict[str, Any] = {"addr": f"{LOOPBACK}:{port}", "secret": uuid.uuid4().hex}
+    http: dict[str, Any] = {"addr": f"{LOOPBACK}:0", "secret": uuid.uuid4().hex}
     if tls is not None:
         http["tls"] = {"certificate": str(tls.server_cert), "key": str(tls.server_key)}
     config: dict[str, Any] = {
@@ -154,7 +151,7 @@ def run_registry(
             ["docker-registry", "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT, cwd=work
         )
     try:
-        _wait_for_port(port, process, log_path)
+        port = _wait_for_listening(process, log_path)
         yield RegistryServer(port, log_path, process, "https" if tls else "http")
     finally:
         process.terminate()

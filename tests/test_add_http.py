@@ -28,8 +28,6 @@ from buildkit_py.builder import build
 from buildkit_py.errors import InstructionError, StepError
 from buildkit_py.image.stored import image_config
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
-
 
 @dataclass
 class Resource:

@@ -3,7 +3,6 @@ proxy build args, named contexts (--build-context), and the syntax directive."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,6 @@ from buildkit_py.frontend.platforms import normalize_platform
 from buildkit_py.frontend.syntax import check_syntax, is_own_frontend
 from buildkit_py.solver.ops import ContextSource, ExecOp
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
 CONTEXT = ContextSource(name="context", path="/src")
 
 
@@ -131,7 +129,6 @@ def test_normalize_platform(text: str, expected: str | None) -> None:
 # --- proxies ---------------------------------------------------------------------------------------------------------
 
 
-@needs_root
 def test_proxy_args_reach_run_but_not_cache_or_history(base_store: object, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(f'FROM {BASE_IMAGE}\nRUN echo "$HTTP_PROXY $no_proxy" > /proxy\n')
     first = build(
@@ -177,7 +174,6 @@ def test_bad_build_context(tmp_path: Path, text: str, message: str) -> None:
         parse_build_contexts([text], tmp_path)
 
 
-@needs_root
 def test_named_contexts(base_store: object, tmp_path: Path) -> None:
     """BuildKit's testNamedLocalContext and testNamedImageContext: a folder (with its own .dockerignore) as a
     stage's base and as COPY --from, an image standing in for another image's name, and a stage replaced."""
@@ -217,7 +213,6 @@ def test_named_contexts(base_store: object, tmp_path: Path) -> None:
     assert files["/fromdir/out"] == files["/copydir/out"] == b"dummy-result"
 
 
-@needs_root
 def test_cli_build_context_and_platform(base_store: object, tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "file").write_text("from a named context\n")
@@ -288,7 +283,6 @@ def test_buildkit_syntax_build_arg_wins() -> None:
         check_syntax(parse_dockerfile("FROM scratch\n"), {"BUILDKIT_SYNTAX": "other/x"})
 
 
-@needs_root
 def test_build_with_syntax_directive_and_refusal(base_store: object, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("# syntax=docker/dockerfile:1.4\nFROM scratch\nCOPY <<EOF /x\nhi\nEOF\n")
     build(tmp_path, tags=["test/syntax:1"], store=base_store)  # type: ignore[arg-type]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import time
 from pathlib import Path
@@ -21,8 +20,6 @@ from buildkit_py.image.docker_archive import save_docker_archive
 from buildkit_py.image.stored import image_config
 from buildkit_py.store import Store
 from buildkit_py.store.gc import cache_totals, cache_usage, prune_cache, system_df
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
 
 
 @pytest.fixture()

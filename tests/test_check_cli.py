@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from helpers import BASE_IMAGE
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
 
 
 def pybuild(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +66,6 @@ def test_check_build_arg(tmp_path: Path) -> None:
     assert result.returncode == 1 and "FromAsCasing" in result.stdout
 
 
-@needs_root
 def test_build_prints_warnings_with_their_lines(base_store: object, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE} as base\nRUN true\nmaintainer me\n")
     root = base_store.root  # type: ignore[attr-defined]
@@ -81,7 +77,6 @@ def test_build_prints_warnings_with_their_lines(base_store: object, tmp_path: Pa
     assert "WARNING: Dockerfile:3: ConsistentInstructionCasing: Command 'maintainer' should match" in output
 
 
-@needs_root
 def test_error_true_fails_the_build_before_any_step(base_store: object, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(f"# check=error=true\nFROM {BASE_IMAGE} as base\nRUN touch /ran\n")
     root = base_store.root  # type: ignore[attr-defined]

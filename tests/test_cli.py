@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
-import pytest
 from helpers import BASE_IMAGE
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
 
 
 def pybuild(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
+import uuid
 from pathlib import Path
 
 import pytest
 from helpers import BASE_IMAGE, base_context
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
+from processes import LineReader, descendants, watched
 
 
 def pybuild(root: Path, *args: str) -> list[str]:
@@ -63,36 +61,46 @@ def _mounts() -> str:
     return Path("/proc/self/mountinfo").read_text()
 
 
-def test_sigkill_mid_build_leaves_a_usable_store_and_no_mounts(root_with_base: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "slow"
+# How long a RUN step may take to start on a loaded machine; only a failure waits this long.
+STEP_START_TIMEOUT = 120
+
+
+def start_slow_build(root: Path, folder: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str], LineReader]:
+    """A build whose RUN step prints `step-<marker>` (printf, so the step's name does not end with it) and sleeps;
+    returns once that line came through the plain progress, so the step is running."""
     folder.mkdir()
-    marker = f"marker-{tmp_path.name}"
-    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {marker} > /m && sleep 60\n")
-    mounts_before = _mounts().count(str(root_with_base))
+    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN printf 'step-%s\\n' {marker} && sleep 60\n")
     process = subprocess.Popen(
-        pybuild(root_with_base, "build", "--progress=plain", "-t", "slow", str(folder)),
+        pybuild(root, "build", "--progress=plain", *args, str(folder)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True, check=False).stdout.split()
-        if found:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the RUN step never started")
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while (
-        time.monotonic() < deadline
-        and subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False).returncode == 0
-    ):
-        time.sleep(0.1)
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False).returncode != 0, (
-        "the step outlived pybuild"
-    )
+    assert process.stdout is not None
+    output = LineReader(process.stdout)
+    if not output.wait_for(f"step-{marker}", STEP_START_TIMEOUT):
+        process.kill()
+        process.wait()
+        pytest.fail(f"the RUN step did not start within {STEP_START_TIMEOUT}s; output:\n{output.rest(10)}")
+    return process, output
+
+
+def build_processes(process: subprocess.Popen[str]) -> list[int]:
+    """Everything pybuild started and still runs: its fork server and the sandbox (its pid 1 and the step's shell)."""
+    found = descendants(process.pid)
+    assert found, f"no process below pybuild (pid {process.pid}) while its RUN step runs"
+    return found
+
+
+def test_sigkill_mid_build_leaves_a_usable_store_and_no_mounts(root_with_base: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "slow"
+    marker = uuid.uuid4().hex
+    mounts_before = _mounts().count(str(root_with_base))
+    process, _ = start_slow_build(root_with_base, folder, marker, "-t", "slow")
+    with watched(build_processes(process)) as step:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert step.still_running_after(10) == [], "the step outlived pybuild"
     assert _mounts().count(str(root_with_base)) == mounts_before
     (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {marker} > /m\n")
     finished = subprocess.run(
@@ -104,25 +112,13 @@ def test_sigkill_mid_build_leaves_a_usable_store_and_no_mounts(root_with_base: P
 
 
 def test_ctrl_c_stops_the_build_with_130_and_leaves_nothing_running(root_with_base: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "interrupted"
-    folder.mkdir()
-    marker = f"int-{tmp_path.name}"
-    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {marker} && sleep 60\n")
-    process = subprocess.Popen(
-        pybuild(root_with_base, "build", "--progress=plain", str(folder)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while (
-        time.monotonic() < deadline
-        and subprocess.run(["pgrep", "-f", "sleep 60"], check=False, capture_output=True).returncode
-    ):
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    output = process.communicate(timeout=30)[0]
-    assert process.returncode == 130, output
-    assert "interrupted" in output and "Traceback" not in output
-    assert subprocess.run(["pgrep", "-f", marker], check=False, capture_output=True).returncode != 0
+    marker = uuid.uuid4().hex
+    process, output = start_slow_build(root_with_base, tmp_path / "interrupted", marker)
+    with watched(build_processes(process)) as step:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        text = output.rest(10)
+        assert process.returncode == 130, text
+        assert "interrupted" in text and "Traceback" not in text
+        assert step.still_running_after(10) == [], "the step outlived pybuild"
     assert str(root_with_base) not in _mounts()

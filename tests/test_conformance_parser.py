@@ -12,29 +12,24 @@ from buildkit_py.gostring import go_quote
 
 CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 
-needs_conformance = pytest.mark.skipif(not CONFORMANCE.is_dir(), reason=f"conformance data not found at {CONFORMANCE}")
-
 
 def _case_dirs(group: str) -> list[Path]:
     folder = CONFORMANCE / group
     return sorted(path for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
 
 
-@needs_conformance
 @pytest.mark.parametrize("case", _case_dirs("parser"), ids=lambda path: path.name)
 def test_parser_case_dump(case: Path) -> None:
     parsed = parse_dockerfile((case / "Dockerfile").read_bytes())
     assert dump(parsed) == (case / "result").read_bytes().decode("utf-8")
 
 
-@needs_conformance
 @pytest.mark.parametrize("case", _case_dirs("parser-negative"), ids=lambda path: path.name)
 def test_parser_negative_case(case: Path) -> None:
     with pytest.raises(DockerfileSyntaxError):
         parse_dockerfile((case / "Dockerfile").read_bytes())
 
 
-@needs_conformance
 def test_parser_line_numbers() -> None:
     parsed = parse_dockerfile((CONFORMANCE / "parser-line" / "Dockerfile").read_bytes())
     assert [(node.start_line, node.end_line) for node in parsed.nodes] == [(5, 5), (11, 12), (17, 31)]
@@ -43,8 +38,7 @@ def test_parser_line_numbers() -> None:
 
 
 def test_conformance_case_counts() -> None:
-    if not CONFORMANCE.is_dir():
-        pytest.skip(f"conformance data not found at {CONFORMANCE}")
+    assert CONFORMANCE.is_dir(), f"conformance data not found at {CONFORMANCE}"
     assert (len(_case_dirs("parser")), len(_case_dirs("parser-negative"))) == (33, 4)
 
 

@@ -24,7 +24,7 @@ def _lines(path: Path) -> list[str]:
 
 def _env_var_vectors() -> list[object]:
     if not ENV_VAR_TEST.is_file():
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"{ENV_VAR_TEST} is absent"))]
+        return []  # an empty parameter set fails at collection (pyproject: empty_parameter_set_mark)
     vectors: list[object] = []
     for number, line in enumerate(_lines(ENV_VAR_TEST), start=1):
         if line.startswith("#"):
@@ -44,7 +44,7 @@ def _env_var_vectors() -> list[object]:
 
 def _words_vectors() -> list[object]:
     if not WORDS_TEST.is_file():
-        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason=f"{WORDS_TEST} is absent"))]
+        return []
     vectors: list[object] = []
     envs: list[str] = []
     for number, line in enumerate(_lines(WORDS_TEST), start=1):
@@ -82,8 +82,7 @@ def test_words_vector(test: str, expected: list[str], env: dict[str, str]) -> No
 
 
 def test_vector_counts() -> None:
-    if not (ENV_VAR_TEST.is_file() and WORDS_TEST.is_file()):
-        pytest.skip("conformance data is absent")
+    assert ENV_VAR_TEST.is_file() and WORDS_TEST.is_file(), f"conformance data not found at {CONFORMANCE}"
     assert len(_env_var_vectors()) == 228
     assert len(_words_vectors()) == 24
 

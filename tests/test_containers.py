@@ -17,8 +17,6 @@ import pytest
 from container_helpers import Pybuild, build_base, mounts_under, process_exists, unique, wait_until
 from helpers import BASE_IMAGE
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, overlay)")
-
 
 @pytest.fixture(scope="module")
 def pb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pybuild]:

@@ -4,7 +4,6 @@ and exit codes of `run`, volumes and binds, `logs`, `ps` columns, `diff` lists, 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tarfile
@@ -14,12 +13,10 @@ from pathlib import Path
 
 import pytest
 from container_helpers import Pybuild, build_base, unique
-from helpers import docker_available
 
 DOCKER = "/usr/bin/docker"
 pytestmark = [
     pytest.mark.docker,
-    pytest.mark.skipif(not docker_available() or os.geteuid() != 0, reason="needs a Docker daemon and root"),
 ]
 
 DOCKERFILE = """\

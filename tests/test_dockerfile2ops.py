@@ -432,3 +432,20 @@ def test_own_onbuild_is_kept_after_triggers() -> None:
     images = {"parent": ContainerConfig(on_build=("ENV A=1",))}
     result = plan("FROM parent\nONBUILD ENV B=2\n", images=images)
     assert result.config.on_build == ("ENV B=2",)
+
+
+def test_bytes_that_are_not_utf8_reach_the_op_and_its_digest() -> None:
+    """Found by tests/test_fuzz_frontend.py: a latin-1 byte in a RUN line made digesting the op raise
+    UnicodeEncodeError. The byte reaches the process as it was, tells two ops apart, and shows as `\\xe9`."""
+    latin1 = dockerfile_to_plan(
+        parse_dockerfile(b"FROM base\nRUN echo caf\xe9\n"),
+        context=CONTEXT,
+        build_args={},
+        target=None,
+        resolve_image=DictResolver({"base": BASE}),
+    )
+    other = plan("FROM base\nRUN echo caf\udce8\n")
+    run = the_exec(latin1)
+    assert [arg.encode("utf-8", "surrogateescape") for arg in run.args] == [b"/bin/sh", b"-c", b"echo caf\xe9"]
+    assert run.digest != the_exec(other).digest
+    assert latin1.graph.meta(run.digest).name == "[2/2] RUN echo caf\\xe9"

@@ -50,14 +50,10 @@ def _verdict(cell: str) -> bool:
     return word == "true"
 
 
-def _absent(count: int) -> list[object]:
-    return [pytest.param(*([None] * count), marks=pytest.mark.skip(reason=f"{CASES_FILE} is absent"))]
-
-
 def _read_cases() -> list[object]:
     document = _document()
     if document is None:
-        return _absent(2)
+        return []  # no cases: the test fails at collection (pyproject: empty_parameter_set_mark)
     cases: list[object] = []
     for line_cell, result_cell in _table_rows(_section(document, "## Step 1", "## Step 2")):
         line = _CODE.findall(line_cell)[0]
@@ -70,7 +66,7 @@ def _match_cases() -> list[object]:
     """Rows 1-40 and 43-44 of Step 3: (patterns, path, excluded)."""
     document = _document()
     if document is None:
-        return _absent(3)
+        return []
     step3 = document[document.index("## Step 3") :]
     cases: list[object] = []
     for number, patterns_cell, path_cell, verdict in _table_rows(step3[: step3.index("Go-`filepath.Match`")]):
@@ -84,7 +80,7 @@ def _match_cases() -> list[object]:
 def _error_cases() -> list[object]:
     document = _document()
     if document is None:
-        return _absent(1)
+        return []
     step3 = document[document.index("## Step 3") :]
     patterns: list[object] = []
     for cells in _table_rows(step3[: step3.index("Go-`filepath.Match`")]):
@@ -101,7 +97,7 @@ def _error_cases() -> list[object]:
 def _filepath_match_cases() -> list[object]:
     document = _document()
     if document is None:
-        return _absent(3)
+        return []
     paragraph = document[document.index("Go-`filepath.Match`") : document.index("## Related")]
     found = re.findall(r"`([^`]*)` vs `([^`]*)` → (true|false)", paragraph)
     return [pytest.param([p], path, verdict == "true", id=f"{p!r} vs {path!r}") for p, path, verdict in found]
@@ -110,7 +106,7 @@ def _filepath_match_cases() -> list[object]:
 def _compile_cases() -> list[object]:
     document = _document()
     if document is None:
-        return _absent(3)
+        return []
     step2 = _section(document, "## Step 2", "## Step 3")
     examples = step2[step2.index("Examples of compiled regexps") :]
     cases: list[object] = [
@@ -163,8 +159,7 @@ def test_compiled_form(pattern: str, kind: MatchType, regex: str | None) -> None
 
 
 def test_every_case_was_read() -> None:
-    if _document() is None:
-        pytest.skip(f"{CASES_FILE} is absent")
+    assert _document() is not None, f"{CASES_FILE} is absent"
     assert len(_read_cases()) == 8
     assert len(_match_cases()) == 42  # rows 1-40, 43, 44
     assert len(_error_cases()) == 2 + 6  # rows 41, 42 and the six ErrBadPattern patterns

@@ -14,11 +14,13 @@ import tarfile
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import descendants, descendants_with_arg, watched
 
 from buildkit_py.digest import digest_bytes
 from buildkit_py.errors import ContextError, ExecError
@@ -45,11 +47,6 @@ APPLETS = (
     "env",
     "kill",
     "true",
-)
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not BUSYBOX.exists() or not Path("/sys/module/overlay").exists(),
-    reason="needs root, overlayfs and /bin/busybox",
 )
 
 
@@ -111,15 +108,8 @@ def _host_mounts(fragment: Path) -> list[str]:
 
 
 def _pids_with_arg(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
+    """This test's own sandboxed processes that carry marker as an argument."""
+    return descendants_with_arg(os.getpid(), marker)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -145,17 +135,26 @@ def test_exit_status_and_output(sandbox: Sandbox) -> None:
 
 
 def test_output_streams_while_running(sandbox: Sandbox) -> None:
-    arrivals: list[tuple[float, bytes]] = []
+    """The step prints `first`, then waits for the file that the output callback creates when `first` reaches it:
+    only output that streams while the process runs lets it print `second` (else it gives up after 60 s)."""
+    signals = sandbox.tmp / "signals"
+    signals.mkdir()
+    arrivals: list[bytes] = []
+
+    def received(chunk: bytes) -> None:
+        arrivals.append(chunk)
+        if chunk.startswith(b"first"):
+            (signals / "go").touch()
+
+    script = (
+        "echo first; i=0; while [ ! -e /mnt/signals/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
+        "if [ -e /mnt/signals/go ]; then echo second; else echo gave up; fi"
+    )
     status = sandbox.executor.run(
-        sandbox.rootfs,
-        _process(("/bin/sh", "-c", "echo first; sleep 0.5; echo second")),
-        (),
-        lambda chunk: arrivals.append((time.monotonic(), chunk)),
+        sandbox.rootfs, _process(("/bin/sh", "-c", script)), (Mount(signals, "/mnt/signals"),), received
     )
     assert status == 0
-    assert b"".join(chunk for _, chunk in arrivals) == b"first\nsecond\n"
-    assert arrivals[0][1] == b"first\n"
-    assert arrivals[-1][0] - arrivals[0][0] > 0.3
+    assert b"".join(arrivals) == b"first\nsecond\n"
 
 
 def test_pid_one_hostname_proc(sandbox: Sandbox) -> None:
@@ -358,12 +357,6 @@ def test_no_init_layer_entry_leaks_into_upper(sandbox: Sandbox) -> None:
     assert _upper_entries(sandbox.upper) == ["etc", "etc/x"]
 
 
-def _docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
-
-
 def _layer_names(upper: Path) -> set[str]:
     """What a layer tar of `upper` would hold, whiteouts written the OCI way."""
     names = set()
@@ -378,15 +371,13 @@ def _layer_names(upper: Path) -> set[str]:
 
 @pytest.mark.docker
 def test_run_layers_match_dockers(executor: LinuxExecutor, tmp_path: Path) -> None:
-    if not _docker_available():
-        pytest.skip("no Docker daemon")
     steps = ['["/bin/busybox","--install","-s","/bin"]', "touch /etc/x", "rm /bin/cat && mkdir -p /tmp/a"]
     context = tmp_path / "context"
     context.mkdir()
     shutil.copy2(BUSYBOX, context / "busybox")
     lines = ["FROM scratch", "COPY busybox /bin/busybox", *(f"RUN {step}" for step in steps)]
     (context / "Dockerfile").write_text("\n".join(lines) + "\n")
-    tag = f"buildkit-py-test-exec:{os.getpid()}"
+    tag = f"buildkit-py-test-exec:{uuid.uuid4().hex[:12]}"
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     subprocess.run(["docker", "build", "-q", "--network=none", "-t", tag, str(context)], env=env, check=True)
     try:
@@ -477,19 +468,6 @@ LinuxExecutor(state).run(RootfsSpec((lower,), upper, work), ProcessSpec(args=("/
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_sigkill_of_the_caller_leaves_nothing(sandbox: Sandbox) -> None:
     marker = "42.4242"
     state = sandbox.tmp / "state"
@@ -498,13 +476,14 @@ def test_sigkill_of_the_caller_leaves_nothing(sandbox: Sandbox) -> None:
     try:
         assert caller.stdout is not None
         assert caller.stdout.readline() == b"started\n"
-        sandboxes = _children(caller.pid)
-        assert len(sandboxes) == 1
-        assert _wait_until(lambda: bool(_pids_with_arg(marker)))
+        assert _wait_until(lambda: bool(descendants_with_arg(caller.pid, marker)))
         assert _host_mounts(sandbox.tmp) == []
-        caller.kill()
-        caller.wait()
-        assert _wait_until(lambda: not _pids_with_arg(marker) and not Path(f"/proc/{sandboxes[0]}").exists())
+        # Held by pidfds: once the caller dies its processes are no longer below this test in the tree.
+        with watched(descendants(caller.pid)) as spawned:
+            assert len(spawned.fds) >= 2  # the sandbox and the step's sleep
+            caller.kill()
+            caller.wait()
+            assert spawned.still_running_after(5) == []
     finally:
         if caller.poll() is None:
             caller.kill()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -19,9 +18,6 @@ from buildkit_py.frontend.convert import parse_stages
 from buildkit_py.frontend.instructions import Copy, InlineFile, Run
 from buildkit_py.frontend.parser import chomp_heredoc, parse_dockerfile, parse_heredoc_word
 from buildkit_py.image.stored import image_config
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
-
 
 # --- parsing ---------------------------------------------------------------------------------------------------------
 
@@ -121,7 +117,6 @@ def _build(store: object, folder: Path, dockerfile: str, tag: str) -> dict[str, 
     return image_files(store, tag)
 
 
-@needs_root
 def test_copy_heredoc(base_store: object, tmp_path: Path) -> None:
     files = _build(
         base_store,
@@ -145,7 +140,6 @@ def test_copy_heredoc(base_store: object, tmp_path: Path) -> None:
     }
 
 
-@needs_root
 def test_copy_heredoc_special_symbols(base_store: object, tmp_path: Path) -> None:
     files = _build(
         base_store,
@@ -171,7 +165,6 @@ def test_copy_heredoc_special_symbols(base_store: object, tmp_path: Path) -> Non
     }
 
 
-@needs_root
 def test_run_heredocs(base_store: object, tmp_path: Path) -> None:
     """Basic, shebang (with <<-), complex (pipes, several heredocs, file descriptors), fake (SHELL awk)."""
     files = _build(
@@ -209,7 +202,6 @@ def test_run_heredocs(base_store: object, tmp_path: Path) -> None:
     }
 
 
-@needs_root
 def test_shebang_script_stays_out_of_the_layer(base_store: object, tmp_path: Path) -> None:
     _build(base_store, tmp_path, f"FROM {BASE_IMAGE}\nRUN <<EOF\n#!/bin/sh\ntouch /made\nEOF\n", "test/heredoc-pipes:1")
     from helpers import pybuild_tree
@@ -219,7 +211,6 @@ def test_shebang_script_stays_out_of_the_layer(base_store: object, tmp_path: Pat
     assert not any(path == "/dev" or path.startswith("/dev/") for path in tree)
 
 
-@needs_root
 def test_heredoc_indent(base_store: object, tmp_path: Path) -> None:
     files = _build(
         base_store,
@@ -249,7 +240,6 @@ def test_heredoc_indent(base_store: object, tmp_path: Path) -> None:
     }
 
 
-@needs_root
 def test_heredoc_variable_substitution(base_store: object, tmp_path: Path) -> None:
     copies = {
         "c1": ("EOF", "Hello ${name}!"),
@@ -287,7 +277,6 @@ def test_heredoc_variable_substitution(base_store: object, tmp_path: Path) -> No
     }
 
 
-@needs_root
 def test_onbuild_heredoc(base_store: object, tmp_path: Path) -> None:
     _build(
         base_store,
@@ -304,7 +293,6 @@ def test_onbuild_heredoc(base_store: object, tmp_path: Path) -> None:
     assert files == {"/dest": b"hello world\n"}
 
 
-@needs_root
 def test_add_heredoc_and_cache(base_store: object, tmp_path: Path) -> None:
     """ADD writes a heredoc like COPY (nothing to unpack); the body is part of the step's cache key."""
     dockerfile = "FROM scratch\nADD <<EOF /greeting\nhello\nEOF\n"
@@ -316,7 +304,6 @@ def test_add_heredoc_and_cache(base_store: object, tmp_path: Path) -> None:
     assert changed == {"/greeting": b"bye\n"}
 
 
-@needs_root
 @pytest.mark.parametrize(
     ("dockerfile", "message"),
     [
@@ -333,7 +320,6 @@ def test_bad_heredoc_copy(base_store: object, tmp_path: Path, dockerfile: str, m
     assert str(caught.value).startswith("Dockerfile:2: COPY: ")
 
 
-@needs_root
 def test_cli_unterminated_heredoc(base_store: object, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY <<EOF /x\nnever ends\n")
     root = base_store.root  # type: ignore[attr-defined]

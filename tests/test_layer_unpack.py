@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from test_layer_generate import CAP_NET_BIND_SERVICE, build_overlay_snapshot, needs_root
+from test_layer_generate import CAP_NET_BIND_SERVICE, build_overlay_snapshot
 
 from buildkit_py.errors import LayerError
 from buildkit_py.layer import (
@@ -70,7 +70,6 @@ def overlay_snapshot(tmp_path: Path) -> Path:
     return build_overlay_snapshot(tmp_path / "overlay")
 
 
-@needs_root
 def test_round_trip_gives_same_snapshot_and_diff_id(overlay_snapshot: Path, tmp_path: Path) -> None:
     info, data = generate(overlay_snapshot)
     unpacked = unpack(data, tmp_path / "unpacked")
@@ -85,7 +84,6 @@ def test_round_trip_gives_same_snapshot_and_diff_id(overlay_snapshot: Path, tmp_
     assert stat.S_IMODE(os.lstat(tmp_path / "unpacked" / "suid").st_mode) == 0o4755
 
 
-@needs_root
 @pytest.mark.parametrize("algorithm", ["gzip", "zstd", "uncompressed"])
 def test_round_trip_through_compression(overlay_snapshot: Path, tmp_path: Path, algorithm: str) -> None:
     info, data = generate(overlay_snapshot)
@@ -123,9 +121,9 @@ def entry(
     return info, data
 
 
-def make_tar(*entries: tuple[tarfile.TarInfo, bytes]) -> bytes:
+def make_tar(*entries: tuple[tarfile.TarInfo, bytes], tar_format: int = tarfile.PAX_FORMAT) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=out, mode="w", format=tar_format) as archive:
         for info, data in entries:
             archive.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
     return out.getvalue()
@@ -343,3 +341,29 @@ def test_package_exports() -> None:
     assert sorted(layer.__all__) == sorted(
         name for name in vars(layer) if not name.startswith("_") and callable(getattr(layer, name))
     )
+
+
+# Found by tests/test_fuzz_archives.py: each of these headers came out as a ValueError or OverflowError traceback
+# (from tarfile's PAX parser, or from os.fchown, os.makedev, os.utime, os.open) instead of a LayerError.
+BAD_HEADERS = [
+    pytest.param([entry("f", uid=-2)], id="negative-uid"),
+    pytest.param([entry("f", gid=2**40)], id="gid-beyond-32-bits"),
+    pytest.param([entry("f", uid=2**32 - 1)], id="uid-that-chown-ignores"),
+    pytest.param([entry("f", pax_headers={"mtime": "nan"})], id="pax-mtime-nan"),
+    pytest.param([entry("d", tarfile.DIRTYPE, pax_headers={"mtime": "inf"})], id="pax-mtime-inf"),
+    pytest.param([entry("f", mtime=2**62)], id="mtime-beyond-nanoseconds"),
+    pytest.param([entry("c", tarfile.CHRTYPE, devmajor=-1)], id="negative-devmajor"),
+    pytest.param([entry("f", pax_headers={"GNU.sparse.map": "nan"})], id="sparse-map-not-numbers"),
+    pytest.param([entry("f", pax_headers={"path": "a\0b"})], id="nul-in-name"),
+    pytest.param([entry("l", tarfile.SYMTYPE, pax_headers={"linkpath": "a\0b"})], id="nul-in-link-target"),
+    pytest.param([entry("f", pax_headers={"SCHILY.xattr.user.a\0b": "x"})], id="nul-in-xattr-name"),
+]
+
+
+@pytest.mark.parametrize("hostile", BAD_HEADERS)
+def test_bad_headers_are_layer_errors(sandbox: Path, hostile: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+    # GNU base-256 fields hold negative numbers; PAX records carry the rest.
+    tar_format = tarfile.PAX_FORMAT if any(info.pax_headers for info, _ in hostile) else tarfile.GNU_FORMAT
+    with pytest.raises(LayerError, match="has an invalid|has a NUL byte|a header tarfile cannot read"):
+        unpack(make_tar(*hostile, tar_format=tar_format), sandbox / "dest")
+    assert_nothing_outside(sandbox)

@@ -27,7 +27,7 @@ from archive_helpers import (
     tar_bytes,
     tmp_is_empty,
 )
-from helpers import docker_available
+from helpers import required_tool
 
 from buildkit_py.cli.main import main
 from buildkit_py.errors import BuildError, DigestMismatch, LayerError, StoreError
@@ -51,10 +51,8 @@ def target(tmp_path: Path) -> Store:
 
 
 @pytest.fixture(scope="module")
-def docker_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def docker_image(docker_daemon: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tiny image built by Docker's classic builder: busybox, a RUN layer with a hard link, a CMD."""
-    if not docker_available():
-        pytest.skip("no Docker daemon")
     context = tmp_path_factory.mktemp("docker-context")
     shutil.copy2(BUSYBOX, context / "busybox")
     (context / "Dockerfile").write_text(
@@ -101,6 +99,7 @@ def test_docker_archive_round_trip(store: Store, target: Store) -> None:
     assert inventory(target) == before
 
 
+@pytest.mark.docker
 def test_we_load_what_docker_save_wrote(target: Store, docker_image: str, tmp_path: Path) -> None:
     archive = tmp_path / "docker-save.tar"
     subprocess.run(["docker", "save", "-o", str(archive), docker_image], check=True)
@@ -114,6 +113,7 @@ def test_we_load_what_docker_save_wrote(target: Store, docker_image: str, tmp_pa
     assert load_archive(other, gzipped) == [docker_image]
 
 
+@pytest.mark.docker
 def test_docker_loads_what_we_loaded_and_saved(target: Store, docker_image: str, tmp_path: Path) -> None:
     archive = tmp_path / "docker-save.tar"
     subprocess.run(["docker", "save", "-o", str(archive), docker_image], check=True)
@@ -135,9 +135,9 @@ def test_docker_loads_what_we_loaded_and_saved(target: Store, docker_image: str,
         subprocess.run(["docker", "rmi", renamed], capture_output=True, check=False)
 
 
+@pytest.mark.docker
 def test_we_load_what_skopeo_copied(target: Store, docker_image: str, tmp_path: Path) -> None:
-    if shutil.which("skopeo") is None:
-        pytest.skip("skopeo is not installed")
+    required_tool("skopeo")
     archive = tmp_path / "skopeo.tar"
     subprocess.run(
         ["skopeo", "copy", "-q", f"docker-daemon:{docker_image}", f"oci-archive:{archive}:{docker_image}"],
@@ -148,14 +148,13 @@ def test_we_load_what_skopeo_copied(target: Store, docker_image: str, tmp_path: 
     _check_docker_image(target, docker_image)
 
 
+@pytest.mark.docker
 def test_we_load_what_buildah_pushed(target: Store, docker_image: str, tmp_path: Path) -> None:
-    if shutil.which("buildah") is None:
-        pytest.skip("buildah is not installed")
+    required_tool("buildah")
     pulled = subprocess.run(
         ["buildah", "pull", "-q", f"docker-daemon:{docker_image}"], capture_output=True, check=False
     )
-    if pulled.returncode != 0:
-        pytest.skip(f"buildah cannot read the Docker daemon here: {pulled.stderr.decode()[-200:]}")
+    assert pulled.returncode == 0, f"buildah cannot read the Docker daemon: {pulled.stderr.decode()[-200:]}"
     try:
         named, bare = tmp_path / "buildah-named.tar", tmp_path / "buildah.tar"
         subprocess.run(["buildah", "push", "-q", docker_image, f"oci-archive:{named}:{docker_image}"], check=True)

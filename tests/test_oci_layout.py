@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 from archive_helpers import busybox_layers, info, inventory, make_image, sha256, tar_bytes, tmp_is_empty
+from helpers import required_tool
 
 from buildkit_py.digest import Digest
 from buildkit_py.errors import DigestMismatch, StoreError
@@ -123,8 +123,7 @@ def test_compressed_blobs_are_made_once(store: Store) -> None:
 
 
 def test_skopeo_reads_our_archive(store: Store, tmp_path: Path) -> None:
-    if shutil.which("skopeo") is None:
-        pytest.skip("skopeo is not installed")
+    required_tool("skopeo")
     make_image(store)
     for compression in ("gzip", "zstd", "uncompressed"):
         archive = tmp_path / f"image-{compression}.tar"
@@ -145,8 +144,7 @@ def test_skopeo_reads_our_archive(store: Store, tmp_path: Path) -> None:
 
 
 def test_umoci_reads_and_unpacks_our_layout(store: Store, tmp_path: Path) -> None:
-    if shutil.which("umoci") is None:
-        pytest.skip("umoci is not installed")
+    required_tool("umoci")
     make_image(store)
     layout = tmp_path / "layout"
     save_oci_layout(store, [TAG], layout)

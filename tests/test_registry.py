@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import required_tool
 from hostile_servers import run_proxy
 from registry_fixtures import (
     ISSUER,
@@ -30,7 +30,7 @@ from registry_fixtures import (
     htpasswd_file,
     make_certificates,
     make_image,
-    missing_tools,
+    require_registry_tools,
     run_fake_registry,
     run_registry,
     run_token_server,
@@ -54,9 +54,6 @@ from buildkit_py.store import Store
 
 USERS = {"alice": "wonderland"}
 ALICE = Credentials("alice", "wonderland")
-_MISSING = missing_tools()
-needs_registry = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
-needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -73,15 +70,13 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    if _MISSING is not None:
-        pytest.skip(_MISSING)
+    require_registry_tools()
     return make_certificates(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    if _MISSING is not None:
-        pytest.skip(_MISSING)
+    require_registry_tools()
     work = tmp_path_factory.mktemp("basic-registry")
     passwords = htpasswd_file(work / "htpasswd", USERS)
     with run_registry(work, {"htpasswd": {"realm": "basic-realm", "path": str(passwords)}}) as server:
@@ -177,7 +172,6 @@ def test_credentials_file_is_private_atomic_and_keeps_other_keys(docker_config: 
 # -- htpasswd registry -----------------------------------------------------------------------------------------------
 
 
-@needs_registry
 def test_login_checks_the_password_then_push_and_pull_use_it(
     basic_registry: RegistryServer, tmp_path: Path, docker_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -217,7 +211,6 @@ def test_login_checks_the_password_then_push_and_pull_use_it(
     assert _pybuild(tmp_path / "d", "pull", name) == 1
 
 
-@needs_registry
 def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: RegistryServer, tmp_path: Path) -> None:
     store = _store(tmp_path, "s")
     name = f"{basic_registry.host}/again/busybox:1"
@@ -248,7 +241,6 @@ def test_second_push_sends_no_blob_bytes_and_other_repos_mount(basic_registry: R
     assert again.bytes_downloaded == len(store.images.config_bytes(again.image_id))
 
 
-@needs_registry
 def test_chunked_upload_and_oci_zstd_round_trip(basic_registry: RegistryServer, tmp_path: Path) -> None:
     store = _store(tmp_path, "s")
     name = f"{basic_registry.host}/chunked/busybox:zstd"
@@ -273,7 +265,6 @@ def _manifest(client: RegistryClient, repository: str, ref: str) -> tuple[str, s
     return body.decode(), media_type, str(digest)
 
 
-@needs_registry
 def test_index_picks_linux_amd64_or_the_asked_platform(basic_registry: RegistryServer, tmp_path: Path) -> None:
     store = _store(tmp_path, "s")
     host = basic_registry.host
@@ -305,9 +296,8 @@ def test_index_picks_linux_amd64_or_the_asked_platform(basic_registry: RegistryS
             )
 
 
-@needs_registry
-@needs_skopeo
 def test_skopeo_reads_and_copies_what_pybuild_pushed(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    required_tool("skopeo")
     store = _store(tmp_path, "s")
     host = basic_registry.host
     for oci, tag in ((False, "docker"), (True, "oci")):
@@ -336,9 +326,8 @@ def test_skopeo_reads_and_copies_what_pybuild_pushed(basic_registry: RegistrySer
         assert copy.returncode == 0, copy.stderr
 
 
-@needs_registry
-@needs_skopeo
 def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    required_tool("skopeo")
     layers = [busybox_layer(), tar_bytes({"etc/from-skopeo": b"yes\n"})]
     config_digest = write_oci_layout(tmp_path / "layout", layers)
     name = f"{basic_registry.host}/fromskopeo/busybox:1"
@@ -389,7 +378,6 @@ def test_pybuild_pulls_and_builds_on_what_skopeo_pushed(basic_registry: Registry
 # -- token auth over TLS ---------------------------------------------------------------------------------------------
 
 
-@needs_registry
 def test_token_auth_over_tls_with_a_test_ca(
     token_registry: RegistryServer, token_service: TokenServer, certificates: Certificates, tmp_path: Path
 ) -> None:
@@ -439,7 +427,6 @@ def test_token_auth_over_tls_with_a_test_ca(
 # The registry is named registry.invalid, which no resolver knows: only the test proxy reaches it.
 
 
-@needs_registry
 def test_http_proxy_carries_plain_http(
     basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -459,7 +446,6 @@ def test_http_proxy_carries_plain_http(
     assert {seen.method for seen in proxy.seen} >= {"GET", "HEAD", "POST", "PUT"}
 
 
-@needs_registry
 def test_https_proxy_tunnels_tls_and_no_proxy_goes_direct(
     token_registry: RegistryServer,
     token_service: TokenServer,

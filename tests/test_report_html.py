@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from analyze_images import APT, CHMOD, DELETED, make_image
+from helpers import required_tool
 
 from buildkit_py.analyze import analyze
 from buildkit_py.analyze.analysis import analyze_image
@@ -21,9 +22,6 @@ from buildkit_py.analyze.imagediff import diff
 from buildkit_py.analyze.report_html import render_analysis, render_diff
 from buildkit_py.cli.main import main
 from buildkit_py.store import Store
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 
 
 @pytest.fixture()
@@ -98,7 +96,6 @@ def _png_pixels(path: Path) -> tuple[int, int, set[bytes]]:
     return width, height, colours
 
 
-@needs_chromium
 @pytest.mark.parametrize("kind", ["analyze", "diff"])
 def test_report_renders_in_headless_chromium(store: Store, tmp_path: Path, kind: str) -> None:
     report = tmp_path / f"{kind}.html"
@@ -109,10 +106,9 @@ def test_report_renders_in_headless_chromium(store: Store, tmp_path: Path, kind:
         assert main(["--root", root, "diff", "chmod", "deleted", "--html", str(report)]) == 0
     screenshot = tmp_path / f"{kind}.png"
     profile = tempfile.mkdtemp(dir=tmp_path)
-    assert CHROMIUM is not None
     completed = subprocess.run(
         [
-            CHROMIUM,
+            required_tool("chromium"),
             "--headless",
             "--no-sandbox",
             "--disable-gpu",

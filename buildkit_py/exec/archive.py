@@ -23,6 +23,7 @@ from typing import BinaryIO, cast
 
 from ..errors import StepError
 from ..layer.compression import detect_compression
+from ..layer.tarstream import CheckedTarInfo, ForwardReader
 from .rootpath import resolve_in_root
 
 __all__ = ["extract_archive", "is_archive"]
@@ -118,7 +119,15 @@ def extract_archive(archive: BinaryIO, dest: Path, display: str) -> None:
             _mkdir_parents(dest, "")
         elif not os.path.isdir(dest):
             raise NotADirectoryError(f"mkdir {display}: not a directory")
-        with _open(archive) as stream, tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape") as tar:
+        with (
+            _open(archive) as stream,
+            tarfile.open(
+                fileobj=cast(BinaryIO, ForwardReader(stream)),
+                mode="r:",
+                errors="surrogateescape",
+                tarinfo=CheckedTarInfo,
+            ) as tar,
+        ):
             directories: list[tuple[str, tarfile.TarInfo]] = []
             for member in tar:
                 relpath = _clean_member(member.name)
@@ -128,10 +137,13 @@ def extract_archive(archive: BinaryIO, dest: Path, display: str) -> None:
                 path = os.path.join(_mkdir_parents(dest, parent), base)
                 _extract_member(tar, member, path, dest)
                 if member.isdir():
-                    directories.append((path, member))
-            for path, member in directories:
-                mtime = int(member.mtime * 1_000_000_000)
-                os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+                    directories.append((relpath, member))
+            for relpath, member in directories:
+                # Resolved again: a later entry may have replaced a parent with a symlink that leads elsewhere.
+                path = os.fspath(resolve_in_root(dest, relpath, follow_final=False))
+                if os.path.isdir(path) and not os.path.islink(path):
+                    mtime = int(member.mtime * 1_000_000_000)
+                    os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
     except (OSError, tarfile.TarError, EOFError, lzma.LZMAError) as error:
         detail = str(error)
         if isinstance(error, OSError) and error.strerror:

@@ -341,8 +341,8 @@ class _Converter:
     def _meta(self, state: _StageState, number: int, total: int, instruction: Instruction) -> OpMeta:
         text = " ".join(instruction.location.text.split("\n"))
         return OpMeta(
-            name=f"{self._prefix(state.name, state.index, number, total)} {text}",
-            stage=state.name,
+            name=_display(f"{self._prefix(state.name, state.index, number, total)} {text}"),
+            stage=_display(state.name),
             location=instruction.location,
         )
 
@@ -613,6 +613,12 @@ class _Converter:
             raise self._fail(instruction, f"invalid from flag value {name}: {message}") from None
         op = ImageSource(ref=resolved.ref, image_id=resolved.image_id)
         return self.graph.add(op, OpMeta(name=f"FROM {ref}", stage=state.name, location=instruction.location)), False
+
+
+def _display(text: str) -> str:
+    """Text to show and to record beside the cache: bytes of the Dockerfile that were not UTF-8 (surrogate escapes,
+    which neither a terminal nor SQLite takes) become `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _check_stage_names(stages: tuple[Stage, ...]) -> None:

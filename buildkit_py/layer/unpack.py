@@ -29,6 +29,7 @@ from ..digest import Digest, new_hasher
 from ..errors import LayerError
 from .compression import open_decompressed
 from .generate import COPY_CHUNK, LayerInfo
+from .tarstream import CheckedTarInfo, ForwardReader
 from .whiteout import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr, is_whiteout, make_whiteout
 
 __all__ = ["clean_entry_name", "unpack_layer"]
@@ -42,49 +43,17 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_CACHED_DIRS = 64
 
 
-class _HashingReader:
-    """The tar stream as tarfile sees it: reads feed a sha256 hasher, and seeking is forward only (by reading and
-    hashing what is skipped). tarfile's own stream mode ("r|") copies its whole buffer on every small read, which
-    made parsing cost more than disk and sha256 together; its seekable mode needs only forward seeks."""
+class _HashingReader(ForwardReader):
+    """The tar stream as tarfile sees it: reads, and the reads that seeking forward makes, feed a sha256 hasher."""
 
     def __init__(self, source: BinaryIO) -> None:
-        self._source = source
+        super().__init__(source)
         self._hasher: Any = new_hasher("sha256")
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            parts = list(iter(lambda: self._read_some(COPY_CHUNK), b""))
-            return b"".join(parts)
-        data = self._read_some(size)
-        if len(data) == size or not data:
-            return data
-        parts = [data]  # a short read from a pipe or socket is not the end of the stream
-        missing = size - len(data)
-        while missing and (more := self._read_some(missing)):
-            parts.append(more)
-            missing -= len(more)
-        return b"".join(parts)
 
     def _read_some(self, size: int) -> bytes:
-        data = self._source.read(size)
+        data = super()._read_some(size)
         self._hasher.update(data)
-        self.size += len(data)
         return data
-
-    def tell(self) -> int:
-        return self.size
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = offset if whence == io.SEEK_SET else self.size + offset if whence == io.SEEK_CUR else -1
-        if target < self.size:
-            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
-        while self.size < target and self._read_some(min(COPY_CHUNK, target - self.size)):
-            pass
-        return self.size
-
-    def seekable(self) -> bool:
-        return True
 
     def drain(self) -> None:
         """Hash whatever follows the end-of-archive blocks: the diff_id covers the whole stream."""
@@ -138,7 +107,7 @@ _TruncatedHeaderError: type[Exception] = tarfile.TruncatedHeaderError  # type: i
 _InvalidHeaderError: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
 
 
-class _CheckedTarInfo(tarfile.TarInfo):
+class _CheckedTarInfo(CheckedTarInfo):
     """tarfile takes a truncated or garbled header after the first one for the end of the archive; Go's archive/tar
     (and so Docker) fails there, and so do we. A zero block or the end of the stream still ends the archive."""
 
