@@ -31,7 +31,10 @@ class BuildOptions:
     """What to build and how: everything `pybuild build` takes from its flags.
 
     `allow` grants entitlements a Dockerfile asks for: `network.host` (`RUN --network=host`) and
-    `security.insecure` (`RUN --security=insecure`)."""
+    `security.insecure` (`RUN --security=insecure`). `labels` are added to the image as Docker's `--label` adds them;
+    `pull` resolves every base image from its registry even when the store has one by that name; `add_hosts` are
+    (name, address) lines of every RUN's /etc/hosts, the address may be `host-gateway`; `platform` is what
+    `--platform` asked for: only the platform pybuild builds is accepted."""
 
     context: Path
     dockerfile: str | Path | None = None
@@ -44,6 +47,10 @@ class BuildOptions:
     network: str = "default"
     allow: frozenset[str] = frozenset()
     jobs: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    pull: bool = False
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    platform: str | None = None
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -57,6 +64,8 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
         fields["no_cache_stages"] = tuple(fields["no_cache_stages"])
     if "allow" in fields:
         fields["allow"] = frozenset(fields["allow"])
+    if "add_hosts" in fields:
+        fields["add_hosts"] = tuple(tuple(pair) for pair in fields["add_hosts"])
     if isinstance(options, BuildOptions):
         return replace(options, **fields) if fields else options
     return BuildOptions(context=Path(options), **fields)
@@ -98,16 +107,19 @@ def read_dockerfile(
 class StoreImageResolver:
     """Base images for FROM and COPY --from: from the local store, else pulled from their registry."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, pull: bool = False) -> None:
         self.store = store
+        self.pull = pull
 
     def __call__(self, ref: str) -> ResolvedImage:
         try:
+            if self.pull:
+                raise ImageNotFound(ref)
             image_id = self.store.resolve(ref)
         except ImageNotFound:
             from .registry.resolver import PullingImageResolver  # the registry client is only loaded when needed
 
-            return PullingImageResolver(self.store)(ref)
+            return PullingImageResolver(self.store, always_pull=self.pull)(ref)
         self.store.damage.refuse(image_id)
         config = image_config(self.store, image_id)
         for diff_id in config.diff_ids:
@@ -125,6 +137,7 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     unknown = options.allow - ENTITLEMENTS
     if unknown:
         raise ContextError(f"unknown entitlement {min(unknown)!r}: use network.host or security.insecure")
+    check_platform(options.platform)
     data, dockerfile_path, name = read_dockerfile(context, options.dockerfile, options.dockerfile_text)
     parsed = parse_dockerfile(data, name)
     ignore = load_ignore_rules(context, dockerfile_path)
@@ -134,10 +147,27 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
         context=context_op,
         build_args=dict(options.build_args),
         target=options.target,
-        resolve_image=StoreImageResolver(store),
+        resolve_image=StoreImageResolver(store, pull=options.pull),
         network=options.network,
         entitlements=options.allow,
+        labels=options.labels,
+        extra_hosts=options.add_hosts,
     )
+
+
+def check_platform(platform: str | None) -> None:
+    """`--platform`: the one platform pybuild builds (linux/amd64), in any case and with Docker's aliases."""
+    if platform is None:
+        return
+    from .frontend.dockerfile2ops import SUPPORTED_PLATFORMS
+
+    wanted = platform.strip().lower().replace("x86_64", "amd64").replace("x86-64", "amd64")
+    if wanted in ("amd64", "linux/amd64/v1"):
+        wanted = "linux/amd64"
+    if wanted not in SUPPORTED_PLATFORMS:
+        raise ContextError(
+            f"pybuild builds {', '.join(sorted(SUPPORTED_PLATFORMS))} images only; it cannot build for {platform!r}"
+        )
 
 
 def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float]) -> ImageConfig:

@@ -14,6 +14,7 @@
     │   ├── ImageNotFound           no image by that name or id
     │   └── ConflictError           a compare-and-swap update lost a race
     ├── LayerError                  a layer tar that is corrupt, truncated or hostile
+    ├── OutputError                 a file the command was asked to write (-o, --iidfile, --html) cannot be written
     └── RegistryError               an OCI registry answered with an error
 
 Every DockerfileError prints as `Dockerfile:7: RUN make: exit status 2` followed by the source line(s).
@@ -36,6 +37,7 @@ __all__ = [
     "InstructionError",
     "InvalidDigest",
     "LayerError",
+    "OutputError",
     "RegistryError",
     "SourceLocation",
     "StepError",
@@ -144,6 +146,10 @@ class ConflictError(StoreError):
 
 
 class LayerError(BuildError):
+    pass
+
+
+class OutputError(BuildError):
     pass
 
 

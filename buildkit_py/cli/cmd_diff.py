@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..fs.output import check_output_path, write_output
 from .common import open_store
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def render_text(result: ImageDiff, top: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..analyze import imagediff
 
+    if args.html:
+        check_output_path(args.html, "HTML report")
     with open_store(args) as store:
         result = imagediff.diff(store, args.image_a, args.image_b)
         if args.html:
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             from ..analyze.report_html import render_diff
 
             page = render_diff(result, analyze_image(result.a), analyze_image(result.b))
-            args.html.write_text(page, encoding="utf-8")
+            write_output(args.html, page, "HTML report")
     if args.format == "json":
         print(json.dumps(imagediff.to_json(result), indent=2))
     else:

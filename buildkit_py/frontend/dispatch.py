@@ -248,14 +248,17 @@ def dispatch_workdir(config: ContainerConfig, workdir: Workdir) -> ConfigChange:
 
 
 def dispatch_cmd(config: ContainerConfig, cmd: Cmd) -> ConfigChange:
+    """A CMD with no arguments (`CMD`, `CMD []`) still sets Cmd, but as Docker does, it does not count as set for a
+    later ENTRYPOINT, which clears it."""
     command = with_shell(config, cmd.command, cmd.prepend_shell)
-    return ConfigChange(replace(config, cmd=command), f"CMD {go_quote_list(command)}", cmd_set=True)
+    return ConfigChange(replace(config, cmd=command), f"CMD {go_quote_list(command)}", cmd_set=bool(cmd.command))
 
 
 def dispatch_entrypoint(config: ContainerConfig, entrypoint: Entrypoint, *, cmd_set: bool) -> ConfigChange:
-    """ENTRYPOINT clears a CMD the stage inherited, and keeps one it set itself."""
-    command = with_shell(config, entrypoint.command, entrypoint.prepend_shell)
-    config = replace(config, entrypoint=command, cmd=config.cmd if cmd_set else None)
+    """ENTRYPOINT clears a CMD the stage inherited, and keeps one it set itself. With no arguments (`ENTRYPOINT`,
+    `ENTRYPOINT []`) no shell is prepended and Entrypoint becomes null, as Docker 20.10 leaves it."""
+    command = with_shell(config, entrypoint.command, entrypoint.prepend_shell) if entrypoint.command else ()
+    config = replace(config, entrypoint=command or None, cmd=config.cmd if cmd_set else None)
     return ConfigChange(config, f"ENTRYPOINT {go_quote_list(command)}")
 
 

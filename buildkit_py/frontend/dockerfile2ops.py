@@ -105,13 +105,20 @@ def dockerfile_to_plan(
     resolve_image: ImageResolver,
     network: str = "default",
     entitlements: frozenset[str] = frozenset(),
+    labels: Mapping[str, str] | None = None,
+    extra_hosts: tuple[tuple[str, str], ...] = (),
 ) -> BuildPlan:
     """Turn a parsed Dockerfile into the op graph of the `target` stage (default: the last) and its image config.
 
     `entitlements` are what the user allowed with `--allow`: `network.host` for `RUN --network=host`,
-    `security.insecure` for `RUN --security=insecure`. Raises InstructionError / ExpansionError (with the
+    `security.insecure` for `RUN --security=insecure`. `labels` (`build --label`) end the target stage as one LABEL
+    step each, sorted by key and never expanded, as Docker's classic builder adds them. `extra_hosts` (`--add-host`)
+    are (name, address) lines every RUN finds in /etc/hosts. Raises InstructionError / ExpansionError (with the
     instruction's location) for what Docker refuses."""
-    return _Converter(parsed, context, build_args, resolve_image, network, entitlements).plan(target)
+    converter = _Converter(parsed, context, build_args, resolve_image, network, entitlements)
+    converter.labels = dict(labels or {})
+    converter.extra_hosts = extra_hosts
+    return converter.plan(target)
 
 
 class _Converter:
@@ -130,6 +137,8 @@ class _Converter:
         self.build_args = dict(build_args)
         self.resolve_image = resolve_image
         self.network = network
+        self.labels: dict[str, str] = {}
+        self.extra_hosts: tuple[tuple[str, str], ...] = ()
         self.lexer = ShellLexer(parsed.escape_token)
         self.graph = BuildGraph()
         self.meta_args: dict[str, str | None] = {}
@@ -148,7 +157,7 @@ class _Converter:
             self._meta_arg(meta)
         for stage in stages[: last + 1]:
             self.results.append(self._stage(stage))
-        final = self.results[-1]
+        final = self.results[-1] = self._with_labels(self.results[-1])
         graph = self.graph.subgraph_for([final.rootfs])
         given = set(self.build_args)
         return BuildPlan(
@@ -165,6 +174,13 @@ class _Converter:
             },
             author=final.author,
         )
+
+    def _with_labels(self, result: _StageResult) -> _StageResult:
+        config, steps = result.config, list(result.steps)
+        for key in sorted(self.labels):
+            config = config.with_label(key, self.labels[key])
+            steps.append(HistoryStep(created_by=f"LABEL {key}={self.labels[key]}"))
+        return replace(result, config=config, steps=tuple(steps))
 
     def _meta_arg(self, arg: Arg) -> None:
         expanded = self._expand(arg, self._meta_env())
@@ -351,6 +367,7 @@ class _Converter:
             network=run.network or self.network,
             security=run.security or "sandbox",
             volumes=state.config.volumes,
+            extra_hosts=self.extra_hosts,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)

@@ -116,9 +116,16 @@ class ExecOp(Op):
     network: str = "default"
     security: str = "sandbox"
     volumes: tuple[str, ...] = ()
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address or "host-gateway") lines for /etc/hosts
 
     def inputs(self) -> tuple[Digest, ...]:
         return (self.rootfs,)
+
+    def definition(self) -> dict[str, Any]:
+        definition = super().definition()
+        if not self.extra_hosts:
+            del definition["extra_hosts"]  # digests of steps made before the field existed stay the same
+        return definition
 
 
 @dataclass(frozen=True)

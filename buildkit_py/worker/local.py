@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..digest import Digest
 from ..errors import StepError
 from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
+from ..exec.network import host_gateway
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
 from ..solver.graph import BuildGraph
@@ -113,7 +114,13 @@ class LocalWorker:
             partial[:] = rest
 
         process = ProcessSpec(
-            args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network, security=op.security
+            args=op.args,
+            env=op.env,
+            cwd=op.cwd,
+            user=op.user,
+            network=op.network,
+            security=op.security,
+            extra_hosts=tuple((name, host_gateway(address, op.network)) for name, address in op.extra_hosts),
         )
         with self.store.temp_dir("exec-") as scratch:
             rootfs = self._fresh_rootfs(scratch, chain)
