@@ -126,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # the machine said no (a full disk, a permission) where no command expected it
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {(error.strerror or str(error)).lower()}{where}", file=sys.stderr)
+        return 1
     return status
 
 

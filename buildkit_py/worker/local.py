@@ -4,6 +4,7 @@ step's overlay upper dir into a committed layer."""
 from __future__ import annotations
 
 import collections
+import errno
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..digest import Digest
-from ..errors import StepError
+from ..errors import StepError, StoreError
 from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
 from ..exec.network import host_gateway
 from ..image.stored import image_config
@@ -166,9 +167,17 @@ class LocalWorker:
         from ..layer.generate import write_layer_tar
 
         tar_path = scratch / "layer.tar"
-        with open(tar_path, "wb") as tar_file:
-            info = write_layer_tar(upper, tar_file)
-        if info.entries == 0:
-            return ()
-        self.store.layers.commit(tar_path, info.diff_id, info.size, snapshot=upper)
+        try:
+            with open(tar_path, "wb") as tar_file:
+                info = write_layer_tar(upper, tar_file)
+            if info.entries == 0:
+                return ()
+            self.store.layers.commit(tar_path, info.diff_id, info.size, snapshot=upper)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StoreError(
+                f"no space left to store the step's layer under {self.store.root}: free some space "
+                "(pybuild system prune, pybuild cache prune) or use a store with more room (--root)"
+            ) from None
         return (info.diff_id,)
