@@ -224,6 +224,22 @@ def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -
         executor.close()
 
 
+def _cache_rules(options: BuildOptions, plan: BuildPlan) -> dict[str, Any]:
+    """The solver's `no_cache` (which steps may not hit) and `no_cache_reason` (what a miss says about it), from
+    --no-cache and --no-cache-filter; the build and --explain use the same."""
+    skip_stages = {stage.lower() for stage in options.no_cache_stages}
+
+    def no_cache(digest: Digest) -> bool:
+        return options.no_cache or plan.graph.meta(digest).stage.lower() in skip_stages
+
+    def reason(digest: Digest) -> str:
+        if options.no_cache:
+            return "cache disabled (--no-cache)"
+        return f"cache disabled for stage {plan.graph.meta(digest).stage!r} (--no-cache-filter)"
+
+    return {"no_cache": no_cache, "no_cache_reason": reason}
+
+
 def default_jobs() -> int:
     """Steps in flight when --jobs is not given. A RUN step mostly waits on its process, not on pybuild, so more
     of them than CPUs may run; the CPU-bound parts of steps (copying, hashing, writing layers) are held to one per
@@ -254,15 +270,13 @@ def build(
     if plan.unused_build_args:
         names = " ".join(sorted(plan.unused_build_args))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
-    skip_stages = {stage.lower() for stage in options.no_cache_stages}
-    no_cache = options.no_cache
     with _open_solver(
         store,
         options.context.resolve(),
         plan,
         jobs=options.jobs or default_jobs(),
-        no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
         progress=progress,
+        **_cache_rules(options, plan),
     ) as solver:
         solved = solver.solve([plan.target])
     step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
@@ -306,7 +320,7 @@ def graph_states(
     options = build_options(options, **fields)
     store = _open_store(store, root)
     plan = plan_build(store, options)
-    with _open_solver(store, options.context.resolve(), plan) as solver:
+    with _open_solver(store, options.context.resolve(), plan, **_cache_rules(options, plan)) as solver:
         explanation = solver.explain_steps([plan.target])
         durations = solver.last_durations(explanation.keys)
         lines = explanation.lines

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from ..errors import ExpansionError, InstructionError
 from ..gostring import go_clean, go_quote, go_quote_list, go_quote_rune
@@ -131,6 +131,10 @@ def expand_instruction(instruction: _I, lexer: ShellLexer, env: Mapping[str, str
     """The instruction with its words expanded against `env` as Docker does before dispatching it; an expansion
     error carries the instruction's location."""
     try:
+        if isinstance(instruction, Expose):
+            # Docker's one word-to-words expansion: `EXPOSE $PORTS` with PORTS="80 443/udp" exposes each port.
+            ports = tuple(word for port in instruction.ports for word in lexer.process_words(port, env))
+            return cast(_I, replace(instruction, ports=ports))
         return instruction.expand(lambda word: lexer.process_word(word, env))
     except ExpansionError as error:
         raise ExpansionError(error.message, instruction.location, instruction.keyword) from None
