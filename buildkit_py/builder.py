@@ -13,7 +13,7 @@ from typing import Any
 from .context.dockerignore import load_ignore_rules
 from .context.hashing import ContextHasher
 from .digest import Digest
-from .errors import ContextError, ImageNotFound
+from .errors import ContextError, ImageNotFound, InstructionError
 from .frontend.plan import BuildPlan
 from .image.config import HistoryEntry, ImageConfig, rfc3339
 from .image.manifest import host_platform
@@ -88,6 +88,8 @@ def read_dockerfile(
     if dockerfile_text is not None:
         return dockerfile_text, None, "Dockerfile"
     path = Path(dockerfile) if dockerfile is not None else context / "Dockerfile"
+    if dockerfile is None and not os.path.lexists(path) and os.path.lexists(context / "dockerfile"):
+        path = context / "dockerfile"  # the docker CLI's fallback when only the lower-case name exists
     if not path.is_absolute() and dockerfile is not None and not path.exists():
         path = context / path
     try:
@@ -204,6 +206,23 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
     )
 
 
+def _check_volumes(store: Store, plan: BuildPlan, image: ImageConfig) -> None:
+    from .image.volumes import volume_over_file
+
+    volume = volume_over_file(store, image.diff_ids, image.config.volumes)
+    if volume is None:
+        return
+    location = next(
+        (
+            step.location
+            for step in reversed(plan.steps)
+            if step.created_by.startswith("VOLUME") and volume in step.created_by
+        ),
+        None,
+    )
+    raise InstructionError(f"cannot mount volume over existing file, file exists {volume}", location, "VOLUME")
+
+
 @contextmanager
 def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit."""
@@ -283,6 +302,7 @@ def build(
     created = store.cache.created([solved.keys[op] for op in step_ops])
     step_times = {op: created[solved.keys[op]] for op in step_ops if solved.keys[op] in created}
     image = assemble_image(plan, solved, step_times)
+    _check_volumes(store, plan, image)
     image_id = put_image(store, image)
     written: list[str] = []
     for tag in options.tags:

@@ -158,6 +158,8 @@ class _Converter:
         for stage in stages[: last + 1]:
             self.results.append(self._stage(stage))
         final = self.results[-1] = self._with_labels(self.results[-1])
+        if not final.steps and isinstance(self.graph.op(final.rootfs), ScratchSource):
+            raise InstructionError("No image was generated. Is your Dockerfile empty?")
         graph = self.graph.subgraph_for([final.rootfs])
         given = set(self.build_args)
         return BuildPlan(
