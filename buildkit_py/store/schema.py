@@ -10,6 +10,8 @@ and on a fresh one (where every earlier migration has just run).
        registry/blobs.db, which is then removed), damage found by `pybuild system check`; stat cache keys become
        the paths' bytes
     3  how long each step in the step log took (for `pybuild graph`'s critical path)
+    4  each layer's content size (Docker's measure of an image: the bytes of its files and symlinks, not of its
+       tar), NULL until measured
 """
 
 from __future__ import annotations
@@ -199,9 +201,15 @@ def _version_3(connection: sqlite3.Connection, root: Path) -> None:
     connection.execute("ALTER TABLE step_log ADD COLUMN duration REAL NOT NULL DEFAULT 0")
 
 
+def _version_4(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    connection.execute("ALTER TABLE layers ADD COLUMN content_size INTEGER")
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
     Migration(3, "step durations", _version_3),
+    Migration(4, "layer content sizes", _version_4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
