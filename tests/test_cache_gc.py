@@ -229,7 +229,9 @@ def test_cli_du_prune_and_df(store: Store, tmp_path: Path, capsys: pytest.Captur
     assert main(["--root", root, "cache", "prune", "--all", "--force"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Deleted build cache objects:")
-    assert re.search(r"^Removed 6 cache records \(their steps run again on the next build\) and 1 layer ", out, re.MULTILINE)
+    assert re.search(
+        r"^Removed 6 cache records \(their steps run again on the next build\) and 1 layer ", out, re.MULTILINE
+    )
     assert re.search(r"^Total reclaimed space: [1-9][0-9.]*kB$", out, re.MULTILINE)
     assert main(["--root", root, "cache", "prune", "-f", "--filter", "label=x"]) == 1
     image_still_whole(store, "app:a")

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StoreError
 from .common import open_store
-
-if TYPE_CHECKING:
-    from ..store import Store
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +22,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..image.remove import remove_image
+
     store = open_store(args)
     status = 0
     for name in args.names:
@@ -35,20 +34,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"Error: {error}", file=sys.stderr)
             status = 1
     return status
-
-
-def remove_image(store: Store, name: str, *, force: bool = False) -> list[str]:
-    """`docker rmi NAME`'s lines. An image other images were built on is kept (Docker's parent images); deleting
-    an image also deletes the untagged images it was built on that nothing else is built on, as Docker prunes them."""
-    from ..image.lineage import has_children, parents_of
-
-    image_id, _ = store.lookup(name)
-    parents = parents_of(store, image_id)
-    lines = store.remove_image(name, force=force, has_children=lambda i: has_children(store, i))
-    if f"Deleted: {image_id}" not in lines:
-        return lines
-    for parent in parents:
-        if store.tags.of(parent) or has_children(store, parent):
-            break
-        lines += store.remove_image(str(parent), has_children=lambda i: has_children(store, i))
-    return lines
