@@ -5,6 +5,7 @@ a Dockerfile sets. Dockerfiles that Docker refuses must be refused too."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -198,5 +199,25 @@ def test_names_that_are_not_utf8_are_copied_as_docker_copies_them(
         expected, actual = docker_tree(tag), pybuild_tree(base_store, tag)
         assert {path for path in expected if path.startswith("/x/")} == {p for p in actual if p.startswith("/x/")}
         assert all(expected[path] == actual[path] for path in expected if path.startswith("/x/"))
+    finally:
+        _docker_cli("rmi", "-f", tag)
+
+
+def test_image_size_is_dockers(docker_base: str, base_store: object, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\n"
+        "RUN head -c 123457 /dev/zero > /data && ln /data /hard && ln -s /data /soft && mkdir -p /d/e\n"
+        "COPY Dockerfile /d/e/\n"
+        "RUN rm /hard /bin/ls && echo changed > /data\n"
+    )
+    tag = f"pybuild-compare/size-{uuid.uuid4().hex[:12]}"
+    docker = _docker_cli("build", "--network=none", "-q", "-t", tag, str(tmp_path))
+    assert docker.returncode == 0, docker.stderr
+    try:
+        docker_size = int(_docker_cli("inspect", "-f", "{{.Size}}", tag).stdout)
+        ours = _pybuild(base_store.root, "build", "-q", "-t", tag, str(tmp_path))  # type: ignore[attr-defined]
+        assert ours.returncode == 0, ours.stderr
+        listed = _pybuild(base_store.root, "images", "--format", "json", tag)  # type: ignore[attr-defined]
+        assert json.loads(listed.stdout)[0]["Size"] == docker_size
     finally:
         _docker_cli("rmi", "-f", tag)
