@@ -533,3 +533,51 @@ def test_sizes_images_df_du_and_prunes(fresh_store: Store, tmp_path: Path) -> No
     assert "Deleted build cache objects:" in everything.stdout
     assert pybuild(root, "images", "-q", "-a").stdout == ""
     assert not list((root / "snapshots").iterdir())
+
+
+def _tar_stream(*members: tuple[str, bytes, bytes, str]) -> io.BytesIO:
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w:gz") as archive:
+        for name, data, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            archive.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    stream.seek(0)
+    return stream
+
+
+def test_a_hostile_stdin_context_lands_beneath_its_folder(tmp_path: Path) -> None:
+    from buildkit_py.context.stdin import context_from_stream
+    from buildkit_py.errors import ContextError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    regular = tarfile.REGTYPE
+    work = tmp_path / "work"
+    work.mkdir()
+    received = context_from_stream(
+        _tar_stream(
+            ("Dockerfile", b"FROM scratch\n", regular, ""),
+            ("../../escaped-by-dots", b"x", regular, ""),
+            ("/escaped-by-absolute-name", b"x", regular, ""),
+        ),
+        work,
+    )
+    assert received.dockerfile_text is None
+    names = sorted(str(path.relative_to(received.folder)) for path in received.folder.rglob("*"))
+    assert names == ["Dockerfile", "escaped-by-absolute-name", "escaped-by-dots"]
+    assert not (tmp_path / "escaped-by-dots").exists()
+
+    # A symlink out of the context resolves inside it, where nothing is: refused, and nothing lands outside.
+    through_link = _tar_stream(
+        ("link", b"", tarfile.SYMTYPE, str(outside)), ("link/through-the-link", b"x", regular, "")
+    )
+    (tmp_path / "work2").mkdir()
+    with pytest.raises(ContextError, match="the build context on stdin is not a valid archive"):
+        context_from_stream(through_link, tmp_path / "work2")
+    assert list(outside.iterdir()) == []
+
+    (tmp_path / "text").mkdir()
+    text = context_from_stream(io.BytesIO(b"FROM scratch\n"), tmp_path / "text")
+    assert text.dockerfile_text == b"FROM scratch\n" and list(text.folder.iterdir()) == []
