@@ -332,6 +332,13 @@ def test_context_from_stdin_as_tar_compressed_tar_or_dockerfile(base_store: obje
         assert result.returncode == 0, result.stderr
         ids.add(result.stdout.strip())
     assert len(ids) == 1  # the same context, whatever the compression: the same image
+    (context / "Other.dockerfile").write_text(f"FROM {BASE_IMAGE}\nLABEL from=other\n")
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w") as archive:
+        archive.add(context, arcname=".")
+    other = pybuild(root, "build", "-q", "-t", "day-one/other", "-f", "Other.dockerfile", "-", stdin=stream.getvalue())
+    assert other.returncode == 0, other.stderr
+    assert json.loads(pybuild(root, "inspect", "day-one/other").stdout)[0]["Config"]["Labels"] == {"from": "other"}
 
     text = f"FROM {BASE_IMAGE}\nRUN echo from stdin > /stdin.txt\n".encode()
     assert pybuild(root, "build", "-q", "-t", "day-one/stdin-text", "-", stdin=text).returncode == 0

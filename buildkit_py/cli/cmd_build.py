@@ -193,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     with store.temp_dir("stdin-context") as work:
         received = context_from_stream(sys.stdin.buffer, work)
         options = replace(options_from_args(args), context=received.folder)
+        if args.file and not Path(args.file).is_absolute():
+            options = replace(options, dockerfile=received.folder / args.file)  # -f names a file in the tar
         if received.dockerfile_text is not None:
             options = replace(options, dockerfile=None, dockerfile_text=received.dockerfile_text)
         return _build(args, store, options)
