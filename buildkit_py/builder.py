@@ -34,7 +34,10 @@ class BuildOptions:
     """What to build and how: everything `pybuild build` takes from its flags.
 
     `allow` grants entitlements a Dockerfile asks for: `network.host` (`RUN --network=host`) and
-    `security.insecure` (`RUN --security=insecure`)."""
+    `security.insecure` (`RUN --security=insecure`). `labels` are added to the image as Docker's `--label` adds them;
+    `pull` resolves every base image from its registry even when the store has one by that name; `add_hosts` are
+    (name, address) lines of every RUN's /etc/hosts, the address may be `host-gateway`; `platform` is what
+    `--platform` asked for: only the platform pybuild builds is accepted."""
 
     context: Path
     dockerfile: str | Path | None = None
@@ -47,6 +50,9 @@ class BuildOptions:
     network: str = "default"
     allow: frozenset[str] = frozenset()
     jobs: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    pull: bool = False
+    add_hosts: tuple[tuple[str, str], ...] = ()
     platform: str = ""  # --platform: linux/amd64 is the only one pybuild builds
     build_contexts: Mapping[str, NamedContext] = field(
         default_factory=dict
@@ -68,6 +74,8 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
         from .frontend.named_contexts import parse_build_contexts
 
         fields["build_contexts"] = parse_build_contexts(fields["build_contexts"])
+    if "add_hosts" in fields:
+        fields["add_hosts"] = tuple(tuple(pair) for pair in fields["add_hosts"])
     if isinstance(options, BuildOptions):
         return replace(options, **fields) if fields else options
     return BuildOptions(context=Path(options), **fields)
@@ -90,6 +98,8 @@ def read_dockerfile(
     if dockerfile_text is not None:
         return dockerfile_text, None, "Dockerfile"
     path = Path(dockerfile) if dockerfile is not None else context / "Dockerfile"
+    if dockerfile is None and not os.path.lexists(path) and os.path.lexists(context / "dockerfile"):
+        path = context / "dockerfile"  # the docker CLI's fallback when only the lower-case name exists
     if not path.is_absolute() and dockerfile is not None and not path.exists():
         path = context / path
     try:
@@ -109,16 +119,19 @@ def read_dockerfile(
 class StoreImageResolver:
     """Base images for FROM and COPY --from: from the local store, else pulled from their registry."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, pull: bool = False) -> None:
         self.store = store
+        self.pull = pull
 
     def __call__(self, ref: str) -> ResolvedImage:
         try:
+            if self.pull:
+                raise ImageNotFound(ref)
             image_id = self.store.resolve(ref)
         except ImageNotFound:
             from .registry.resolver import PullingImageResolver  # the registry client is only loaded when needed
 
-            return PullingImageResolver(self.store)(ref)
+            return PullingImageResolver(self.store, always_pull=self.pull)(ref)
         self.store.damage.refuse(image_id)
         config = image_config(self.store, image_id)
         for diff_id in config.diff_ids:
@@ -129,7 +142,6 @@ class StoreImageResolver:
 def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     from .frontend.dockerfile2ops import dockerfile_to_plan
     from .frontend.parser import parse_dockerfile
-    from .frontend.platforms import normalize_platform
     from .frontend.syntax import check_syntax
 
     context = options.context.resolve()
@@ -138,8 +150,7 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     unknown = options.allow - ENTITLEMENTS
     if unknown:
         raise ContextError(f"unknown entitlement {min(unknown)!r}: use network.host or security.insecure")
-    if options.platform and normalize_platform(options.platform) is None:
-        raise ContextError(f"platform {options.platform!r} is not supported: pybuild builds linux/amd64 images only")
+    check_platform(options.platform)
     data, dockerfile_path, name = read_dockerfile(context, options.dockerfile, options.dockerfile_text)
     parsed = parse_dockerfile(data, name)
     check_syntax(parsed, options.build_args)
@@ -150,11 +161,21 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
         context=context_op,
         build_args=dict(options.build_args),
         target=options.target,
-        resolve_image=StoreImageResolver(store),
+        resolve_image=StoreImageResolver(store, pull=options.pull),
         network=options.network,
         entitlements=options.allow,
         build_contexts=options.build_contexts,
+        labels=options.labels,
+        extra_hosts=options.add_hosts,
     )
+
+
+def check_platform(platform: str | None) -> None:
+    """`--platform`: the one platform pybuild builds (linux/amd64), in any case and with Docker's aliases."""
+    from .frontend.platforms import PLATFORM, normalize_platform
+
+    if platform and normalize_platform(platform) is None:
+        raise ContextError(f"pybuild builds {PLATFORM} images only; it cannot build for {platform!r}")
 
 
 def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float]) -> ImageConfig:
@@ -203,6 +224,23 @@ def _report_checks(options: BuildOptions, store: Store, progress: ProgressCallba
         raise InstructionError(failure, result.warnings[0].location)
 
 
+def _check_volumes(store: Store, plan: BuildPlan, image: ImageConfig) -> None:
+    from .image.volumes import volume_over_file
+
+    volume = volume_over_file(store, image.diff_ids, image.config.volumes)
+    if volume is None:
+        return
+    location = next(
+        (
+            step.location
+            for step in reversed(plan.steps)
+            if step.created_by.startswith("VOLUME") and volume in step.created_by
+        ),
+        None,
+    )
+    raise InstructionError(f"cannot mount volume over existing file, file exists {volume}", location, "VOLUME")
+
+
 @contextmanager
 def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit."""
@@ -221,6 +259,22 @@ def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -
     finally:
         explainer.close()
         executor.close()
+
+
+def _cache_rules(options: BuildOptions, plan: BuildPlan) -> dict[str, Any]:
+    """The solver's `no_cache` (which steps may not hit) and `no_cache_reason` (what a miss says about it), from
+    --no-cache and --no-cache-filter; the build and --explain use the same."""
+    skip_stages = {stage.lower() for stage in options.no_cache_stages}
+
+    def no_cache(digest: Digest) -> bool:
+        return options.no_cache or plan.graph.meta(digest).stage.lower() in skip_stages
+
+    def reason(digest: Digest) -> str:
+        if options.no_cache:
+            return "cache disabled (--no-cache)"
+        return f"cache disabled for stage {plan.graph.meta(digest).stage!r} (--no-cache-filter)"
+
+    return {"no_cache": no_cache, "no_cache_reason": reason}
 
 
 def default_jobs() -> int:
@@ -254,21 +308,20 @@ def build(
     if plan.unused_build_args:
         names = " ".join(sorted(plan.unused_build_args))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
-    skip_stages = {stage.lower() for stage in options.no_cache_stages}
-    no_cache = options.no_cache
     with _open_solver(
         store,
         options.context.resolve(),
         plan,
         jobs=options.jobs or default_jobs(),
-        no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
         progress=progress,
+        **_cache_rules(options, plan),
     ) as solver:
         solved = solver.solve([plan.target])
     step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
     created = store.cache.created([solved.keys[op] for op in step_ops])
     step_times = {op: created[solved.keys[op]] for op in step_ops if solved.keys[op] in created}
     image = assemble_image(plan, solved, step_times)
+    _check_volumes(store, plan, image)
     image_id = put_image(store, image)
     written: list[str] = []
     for tag in options.tags:
@@ -306,7 +359,7 @@ def graph_states(
     options = build_options(options, **fields)
     store = _open_store(store, root)
     plan = plan_build(store, options)
-    with _open_solver(store, options.context.resolve(), plan) as solver:
+    with _open_solver(store, options.context.resolve(), plan, **_cache_rules(options, plan)) as solver:
         explanation = solver.explain_steps([plan.target])
         durations = solver.last_durations(explanation.keys)
         lines = explanation.lines

@@ -16,6 +16,7 @@
     │   └── ConflictError           a compare-and-swap update lost a race
     ├── ContainerError              a container command that cannot be carried out (not running, bad option)
     ├── LayerError                  a layer tar that is corrupt, truncated or hostile
+    ├── OutputError                 a file the command was asked to write (-o, --iidfile, --html) cannot be written
     └── RegistryError               an OCI registry answered with an error
 
 Every DockerfileError prints as `Dockerfile:7: RUN make: exit status 2` followed by the source line(s).
@@ -40,6 +41,7 @@ __all__ = [
     "InstructionError",
     "InvalidDigest",
     "LayerError",
+    "OutputError",
     "RegistryError",
     "SourceLocation",
     "StepError",
@@ -156,6 +158,10 @@ class ContainerError(BuildError):
 
 
 class LayerError(BuildError):
+    pass
+
+
+class OutputError(BuildError):
     pass
 
 

@@ -229,7 +229,7 @@ def test_cli_build_context_and_platform(base_store: object, tmp_path: Path) -> N
     assert image_files(base_store, "test/cli-named:1") == {"/file": b"from a named context\n"}
     refused = pybuild("--platform=linux/arm64", "ctx")
     assert refused.returncode == 1
-    assert "platform 'linux/arm64' is not supported" in refused.stderr and "Traceback" not in refused.stderr
+    assert "cannot build for 'linux/arm64'" in refused.stderr and "Traceback" not in refused.stderr
     bad = pybuild("--build-context", "data", "ctx")
     assert bad.returncode == 1 and "invalid --build-context 'data'" in bad.stderr
 

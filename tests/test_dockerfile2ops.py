@@ -125,9 +125,16 @@ def test_from_index_is_an_image_name_like_docker() -> None:
 
 
 def test_platform() -> None:
-    assert plan("FROM --platform=linux/amd64 scratch\n").config.env == (PATH,)
+    assert plan("FROM --platform=linux/amd64 scratch\nLABEL a=b\n").config.env == (PATH,)
     with pytest.raises(InstructionError, match='platform "linux/arm64" is not supported'):
         plan("FROM --platform=linux/arm64 scratch\n")
+
+
+def test_only_from_scratch_generates_no_image() -> None:
+    with pytest.raises(InstructionError, match=r"^No image was generated\. Is your Dockerfile empty\?$"):
+        plan("FROM scratch\n")
+    with pytest.raises(InstructionError, match="No image was generated"):
+        plan("FROM scratch AS empty\nFROM empty\n")
 
 
 def test_target_and_pruning() -> None:

@@ -5,9 +5,11 @@ a Dockerfile sets. Dockerfiles that Docker refuses must be refused too."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from helpers import BASE_IMAGE, TESTDATA, base_context, docker_config, docker_tr
 
 from buildkit_py.builder import build
 from buildkit_py.errors import BuildError
+from buildkit_py.image.stored import image_config
 
 pytestmark = pytest.mark.docker
 
@@ -86,8 +89,14 @@ def _options(context: Path) -> tuple[list[str], dict[str, str], str | None]:
     return docker_flags, build_args, target
 
 
+# Docker 20.10 tells `"Cmd": []` from `"Cmd": null` (`CMD []` keeps the first; `CMD []` then ENTRYPOINT the second).
+STRICT_FIELDS = ("Cmd", "Entrypoint")
+
+
 def _normalised_config(config: dict[str, object]) -> dict[str, object]:
-    return {field: config.get(field) or None for field in CONFIG_FIELDS}
+    return {
+        field: config.get(field) if field in STRICT_FIELDS else config.get(field) or None for field in CONFIG_FIELDS
+    }
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -123,3 +132,106 @@ def test_refused_like_docker(case: str, docker_base: str, base_store: object, tm
     assert result.returncode != 0, f"Docker accepted {case}"
     with pytest.raises(BuildError):
         build(context, store=base_store)  # type: ignore[arg-type]
+
+
+# -- the command line against Docker's -------------------------------------------------------------------------------
+
+
+def _pybuild(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(root), *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
+
+
+def _docker_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["docker", *args], env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture_output=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("only-scratch", "No image was generated. Is your Dockerfile empty?"),
+        ("volume-over-file", "cannot mount volume over existing file, file exists"),
+    ],
+)
+def test_refusal_says_what_docker_says(case: str, message: str, docker_base: str, base_store: object) -> None:
+    context = TESTDATA / "compare-refused" / case
+    docker = _docker_cli("build", "--network=none", "-q", str(context))
+    assert docker.returncode == 1 and message in docker.stderr.decode()
+    ours = _pybuild(base_store.root, "build", "-q", str(context))  # type: ignore[attr-defined]
+    assert ours.returncode == 1 and message in ours.stderr.decode()
+    assert b"Traceback" not in ours.stderr
+
+
+def test_failing_run_exits_with_its_status_as_docker_does(docker_base: str, base_store: object, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN exit 3\n")
+    docker = _docker_cli("build", "--network=none", "-q", str(tmp_path))
+    ours = _pybuild(base_store.root, "build", "-q", "--network=none", str(tmp_path))  # type: ignore[attr-defined]
+    assert (ours.returncode, docker.returncode) == (3, 3), (ours.stderr, docker.stderr)
+
+
+def test_label_flags_are_labels_and_history_as_docker_adds_them(
+    docker_base: str, base_store: object, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE} AS first\nLABEL x=1\nFROM {BASE_IMAGE}\nLABEL y=2\n")
+    flags = ["--label", "k=v 1", "--label", "b=2", "--label", "novalue", "--label", "x=$HOME"]
+    for target in ([], ["--target", "first"]):
+        tag = f"pybuild-compare/labels-{uuid.uuid4().hex[:12]}"
+        docker = _docker_cli("build", "--network=none", "-q", "-t", tag, *flags, *target, str(tmp_path))
+        assert docker.returncode == 0, docker.stderr
+        try:
+            ours = _pybuild(base_store.root, "build", "-q", "-t", tag, *flags, *target, str(tmp_path))  # type: ignore[attr-defined]
+            assert ours.returncode == 0, ours.stderr
+            our_config = image_config(base_store, base_store.resolve(tag))  # type: ignore[attr-defined]
+            assert our_config.config.to_json()["Labels"] == docker_config(tag)["Labels"]
+            docker_history = _docker_cli("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag).stdout.decode()
+            docker_steps = [line.split("#(nop)")[-1].strip() for line in docker_history.splitlines()[:4]]
+            assert [entry.created_by for entry in reversed(our_config.history)][:4] == docker_steps
+        finally:
+            _docker_cli("rmi", "-f", tag)
+
+
+def test_names_that_are_not_utf8_are_copied_as_docker_copies_them(
+    docker_base: str, base_store: object, tmp_path: Path
+) -> None:
+    context = tmp_path / "context"
+    (context / os.fsdecode(b"d\xe9r")).mkdir(parents=True)
+    (context / os.fsdecode(b"d\xe9r") / os.fsdecode(b"f\xff")).write_text("latin-1 name\n")
+    os.symlink(os.fsdecode(b"t\xfe"), context / os.fsdecode(b"l\xfd"))
+    (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY . /x/\n")
+    tag = f"pybuild-compare/non-utf8-{uuid.uuid4().hex[:12]}"
+    docker = _docker_cli("build", "--network=none", "-q", "-t", tag, str(context))
+    assert docker.returncode == 0, docker.stderr
+    try:
+        ours = _pybuild(base_store.root, "build", "-q", "-t", tag, str(context))  # type: ignore[attr-defined]
+        assert ours.returncode == 0, ours.stderr
+        expected, actual = docker_tree(tag), pybuild_tree(base_store, tag)
+        assert {path for path in expected if path.startswith("/x/")} == {p for p in actual if p.startswith("/x/")}
+        assert all(expected[path] == actual[path] for path in expected if path.startswith("/x/"))
+    finally:
+        _docker_cli("rmi", "-f", tag)
+
+
+def test_image_size_is_dockers(docker_base: str, base_store: object, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\n"
+        "RUN head -c 123457 /dev/zero > /data && ln /data /hard && ln -s /data /soft && mkdir -p /d/e\n"
+        "COPY Dockerfile /d/e/\n"
+        "RUN rm /hard /bin/ls && echo changed > /data\n"
+    )
+    tag = f"pybuild-compare/size-{uuid.uuid4().hex[:12]}"
+    docker = _docker_cli("build", "--network=none", "-q", "-t", tag, str(tmp_path))
+    assert docker.returncode == 0, docker.stderr
+    try:
+        docker_size = int(_docker_cli("inspect", "-f", "{{.Size}}", tag).stdout)
+        ours = _pybuild(base_store.root, "build", "-q", "-t", tag, str(tmp_path))  # type: ignore[attr-defined]
+        assert ours.returncode == 0, ours.stderr
+        listed = _pybuild(base_store.root, "images", "--format", "json", tag)  # type: ignore[attr-defined]
+        assert json.loads(listed.stdout)[0]["Size"] == docker_size
+    finally:
+        _docker_cli("rmi", "-f", tag)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..fs.output import check_output_path, write_output
 from .common import open_store
 
 
@@ -43,6 +44,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analyze import analyze, dive_ci, report_json, report_text
 
+    if args.html:
+        check_output_path(args.html, "HTML report")
     rules = source = None
     if args.ci:
         # Rules first: a misconfigured gate should fail before minutes of reading layers.
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from ..analyze.report_html import render_analysis
 
-        args.html.write_text(render_analysis(analysis), encoding="utf-8")
+        write_output(args.html, render_analysis(analysis), "HTML report")
     results = rules.evaluate(analysis.efficiency) if rules is not None else None
     if args.format == "json":
         document = report_json.export(analysis, file_lists=not args.no_file_list)

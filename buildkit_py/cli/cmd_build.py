@@ -4,18 +4,58 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..fs.output import check_output_path, write_output
 from .common import open_store
 
 if TYPE_CHECKING:
     from ..builder import BuildOptions
+    from ..store import Store
 
 
 def _build_arg(text: str) -> tuple[str, str | None]:
     key, equals, value = text.partition("=")
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"invalid build-arg {text!r}: the name before '=' is empty")
     return key, value if equals else None
+
+
+def _label(text: str) -> tuple[str, str]:
+    """`--label k=v`, or `--label k` for an empty value, as Docker reads it."""
+    key, _, value = text.partition("=")
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"invalid label {text!r}: the name before '=' is empty")
+    return key, value
+
+
+def _add_host(text: str) -> tuple[str, str]:
+    """`--add-host name:address`, the address an IPv4 or IPv6 address or `host-gateway` (Docker's ValidateExtraHost)."""
+    import ipaddress
+
+    from ..exec.network import HOST_GATEWAY
+
+    name, colon, address = text.partition(":")
+    if not colon or not name or any(character.isspace() for character in name):
+        raise argparse.ArgumentTypeError(f"bad format for add-host: {text!r} (expected NAME:ADDRESS)")
+    if address != HOST_GATEWAY:
+        try:
+            address = str(ipaddress.ip_address(address.strip("[]")))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid IP address in add-host: {address!r}") from None
+    return name, address
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number of steps, not {text!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be at least 1, not {jobs}")
+    return jobs
 
 
 def register(subparsers: Any) -> None:
@@ -24,13 +64,30 @@ def register(subparsers: Any) -> None:
         help="build an image from a Dockerfile",
         description="Build an image from a Dockerfile and a context folder, reusing every step already built.",
     )
-    parser.add_argument("context", help="the build context folder")
+    parser.add_argument("context", help="the build context folder; - reads a tar (or only a Dockerfile) from stdin")
     parser.add_argument("-t", "--tag", action="append", default=[], help="name[:tag] for the image (repeatable)")
     parser.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile; - reads stdin)")
     parser.add_argument(
         "--build-arg", action="append", default=[], type=_build_arg, help="set a build-time variable K=V"
     )
     parser.add_argument("--target", help="build this stage and what it needs, nothing else")
+    parser.add_argument(
+        "--label", action="append", default=[], type=_label, metavar="KEY=VALUE", help="add a label to the image"
+    )
+    parser.add_argument(
+        "--pull", action="store_true", help="always pull the base images again, even when the store has them"
+    )
+    parser.add_argument(
+        "--add-host",
+        action="append",
+        default=[],
+        type=_add_host,
+        metavar="NAME:ADDRESS",
+        help="add a line to RUN's /etc/hosts; ADDRESS may be host-gateway (the host)",
+    )
+    parser.add_argument(
+        "--platform", help="the platform to build for: pybuild builds linux/amd64 only (any other is refused)"
+    )
     parser.add_argument("--no-cache", action="store_true", help="run every step, ignoring the build cache")
     parser.add_argument(
         "--no-cache-filter",
@@ -59,7 +116,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--iidfile", help="write the image id to this file")
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=_jobs,
         default=None,
         help="steps run at once (default: 2 per CPU, at least 4; CPU-bound work stays at one per CPU)",
     )
@@ -74,9 +131,6 @@ def register(subparsers: Any) -> None:
         "--check",
         action="store_true",
         help="only run BuildKit's Dockerfile checks (lint rules) and report; exit 1 when something is found",
-    )
-    parser.add_argument(
-        "--platform", default="", help="the target platform; linux/amd64 is the only one pybuild builds"
     )
     parser.add_argument(
         "--build-context",
@@ -119,18 +173,52 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         network=args.network,
         allow=allow,
         jobs=getattr(args, "jobs", None),
-        platform=getattr(args, "platform", ""),
+        labels=dict(getattr(args, "label", ())),
+        pull=getattr(args, "pull", False),
+        add_hosts=tuple(getattr(args, "add_host", ())),
+        platform=getattr(args, "platform", None) or "",
         build_contexts=parse_build_contexts(getattr(args, "build_context", ())),
     )
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file the build will write, checked before it runs, so a typo does not cost the build."""
+    from ..image.export import check_output_spec
+
+    if args.iidfile:
+        check_output_path(args.iidfile, "--iidfile")
+    if args.graph:
+        check_output_path(args.graph, "--graph file")
+    for spec in args.output:
+        check_output_spec(spec)
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ContextError
+
+    if args.context == "-" and args.file == "-":
+        raise ContextError("invalid argument: can't use stdin for both build context and dockerfile")
+    _check_outputs(args)
+    store = open_store(args)
+    if args.context != "-":
+        return _build(args, store, options_from_args(args))
+    from ..context.stdin import context_from_stream
+
+    with store.temp_dir("stdin-context") as work:
+        received = context_from_stream(sys.stdin.buffer, work)
+        options = replace(options_from_args(args), context=received.folder)
+        if args.file and not Path(args.file).is_absolute():
+            options = replace(options, dockerfile=received.folder / args.file)  # -f names a file in the tar
+        if received.dockerfile_text is not None:
+            options = replace(options, dockerfile=None, dockerfile_text=received.dockerfile_text)
+        return _build(args, store, options)
+
+
+def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int:
     from .. import builder
     from .progress import make_progress
 
-    store = open_store(args)
-    options = options_from_args(args)
-    if args.check:
+    if getattr(args, "check", False):
         return _check(options, store)
     if args.explain:
         for number, name, state in builder.explain(options, store=store):
@@ -148,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_graph(Path(args.graph), solved_dot(result.plan.graph.subgraph_for([result.plan.target]), result.stats))
     if args.iidfile:
-        Path(args.iidfile).write_text(str(result.image_id))
+        write_output(args.iidfile, str(result.image_id), "--iidfile")
     if args.quiet:
         print(result.image_id)
     else:

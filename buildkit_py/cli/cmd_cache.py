@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildError
 from .common import help_without_command, open_store
 from .formatting import age_of, human_size, table
+
+if TYPE_CHECKING:
+    from ..store.gc import PruneReport
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -49,8 +52,10 @@ def register(subparsers: Any) -> None:
     prune = commands.add_parser(
         "prune",
         help="remove build cache",
-        description="Remove build cache records, and the layers only they kept. Layers an image uses are never "
-        "removed. Without --all, only records no tagged image was built through.",
+        description="Remove build cache records, and the layers only they kept. A cache record is what makes a step "
+        "a hit: once it is removed the step runs again on the next build, even when an image still holds its "
+        "layers (those are never removed, so removing their records frees nothing). Without --all, only records no "
+        "tagged image was built through.",
     )
     prune.add_argument("-a", "--all", action="store_true", help="remove all records, not only dangling ones")
     prune.add_argument("--keep-storage", metavar="SIZE", help="keep the most recently used cache up to SIZE (10GB)")
@@ -122,10 +127,21 @@ def run_prune(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             return 0
     report = prune_cache(open_store(args), all=args.all, keep_storage=keep_storage, until_seconds=until)
+    print_prune_report(report)
+    return 0
+
+
+def print_prune_report(report: PruneReport) -> None:
+    """Docker's lines, and what they mean: a removed record is a step that runs again, even when its layers stay."""
     if report.removed_keys:
         print("Deleted build cache objects:")
         for key in report.removed_keys:
             print(key.hex[:_ID_LENGTH])
         print()
+        records = len(report.removed_keys)
+        layers = len(report.layers_removed)
+        print(
+            f"Removed {records} cache record{'s' if records != 1 else ''} (their steps run again on the next build) "
+            f"and {layers} layer{'s' if layers != 1 else ''} nothing else used; layers of images were kept."
+        )
     print(f"Total reclaimed space: {human_size(report.bytes_freed)}")
-    return 0

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..fs.output import check_output_path, write_output
 from .common import open_store
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ def container_diff(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..analyze import imagediff
 
+    if args.html:
+        check_output_path(args.html, "HTML report")
     if args.image_b is None:
         return container_diff(args)
     with open_store(args) as store:
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             from ..analyze.report_html import render_diff
 
             page = render_diff(result, analyze_image(result.a), analyze_image(result.b))
-            args.html.write_text(page, encoding="utf-8")
+            write_output(args.html, page, "HTML report")
     if args.format == "json":
         print(json.dumps(imagediff.to_json(result), indent=2))
     else:

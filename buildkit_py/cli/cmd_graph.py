@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..fs.output import check_output_path, write_output
 from .cmd_build import _build_arg, options_from_args
 from .common import open_store
 
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import builder
     from ..solver.critical_path import critical_path
 
+    if args.output is not None:
+        check_output_path(args.output, "graph")
     store = open_store(args)
     found = builder.graph_states(options_from_args(args), store=store)
     critical = critical_path(found.graph, found.numbers, found.durations)
@@ -68,7 +71,7 @@ def _write_json(output: str | None, found: GraphStates, critical: CriticalPath) 
     if output is None:
         sys.stdout.write(text)
     else:
-        Path(output).write_text(text, encoding="utf-8")
+        write_output(output, text, "graph")
 
 
 def _write_dot(output: str | None, found: GraphStates) -> None:

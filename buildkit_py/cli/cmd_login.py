@@ -45,9 +45,12 @@ def run_login(args: argparse.Namespace) -> int:
             raise BuildError("--password-stdin needs --username")
         password = sys.stdin.read().rstrip("\r\n")
     else:
-        if username is None:
-            username = input("Username: ") if sys.stdin.isatty() else ""
-        password = args.password if args.password is not None else getpass.getpass("Password: ")
+        try:
+            if username is None:
+                username = input("Username: ") if sys.stdin.isatty() else ""
+            password = args.password if args.password is not None else getpass.getpass("Password: ")
+        except EOFError:  # no terminal, and standard input ended
+            raise BuildError("login needs a username and a password") from None
     if args.password is not None:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
     if not username or not password:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BuildError
+from ..fs.output import check_output_path, open_output
 from .common import open_store
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..image.docker_archive import save_docker_archive
 
+    if args.output and not (args.format == "oci" and (args.output.endswith("/") or Path(args.output).is_dir())):
+        check_output_path(args.output, "archive")
     store = open_store(args)
     for name in args.names:
         store.resolve(name)
@@ -59,14 +61,6 @@ def run(args: argparse.Namespace) -> int:
             raise BuildError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         save(store, args.names, sys.stdout.buffer)
         return 0
-    output = Path(args.output)
-    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as stream:
-            save(store, args.names, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with open_output(args.output, "archive") as stream:
+        save(store, args.names, stream)
     return 0

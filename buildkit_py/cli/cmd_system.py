@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
+from .cmd_image import add_prune_flags, confirmed, print_image_report
 from .common import help_without_command, open_store
 from .formatting import age_of, human_age, human_size, table
 
@@ -13,7 +15,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("system", help="manage the store as a whole")
     commands = parser.add_subparsers(dest="system_command", metavar="COMMAND")
     df = commands.add_parser(
-        "df", help="show disk usage", description="Disk usage of images and build cache (layer tars)."
+        "df",
+        help="show disk usage",
+        description="Disk usage of images and build cache: bytes on disk, each layer counted once with its tar, its "
+        "unpacked snapshot and its compressed copies. (`images` shows Docker's image size, the content alone.)",
     )
     df.add_argument("-v", "--verbose", action="store_true", help="every image and cache record")
     df.set_defaults(func=run_df)
@@ -24,6 +29,14 @@ def register(subparsers: Any) -> None:
         "say which images are damaged. What is found damaged is refused by later builds, saves and pushes.",
     )
     check.set_defaults(func=run_check)
+    prune = commands.add_parser(
+        "prune",
+        help="remove unused images and build cache",
+        description="Remove dangling images and dangling build cache (with --all: every image and all build cache), "
+        "as `docker system prune`. Removing cache records makes the next build run those steps again.",
+    )
+    add_prune_flags(prune)
+    prune.set_defaults(func=run_prune)
     help_without_command(parser)
 
 
@@ -103,3 +116,23 @@ def run_check(args: argparse.Namespace) -> int:
         return 0
     print(f"{summary}: {len(report.problems)} problems", file=sys.stderr)
     return 1
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from ..image.remove import prune_images
+    from ..store.gc import prune_cache
+    from .cmd_cache import print_prune_report
+
+    if args.all:
+        items = ["all images without at least one container associated to them", "all build cache"]
+    else:
+        items = ["all dangling images", "all dangling build cache"]
+    warning = "WARNING! This will remove:\n" + "".join(f"  - {item}\n" for item in items)
+    if not confirmed(args, warning):
+        return 0
+    store = open_store(args)
+    images = prune_images(store, all=args.all)
+    print_image_report(images)
+    cache = prune_cache(store, all=args.all)
+    print_prune_report(replace(cache, bytes_freed=cache.bytes_freed + images.bytes_freed))
+    return 0

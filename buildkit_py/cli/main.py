@@ -9,12 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import BuildError
+from ..errors import BuildError, StepError
 
 # Each command lives in cli/cmd_<name>.py with `register(subparsers)`, which sets `func(args) -> int` as default.
 COMMAND_MODULES = (
     "build",
     "images",
+    "image",
     "history",
     "inspect",
     "tag",
@@ -53,6 +54,32 @@ COMMAND_MODULES = (
     "container",
     "volume",
 )
+
+
+COMMAND_WORDS = frozenset({*(name.rstrip("_") for name in COMMAND_MODULES), "logout"})
+
+
+def with_build_word(argv: Sequence[str]) -> list[str]:
+    """`pybuild -t app .` means `pybuild build -t app .`, as the docs (and a Docker user's fingers) write it: a
+    build flag, `-`, or a path as the first word after the global options is a build."""
+    arguments = list(argv)
+    position = 0
+    while position < len(arguments):
+        word = arguments[position]
+        if word == "--root":
+            position += 2
+        elif word.startswith("--root="):
+            position += 1
+        else:
+            break
+    if position >= len(arguments):
+        return arguments
+    first = arguments[position]
+    if first in COMMAND_WORDS or first in ("-h", "--help"):
+        return arguments
+    if first.startswith(("-", ".")) or "/" in first or Path(first).is_dir():
+        return [*arguments[:position], "build", *arguments[position:]]
+    return arguments
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
@@ -95,8 +122,16 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status_of(error: BuildError) -> int:
+    """1, except for a RUN that failed: its own exit status, as `docker build` with the classic builder exits
+    (`RUN exit 3` exits 3; a step killed by signal N exits 128+N)."""
+    if isinstance(error, StepError) and error.exit_status:
+        return error.exit_status
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    arguments = with_build_word(sys.argv[1:] if argv is None else argv)
     parser = make_parser(_command_in(arguments))
     args = parser.parse_args(arguments)
     if not getattr(args, "func", None):
@@ -106,12 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.func(args)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return exit_status_of(error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:  # the machine said no (a full disk, a permission) where no command expected it
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {(error.strerror or str(error)).lower()}{where}", file=sys.stderr)
         return 1
     return status
 

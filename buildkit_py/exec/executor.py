@@ -40,6 +40,7 @@ class ProcessSpec:
     hostname: str = "buildkitsandbox"
     network: str = "default"
     security: str = SANDBOX
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address) lines appended to /etc/hosts (`--add-host`)
 
 
 @dataclass(frozen=True)

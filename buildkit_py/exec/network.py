@@ -23,7 +23,9 @@ from . import syscalls as sc
 
 __all__ = [
     "DNS_FORWARDER",
+    "HOST_GATEWAY",
     "SlirpHelper",
+    "host_gateway",
     "prepare_slirp",
     "resolv_conf_for",
     "slirp_binary",
@@ -147,3 +149,39 @@ def resolv_conf_for(host_resolv_conf: str, network: str) -> str:
     if not any(line.split()[:1] == ["nameserver"] for line in lines):
         lines.append(f"nameserver {DNS_FORWARDER}")
     return "\n".join(lines) + "\n"
+
+
+HOST_GATEWAY = "host-gateway"
+_SIOCGIFADDR = 0x8915
+
+
+def host_gateway(address: str, network: str) -> str:
+    """An `--add-host NAME:ADDRESS` address as a step should see it. `host-gateway` (Docker's word for "the host") is
+    127.0.0.1 on the host's network; in the step's own namespaces it is the host's address on its default route,
+    which the step reaches through slirp4netns (the host's loopback itself stays out of reach), and slirp's gateway
+    10.0.2.2 when the host has no default route."""
+    if address != HOST_GATEWAY:
+        return address
+    if network == "host":
+        return "127.0.0.1"
+    return _default_route_address() or "10.0.2.2"
+
+
+def _default_route_address() -> str | None:
+    import fcntl
+    import socket
+    import struct
+
+    try:
+        with open("/proc/net/route") as routes:
+            interface = next(
+                (fields[0] for fields in (line.split() for line in routes) if fields[1:2] == ["00000000"]), None
+            )
+        if interface is None:
+            return None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            request = struct.pack("256s", interface.encode()[:15])
+            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+        return socket.inet_ntoa(answer[20:24])
+    except (OSError, StopIteration):
+        return None

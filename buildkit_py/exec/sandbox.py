@@ -129,6 +129,7 @@ def _etc_files(directory: Path, process: ProcessSpec) -> None:
     directory.mkdir()
     (directory / "hosts").write_text(
         f"127.0.0.1\tlocalhost {process.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        + "".join(f"{address}\t{name}\n" for name, address in process.extra_hosts)
     )
     (directory / "hostname").write_text(process.hostname + "\n")
     try:

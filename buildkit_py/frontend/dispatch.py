@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from ..errors import ExpansionError, InstructionError
 from ..gostring import go_clean, go_quote, go_quote_list, go_quote_rune
@@ -131,6 +131,10 @@ def expand_instruction(instruction: _I, lexer: ShellLexer, env: Mapping[str, str
     """The instruction with its words expanded against `env` as Docker does before dispatching it; an expansion
     error carries the instruction's location."""
     try:
+        if isinstance(instruction, Expose):
+            # Docker's one word-to-words expansion: `EXPOSE $PORTS` with PORTS="80 443/udp" exposes each port.
+            ports = tuple(word for port in instruction.ports for word in lexer.process_words(port, env))
+            return cast(_I, replace(instruction, ports=ports))
         return instruction.expand(lambda word: lexer.process_word(word, env))
     except ExpansionError as error:
         raise ExpansionError(error.message, instruction.location, instruction.keyword) from None
@@ -248,14 +252,17 @@ def dispatch_workdir(config: ContainerConfig, workdir: Workdir) -> ConfigChange:
 
 
 def dispatch_cmd(config: ContainerConfig, cmd: Cmd) -> ConfigChange:
+    """A CMD with no arguments (`CMD`, `CMD []`) still sets Cmd, but as Docker does, it does not count as set for a
+    later ENTRYPOINT, which clears it."""
     command = with_shell(config, cmd.command, cmd.prepend_shell)
-    return ConfigChange(replace(config, cmd=command), f"CMD {go_quote_list(command)}", cmd_set=True)
+    return ConfigChange(replace(config, cmd=command), f"CMD {go_quote_list(command)}", cmd_set=bool(cmd.command))
 
 
 def dispatch_entrypoint(config: ContainerConfig, entrypoint: Entrypoint, *, cmd_set: bool) -> ConfigChange:
-    """ENTRYPOINT clears a CMD the stage inherited, and keeps one it set itself."""
-    command = with_shell(config, entrypoint.command, entrypoint.prepend_shell)
-    config = replace(config, entrypoint=command, cmd=config.cmd if cmd_set else None)
+    """ENTRYPOINT clears a CMD the stage inherited, and keeps one it set itself. With no arguments (`ENTRYPOINT`,
+    `ENTRYPOINT []`) no shell is prepended and Entrypoint becomes null, as Docker 20.10 leaves it."""
+    command = with_shell(config, entrypoint.command, entrypoint.prepend_shell) if entrypoint.command else ()
+    config = replace(config, entrypoint=command or None, cmd=config.cmd if cmd_set else None)
     return ConfigChange(config, f"ENTRYPOINT {go_quote_list(command)}")
 
 

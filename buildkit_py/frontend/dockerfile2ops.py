@@ -140,14 +140,20 @@ def dockerfile_to_plan(
     network: str = "default",
     entitlements: frozenset[str] = frozenset(),
     build_contexts: Mapping[str, NamedContext] | None = None,
+    labels: Mapping[str, str] | None = None,
+    extra_hosts: tuple[tuple[str, str], ...] = (),
 ) -> BuildPlan:
     """Turn a parsed Dockerfile into the op graph of the `target` stage (default: the last) and its image config.
 
     `entitlements` are what the user allowed with `--allow`: `network.host` for `RUN --network=host`,
     `security.insecure` for `RUN --security=insecure`. `build_contexts` are the named contexts of
-    `--build-context`. Raises InstructionError / ExpansionError (with the instruction's location) for what Docker
+    `--build-context`. `labels` (`build --label`) end the target stage as one LABEL step each, sorted by key and never
+    expanded, as Docker's classic builder adds them. `extra_hosts` (`--add-host`) are (name, address) lines every RUN
+    finds in /etc/hosts. Raises InstructionError / ExpansionError (with the instruction's location) for what Docker
     refuses."""
     converter = _Converter(parsed, context, build_args, resolve_image, network, entitlements, build_contexts or {})
+    converter.labels = dict(labels or {})
+    converter.extra_hosts = extra_hosts
     return converter.plan(target)
 
 
@@ -169,6 +175,8 @@ class _Converter:
         self.build_args = dict(build_args)
         self.resolve_image = resolve_image
         self.network = network
+        self.labels: dict[str, str] = {}
+        self.extra_hosts: tuple[tuple[str, str], ...] = ()
         self.lexer = ShellLexer(parsed.escape_token)
         self.graph = BuildGraph()
         self.meta_args: dict[str, str | None] = {}
@@ -189,7 +197,9 @@ class _Converter:
             self._meta_arg(meta)
         for stage in stages[: last + 1]:
             self.results.append(self._stage(stage))
-        final = self.results[-1]
+        final = self.results[-1] = self._with_labels(self.results[-1])
+        if not final.steps and isinstance(self.graph.op(final.rootfs), ScratchSource):
+            raise InstructionError("No image was generated. Is your Dockerfile empty?")
         graph = self.graph.subgraph_for([final.rootfs])
         given = set(self.build_args)
         return BuildPlan(
@@ -208,6 +218,13 @@ class _Converter:
             },
             author=final.author,
         )
+
+    def _with_labels(self, result: _StageResult) -> _StageResult:
+        config, steps = result.config, list(result.steps)
+        for key in sorted(self.labels):
+            config = config.with_label(key, self.labels[key])
+            steps.append(HistoryStep(created_by=f"LABEL {key}={self.labels[key]}"))
+        return replace(result, config=config, steps=tuple(steps))
 
     def _meta_arg(self, arg: Arg) -> None:
         expanded = self._expand(arg, self._meta_env())
@@ -453,6 +470,7 @@ class _Converter:
             volumes=state.config.volumes,
             scripts=scripts,
             proxy_env=proxy_env,
+            extra_hosts=self.extra_hosts,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)

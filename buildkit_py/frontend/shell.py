@@ -12,6 +12,10 @@ A word is parsed with the lark grammar in ``shell.lark`` and the tree is evaluat
 
 Patterns know ``*``, ``?`` and ``\\`` escapes of ``*``, ``?``, ``\\``; like BuildKit, ``[...]`` is literal text.
 Single quotes keep everything; inside double quotes the escape token escapes only ``"``, ``$`` and itself.
+
+Two limits BuildKit does not have, each an ExpansionError: ``${`` nested more than MAX_NESTING (64) deep, and a word
+whose expansion grows past MAX_EXPANDED_LENGTH (1 MiB of text; Linux passes at most 128 KiB in one environment
+string to a RUN anyway), so ``ENV A=${A}${A}`` repeated stops at once instead of doubling for minutes.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from buildkit_py.errors import ExpansionError
 
 from ..gostring import GO_SPACES, go_quote
 
-__all__ = ["ShellLexer", "expand_word"]
+__all__ = ["MAX_EXPANDED_LENGTH", "MAX_NESTING", "ShellLexer", "expand_word"]
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 # Go's unicode.IsSpace; str.isspace() also accepts \x1c-\x1f, which Go does not split on.
 _GO_SPACE_RUN = re.compile("[" + re.escape("".join(sorted(GO_SPACES))) + "]+")
 _NEVER = r"(?!)x"
+MAX_NESTING = 64
+MAX_EXPANDED_LENGTH = 1 << 20
 
 
 @functools.cache
@@ -221,6 +227,7 @@ class _Evaluator:
         self.env = env
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.looked_up = 0  # characters of the values read so far: bounds what one word can grow to
 
     def lookup(self, name: str) -> tuple[str, bool]:
         value = self.env.get(name)
@@ -228,6 +235,9 @@ class _Evaluator:
             self.unmatched.add(name)
             return "", False
         self.matched.add(name)
+        self.looked_up += len(value)
+        if self.looked_up > MAX_EXPANDED_LENGTH:
+            raise _Failure(_too_long())
         return value, True
 
     def top(self, tree: Tree[Token], words: _Words | None) -> str:
@@ -349,6 +359,27 @@ class _Evaluator:
         return _replace(value, pattern, replacement, replace_all)
 
 
+def _too_long() -> str:
+    return f"the expansion is longer than {MAX_EXPANDED_LENGTH} characters"
+
+
+def _nesting(word: str, escape_token: str) -> int:
+    """How deep `${` nests in `word` (quotes not considered: deep enough is refused wherever it stands)."""
+    depth = deepest = position = 0
+    while position < len(word):
+        if word[position] == escape_token:
+            position += 2
+        elif word.startswith("${", position):
+            depth += 1
+            deepest = max(deepest, depth)
+            position += 2
+        else:
+            if word[position] == "}" and depth:
+                depth -= 1
+            position += 1
+    return deepest
+
+
 def _describe_parse_error(error: UnexpectedInput, word: str) -> str:
     token = getattr(error, "token", None)
     position = error.pos_in_stream
@@ -416,12 +447,18 @@ class ShellLexer:
 
     def _run(self, word: str, evaluator: _Evaluator, words: _Words | None) -> str:
         try:
+            if _nesting(word, self.escape_token) > MAX_NESTING:
+                raise _Failure(f"${{...}} nested more than {MAX_NESTING} deep")
             tree = _parser(self.escape_token, self.process_quotes).parse(word)
-            return evaluator.top(tree, words)
+            result = evaluator.top(tree, words)
+            if len(result) > MAX_EXPANDED_LENGTH:
+                raise _Failure(_too_long())
+            return result
         except UnexpectedInput as error:
             raise ExpansionError(f"failed to process {go_quote(word)}: {_describe_parse_error(error, word)}") from None
         except _Failure as failure:
-            raise ExpansionError(f"failed to process {go_quote(word)}: {failure}") from None
+            quoted = go_quote(word) if len(word) <= 1000 else f"{go_quote(word[:200])}... ({len(word)} characters)"
+            raise ExpansionError(f"failed to process {quoted}: {failure}") from None
 
 
 def expand_word(word: str, env: Mapping[str, str], escape_token: str = "\\") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,25 @@ DOCKER_EMPTY_CONTAINER_CONFIG: dict[str, Any] = {
     "OnBuild": None,
     "Labels": None,
 }
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode_json(document: dict[str, Any]) -> dict[str, Any]:
+    return {_valid_unicode(key): _valid_unicode(item) for key, item in document.items()}
+
+
+def _valid_unicode(value: Any) -> Any:
+    """`value` with every lone surrogate (a byte of a Dockerfile that was not UTF-8, kept by surrogateescape) turned
+    into U+FFFD, one per byte, as Go's JSON encoder writes invalid UTF-8 in Docker's image config."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_valid_unicode(key): _valid_unicode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_valid_unicode(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -144,7 +164,7 @@ class ContainerConfig:
             result["OnBuild"] = list(self.on_build)
         if self.args_escaped:
             result["ArgsEscaped"] = True
-        return result
+        return _valid_unicode_json(result)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ContainerConfig:
@@ -225,7 +245,7 @@ class ImageConfig:
         result["config"] = self.config.to_json()
         result["rootfs"] = {"type": "layers", "diff_ids": [str(d) for d in self.diff_ids]}
         result["history"] = [entry.to_json() for entry in self.history]
-        return result
+        return _valid_unicode_json(result)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from ..digest import Digest
-from ..errors import BuildError
+from ..errors import BuildError, OutputError
+from ..fs.output import check_output_path, open_output
 from ..layer.generate import write_layer_tar
 from ..layer.snapshots import snapshot_path
 from ..layer.unpack import unpack_layer
@@ -33,7 +34,7 @@ from .stored import image_config
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["ExportError", "export_image", "parse_output_spec", "write_flattened_tar"]
+__all__ = ["ExportError", "check_output_spec", "export_image", "parse_output_spec", "write_flattened_tar"]
 
 _TYPES = ("docker", "oci", "tar", "local")
 
@@ -61,23 +62,38 @@ def parse_output_spec(spec: str) -> dict[str, str]:
     return fields
 
 
+def check_output_spec(spec: str) -> None:
+    """Raise now, before a build, if the --output spec is malformed or its dest cannot be written."""
+    fields = parse_output_spec(spec)
+    dest = fields["dest"]
+    if dest == "-":
+        return
+    if fields["type"] == "local" or (fields["type"] == "oci" and fields.get("tar", "true").lower() == "false"):
+        _check_output_folder(Path(dest))
+    else:
+        check_output_path(dest, "--output file")
+
+
+def _check_output_folder(folder: Path) -> None:
+    """A folder that exists, or whose nearest existing ancestor is a folder (it will be created beneath it)."""
+    for candidate in (folder, *folder.absolute().parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise OutputError(
+                    f"cannot write --output folder {str(folder)!r}: {str(candidate)!r} is not a directory"
+                )
+            return
+
+
 @contextmanager
 def _output_stream(dest: str) -> Iterator[BinaryIO]:
-    """Standard output for `-`, else a partial file renamed over dest once it is complete."""
+    """Standard output for `-`, else dest as fs.output writes it (a regular file atomically, a device in place)."""
     if dest == "-":
         yield cast(BinaryIO, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    target = Path(dest)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with open_output(dest, "--output file") as stream:
+        yield stream
 
 
 def export_image(store: Store, image_id: Digest, spec: str) -> None:
@@ -103,8 +119,12 @@ def export_image(store: Store, image_id: Digest, spec: str) -> None:
         with _output_stream(dest) as stream:
             write_flattened_tar(store, image_id, stream)
     else:
+        _check_output_folder(Path(dest))
         target = Path(dest).resolve()
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot create --output folder {dest!r}: {error.strerror}") from None
         with store.temp_path("export") as tar_path:
             with open(tar_path, "wb") as stream:
                 write_flattened_tar(store, image_id, stream)

@@ -1,7 +1,8 @@
 """FROM of an image that is not in the store pulls it: an ImageResolver for the frontend that falls back to a pull.
 
-A tag found in the store is used as it is (no registry round trip, like Docker's classic builder); a digest reference
-is found through the manifest digests earlier pulls recorded; anything else is pulled. `scratch` never reaches here.
+A tag found in the store is used as it is (no registry round trip, like Docker's classic builder) unless `always_pull`
+(`build --pull`) asks to resolve it again; a digest reference is found through the manifest digests earlier pulls
+recorded; anything else is pulled. `scratch` never reaches here.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ class PullingImageResolver:
         options: TransportOptions | None = None,
         platform: Platform | None = None,
         progress: Callable[[str], None] | None = None,
+        always_pull: bool = False,
     ) -> None:
         self.store = store
+        self.always_pull = always_pull
         self.options = options
         self.platform = platform
         self.progress = progress
@@ -62,9 +65,11 @@ class PullingImageResolver:
             reference = parse_reference(ref)
         except InvalidReference:
             return self.store.resolve(ref)  # an id or id prefix, or a clear "invalid reference" error
-        if reference.digest is not None:
+        if reference.digest is not None:  # content-addressed: the same wherever it is found
             known = self.store.registry.image_for_manifest(reference.registry, reference.repository, reference.digest)
             return known if known is not None and self.store.images.has(known) else None
+        if self.always_pull:
+            return None
         try:
             return self.store.resolve(ref)
         except ImageNotFound:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..digest import Digest
 from ..errors import BuildError
+from ..fs.output import write_output
 from .graph import BuildGraph
 from .ops import ContextSource, GitSource, HttpSource, ImageSource, MergeOp, Op, ScratchSource
 from .solver import SolveStats
@@ -210,7 +211,7 @@ def write_graph(path: Path, dot_text: str) -> None:
     """Write DOT text to a .dot/.gv file, or render it with `dot` for .svg, .png or .pdf."""
     suffix = path.suffix.lower()
     if suffix in _TEXT_SUFFIXES:
-        path.write_text(dot_text, encoding="utf-8")
+        write_output(path, dot_text, "graph")
         return
     image_format = _IMAGE_FORMATS.get(suffix)
     if image_format is None:
@@ -222,8 +223,9 @@ def write_graph(path: Path, dot_text: str) -> None:
             "(or install graphviz)"
         )
     completed = subprocess.run(
-        [program, f"-T{image_format}", "-o", str(path)], input=dot_text.encode(), capture_output=True, check=False
+        [program, f"-T{image_format}"], input=dot_text.encode(), capture_output=True, check=False
     )
     if completed.returncode != 0:
         message = completed.stderr.decode(errors="replace").strip()
         raise BuildError(f"dot failed to write {path}: {message or f'exit status {completed.returncode}'}")
+    write_output(path, completed.stdout, "graph")

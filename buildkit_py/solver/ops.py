@@ -202,6 +202,7 @@ class ExecOp(Op):
     volumes: tuple[str, ...] = ()
     scripts: tuple[InlineFile, ...] = ()
     proxy_env: tuple[str, ...] = field(default=(), compare=False)
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address or "host-gateway") lines for /etc/hosts
 
     def definition(self) -> dict[str, Any]:
         definition = super().definition()
@@ -210,6 +211,8 @@ class ExecOp(Op):
         del definition["proxy_env"]
         if not self.scripts:
             del definition["scripts"]  # the digests of ops without scripts stay what they were
+        if not self.extra_hosts:
+            del definition["extra_hosts"]  # likewise for steps without --add-host
         return definition
 
     def inputs(self) -> tuple[Digest, ...]:

@@ -112,6 +112,7 @@ class Solver:
         jobs: int = 2,
         no_cache: Callable[[Digest], bool] = lambda digest: False,
         progress: ProgressCallback = ignore_progress,
+        no_cache_reason: Callable[[Digest], str] = lambda digest: "cache disabled (--no-cache)",
     ) -> None:
         self.graph = graph
         self.worker = worker
@@ -119,6 +120,7 @@ class Solver:
         self.explainer = explainer
         self.jobs = max(1, jobs)
         self.no_cache = no_cache
+        self.no_cache_reason = no_cache_reason
         self.forced = self._forced_misses()
         self.progress = progress
         self.numbers = self._number_steps()
@@ -286,7 +288,7 @@ class Solver:
         stats: SolveStats,
     ) -> str:
         if self.no_cache(digest):
-            return "cache disabled (--no-cache)"
+            return self.no_cache_reason(digest)
         rebuilt = self._rebuilt_parent(digest, stats)
         if rebuilt is not None:
             return f"parent step #{self.numbers[rebuilt]} was rebuilt"

@@ -1,13 +1,16 @@
 """Build cache housekeeping: what the cache costs on disk, pruning it, and `docker system df`'s summary.
 
-A cache record names a whole layer chain (base layers first), so chains share prefixes: the record of step 3 names
-the layers of steps 1 and 2 too. A record's own layers are the ones past its parent's chain (the longest chain of
-another record that is a proper prefix of its own). Layers an image uses belong to the images, not to the cache:
-pruning never deletes them (the store checks every image inside the deleting transaction), so a record's `size`
-counts only its own layers that no image uses, and the totals count every layer once.
+A cache record is what makes a build step a hit: it maps the step's cache key to the layer chain the step left.
+Without it the step runs again, even when an image still holds those very layers. A record names a whole chain
+(base layers first), so chains share prefixes: the record of step 3 names the layers of steps 1 and 2 too. A
+record's own layers are the ones past its parent's chain (the longest chain of another record that is a proper
+prefix of its own); its `size` is theirs, `private_size` the part of it no image uses. Layers an image uses belong to
+the images: pruning never deletes them (the store checks every image inside the deleting transaction), so only
+private bytes are reclaimable, and the totals count every layer once.
 
-Sizes are those of the layers' uncompressed tars (`layers.size`); unpacked snapshots and compressed blobs made for
-push or save come on top and go with their layer.
+Sizes are bytes on disk (`layer_disk_sizes`): a layer's uncompressed tar, its unpacked snapshot when it has one
+(its content size; the tar's size stands in until that is measured), and the compressed blobs made from it for push
+or save, which go with it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "UsageLine",
     "cache_totals",
     "cache_usage",
+    "layer_disk_sizes",
     "prune_cache",
     "system_df",
 ]
@@ -43,12 +47,13 @@ ORPHAN_GRACE_SECONDS = 3600.0
 class CacheUsage:
     key: Digest
     description: str
-    size: int  # bytes of the layers this record added that no image uses: what the cache costs for it
+    size: int  # bytes on disk of the layers this record added
     shared_size: int  # bytes of its whole chain that an image or another record keeps alive as well
     created: float
     last_used: float  # the latest use of this record or of any record built on top of it
     in_use_by_image: bool  # its chain is (a prefix of) a tagged image's chain: that image was built through it
     layers: tuple[Digest, ...] = ()  # the layers it added
+    private_size: int = 0  # of `size`, the bytes of layers no image uses: what removing the cache could free
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,25 @@ def _parent_length(record: CacheRecord, records: Iterable[CacheRecord]) -> int:
     return best
 
 
+def layer_disk_sizes(store: Store) -> dict[Digest, int]:
+    """What each recorded layer costs on disk, as the module docstring says."""
+    tars = store.layers.sizes()
+    contents = store.layers.content_sizes()
+    forms: dict[Digest, int] = {}
+    for form in store.forms.all():
+        if form.diff_id in tars and store.blobs.has(form.digest):
+            forms[form.diff_id] = forms.get(form.diff_id, 0) + form.size
+    sizes = {}
+    for diff_id, tar in tars.items():
+        content = contents.get(diff_id)
+        snapshot = (tar if content is None else content) if store.snapshots.has(diff_id) else 0
+        sizes[diff_id] = tar + snapshot + forms.get(diff_id, 0)
+    return sizes
+
+
 def _usage(store: Store) -> tuple[list[CacheUsage], dict[Digest, int], dict[Digest, tuple[Digest, ...]]]:
     records = store.cache.records()
-    sizes = store.layers.sizes()
+    sizes = layer_disk_sizes(store)
     images = store.images.chains()
     image_layers = {diff_id for chain in images.values() for diff_id in chain}
     tagged = [
@@ -137,12 +158,13 @@ def _usage(store: Store) -> tuple[list[CacheUsage], dict[Digest, int], dict[Dige
             CacheUsage(
                 key=record.key,
                 description=record.description,
-                size=sum(sizes.get(d, 0) for d in set(own) if d not in image_layers),
+                size=sum(sizes.get(d, 0) for d in set(own)),
                 shared_size=sum(sizes.get(d, 0) for d in shared),
                 created=record.created,
                 last_used=latest,
                 in_use_by_image=any(_is_prefix(record.chain, chain) for chain in tagged),
                 layers=tuple(own),
+                private_size=sum(sizes.get(d, 0) for d in set(own) if d not in image_layers),
             )
         )
     usages.sort(key=lambda usage: usage.last_used, reverse=True)
@@ -155,7 +177,7 @@ def cache_usage(store: Store) -> list[CacheUsage]:
 
 
 def cache_totals(store: Store) -> CacheTotals:
-    sizes = store.layers.sizes()
+    sizes = layer_disk_sizes(store)
     image_layers = {diff_id for chain in store.images.chains().values() for diff_id in chain}
     cache_layers = {diff_id for record in store.cache.records() for diff_id in record.chain}
     shared = _total(sizes, cache_layers & image_layers)
@@ -216,7 +238,6 @@ def prune_cache(
     if all and until_seconds is None and keep_storage is None:
         deleted += store.layers.delete_unreferenced(now - ORPHAN_GRACE_SECONDS)
     freed = sum(sizes.get(diff_id, 0) for diff_id in deleted)
-    freed += _compressed_size(store, deleted)
     prune_orphan_forms(store)
     if all:
         # The step log lets a later miss say "the record was pruned"; a full prune forgets that too.
@@ -230,11 +251,6 @@ def prune_cache(
         layers_removed=tuple(deleted),
         removed_keys=tuple(removed_keys),
     )
-
-
-def _compressed_size(store: Store, diff_ids: list[Digest]) -> int:
-    """Bytes of the compressed blobs made from these (now deleted) layers, which prune_orphan_forms is about to drop."""
-    return sum(form.size for diff_id in diff_ids for form in store.forms.of(diff_id) if form.local)
 
 
 def prune_orphan_forms(store: Store) -> int:

@@ -117,6 +117,17 @@ class LayerStore:
             rows = db.execute("SELECT diff_id, size FROM layers").fetchall()
         return {Digest.parse(diff_id): int(size) for diff_id, size in rows}
 
+    def content_sizes(self) -> dict[Digest, int | None]:
+        """Every recorded layer's content size (what its files and symlinks hold, Docker's measure), by diff_id;
+        None where it has not been measured yet (`set_content_size`)."""
+        with self._db.read() as db:
+            rows = db.execute("SELECT diff_id, content_size FROM layers").fetchall()
+        return {Digest.parse(diff_id): None if size is None else int(size) for diff_id, size in rows}
+
+    def set_content_size(self, diff_id: Digest, size: int) -> None:
+        with self._db.write() as db:
+            db.execute("UPDATE layers SET content_size = ? WHERE diff_id = ?", (size, str(checked_digest(diff_id))))
+
     def open(self, diff_id: Digest, *, even_if_damaged: bool = False) -> BinaryIO:
         """The layer's uncompressed tar; reading it to the end verifies it. A layer `system check` found damaged is
         refused (DamagedContent), except to the check itself."""

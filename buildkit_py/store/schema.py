@@ -13,6 +13,8 @@ and on a fresh one (where every earlier migration has just run).
     4  a layer may be kept as its snapshot plus a recipe that rebuilds its tar, instead of the tar itself
     5  containers, named volumes, and which containers use which volumes
     6  what ADD downloaded from URLs: the content's blob, its name and the validators a rebuild revalidates it with
+    7  each layer's content size (Docker's measure of an image: the bytes of its files and symlinks, not of its
+       tar), NULL until measured
 """
 
 from __future__ import annotations
@@ -264,6 +266,11 @@ def _version_6(connection: sqlite3.Connection, root: Path) -> None:
     _execute_all(connection, _VERSION_6)
 
 
+def _version_7(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    connection.execute("ALTER TABLE layers ADD COLUMN content_size INTEGER")
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
@@ -271,5 +278,6 @@ MIGRATIONS = (
     Migration(4, "layers kept as snapshot and recipe", _version_4),
     Migration(5, "containers and volumes", _version_5),
     Migration(6, "ADD downloads", _version_6),
+    Migration(7, "layer content sizes", _version_7),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -25,7 +25,7 @@ Invariants, kept inside one SQLite write transaction each:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
@@ -156,12 +156,21 @@ class Store:
             parse_reference(text)  # not a tag, not an id: say why the text is not a reference, as Docker does
         raise ImageNotFound(f"No such image: {text}")
 
-    def remove_image(self, name_or_id: str, force: bool = False) -> list[str]:
+    def remove_image(
+        self, name_or_id: str, force: bool = False, has_children: Callable[[Digest], bool] | None = None
+    ) -> list[str]:
         """`docker rmi`: a tag is untagged, and the image deleted once no tag is left; an id deletes the image after
-        untagging all its tags, which needs `force` when there are several. Returns Docker's report lines."""
+        untagging all its tags, which needs `force` when there are several. An image `has_children` says other
+        images were built on is never deleted, as Docker keeps it: its last tag is only untagged, and by id it is a
+        ConflictError, forced or not. Returns Docker's report lines."""
         lines: list[str] = []
         image_id, tag_key = self.lookup(name_or_id)
         by_id = tag_key is None
+        parent = has_children is not None and has_children(image_id)
+        if parent and by_id:
+            raise ConflictError(
+                f"conflict: unable to delete {image_id.short} (cannot be forced) - image has dependent child images"
+            )
         with self.db.write() as db:
             tags = [
                 row[0] for row in db.execute("SELECT name FROM tags WHERE image_id = ? ORDER BY name", (str(image_id),))
@@ -187,7 +196,7 @@ class Store:
             if not by_id and tag_key is not None:
                 db.execute("DELETE FROM tags WHERE name = ? AND image_id = ?", (tag_key, str(image_id)))
                 lines.append(f"Untagged: {tag_key}")
-                if len(tags) > 1:
+                if len(tags) > 1 or parent:
                     return lines
             else:
                 if len(tags) > 1 and not force:

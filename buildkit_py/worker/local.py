@@ -8,6 +8,7 @@ ref is a hit without cloning). A step that runs gets them as folders of its own:
 from __future__ import annotations
 
 import collections
+import errno
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..digest import Digest, digest_json
-from ..errors import StepError
+from ..errors import StepError, StoreError
 from ..exec.executor import Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
+from ..exec.network import host_gateway
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
 from ..solver.graph import BuildGraph
@@ -198,6 +200,7 @@ class LocalWorker:
             user=op.user,
             network=op.network,
             security=op.security,
+            extra_hosts=tuple((name, host_gateway(address, op.network)) for name, address in op.extra_hosts),
         )
         with self.store.temp_dir("exec-") as scratch:
             rootfs = self._fresh_rootfs(scratch, chain)
@@ -266,8 +269,16 @@ class LocalWorker:
         from ..layer.generate import layer_recipe
 
         del scratch
-        info, recipe = layer_recipe(upper)
-        if info.entries == 0:
-            return ()
-        self.store.layers.commit_recipe(info.diff_id, info.size, recipe, snapshot=upper)
+        try:
+            info, recipe = layer_recipe(upper)
+            if info.entries == 0:
+                return ()
+            self.store.layers.commit_recipe(info.diff_id, info.size, recipe, snapshot=upper)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StoreError(
+                f"no space left to store the step's layer under {self.store.root}: free some space "
+                "(pybuild system prune, pybuild cache prune) or use a store with more room (--root)"
+            ) from None
         return (info.diff_id,)
