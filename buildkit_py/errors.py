@@ -14,7 +14,12 @@
     │   ├── ImageNotFound           no image by that name or id
     │   └── ConflictError           a compare-and-swap update lost a race
     ├── LayerError                  a layer tar that is corrupt, truncated or hostile
-    └── RegistryError               an OCI registry answered with an error
+    ├── RegistryError               an OCI registry answered with an error
+    ├── CacheError                  a cache that travels (--cache-to, --cache-from)
+    │   ├── CacheSpecError          a --cache-to or --cache-from flag that cannot be followed
+    │   ├── CacheImportError        an imported cache that is missing, corrupt, or from a newer pybuild
+    │   └── CacheExportError        writing or pushing the cache failed
+    └── NotReproducible             `build --verify`: a rebuild without the cache gave another image
 
 Every DockerfileError prints as `Dockerfile:7: RUN make: exit status 2` followed by the source line(s).
 """
@@ -25,6 +30,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "BuildError",
+    "CacheError",
+    "CacheExportError",
+    "CacheImportError",
+    "CacheSpecError",
     "ConflictError",
     "ContextError",
     "DigestMismatch",
@@ -36,6 +45,7 @@ __all__ = [
     "InstructionError",
     "InvalidDigest",
     "LayerError",
+    "NotReproducible",
     "RegistryError",
     "SourceLocation",
     "StepError",
@@ -148,6 +158,26 @@ class LayerError(BuildError):
 
 
 class RegistryError(BuildError):
+    pass
+
+
+class CacheError(BuildError):
+    pass
+
+
+class CacheSpecError(CacheError):
+    pass
+
+
+class CacheImportError(CacheError):
+    pass
+
+
+class CacheExportError(CacheError):
+    pass
+
+
+class NotReproducible(BuildError):
     pass
 
 

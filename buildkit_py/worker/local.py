@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..digest import Digest
+from ..digest import Digest, digest_json
 from ..errors import StepError
 from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
 from ..image.stored import image_config
@@ -56,11 +56,17 @@ class LocalWorker:
         graph: BuildGraph,
         hasher: ContextHasher | None,
         cpu_slots: int = 1,
+        mtime_limit: int | None = None,
+        fetch_layers: Callable[[Chain], None] | None = None,
     ) -> None:
+        """`mtime_limit` (SOURCE_DATE_EPOCH) clamps the file times of every layer this worker writes; `fetch_layers`
+        makes the layers of a chain local when some came from an imported cache and are not downloaded yet."""
         self.store = store
         self.executor = executor
         self.graph = graph
         self.hasher = hasher
+        self.mtime_limit = mtime_limit
+        self.fetch_layers = fetch_layers
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
 
     def source_chain(self, op: Op) -> Chain | None:
@@ -71,6 +77,14 @@ class LocalWorker:
         return None
 
     def content(self, op: Op) -> ContentSummary:
+        summary = self._context_content(op)
+        if self.mtime_limit is not None and isinstance(op, ExecOp | FileOp):
+            # The layer's file times depend on the limit, so its step's cache key must too.
+            clamp = digest_json({"mtime_limit": self.mtime_limit})
+            return ContentSummary((*summary.digests, clamp), summary.files)
+        return summary
+
+    def _context_content(self, op: Op) -> ContentSummary:
         if not isinstance(op, FileOp) or self.hasher is None:
             return ContentSummary()
         digests: list[Digest | None] = []
@@ -99,6 +113,8 @@ class LocalWorker:
             kill_all()
 
     def _lowers(self, chain: Chain) -> tuple[Path, ...]:
+        if self.fetch_layers is not None:
+            self.fetch_layers(chain)
         return tuple(snapshot_path(self.store, diff_id) for diff_id in reversed(chain))
 
     def _run_exec(self, op: ExecOp, meta: OpMeta, chain: Chain, output: Callable[[bytes], None]) -> Chain:
@@ -160,7 +176,7 @@ class LocalWorker:
 
         tar_path = scratch / "layer.tar"
         with open(tar_path, "wb") as tar_file:
-            info = write_layer_tar(upper, tar_file)
+            info = write_layer_tar(upper, tar_file, self.mtime_limit)
         if info.entries == 0:
             return ()
         self.store.layers.commit(tar_path, info.diff_id, info.size, snapshot=upper)
