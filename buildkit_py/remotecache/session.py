@@ -67,8 +67,17 @@ def _records(store: Store, plan: BuildPlan, solved: SolveResult, mode: str) -> C
     return collect_records(store, keys, chains, names)
 
 
-def _base_layers(plan: BuildPlan, solved: SolveResult) -> set[Digest]:
-    return {diff_id for op, chain in solved.chains.items() if plan.graph.op(op).kind == "image" for diff_id in chain}
+def _base_layers(store: Store, plan: BuildPlan, solved: SolveResult) -> set[Digest]:
+    """The layers of the build's base images, which a build that can use the cache pulls anyway."""
+    from ..image.stored import image_config
+    from ..solver.ops import ImageSource
+
+    layers: set[Digest] = set()
+    for op in solved.keys:
+        source = plan.graph.op(op)
+        if isinstance(source, ImageSource):
+            layers.update(image_config(store, source.image_id).diff_ids)
+    return layers
 
 
 def inline_document(store: Store, plan: BuildPlan, solved: SolveResult) -> CacheDocument:
@@ -87,7 +96,7 @@ def export_caches(
 ) -> tuple[ExportReport, ...]:
     """Write each non-inline cache of `specs`; a failure is reported (and in its report), never raised."""
     reports: list[ExportReport] = []
-    base = _base_layers(plan, solved)
+    base = _base_layers(store, plan, solved)
     for spec in specs:
         if spec.type == "inline":
             continue
