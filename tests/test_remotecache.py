@@ -493,3 +493,38 @@ def _replace_config(cache: Path, config_bytes: bytes) -> None:
     index["manifests"][0]["digest"] = f"sha256:{manifest_digest}"
     index["manifests"][0]["size"] = len(manifest_bytes)
     (cache / "index.json").write_text(json.dumps(index))
+
+
+def test_metadata_file_gives_the_pushed_manifest_digest_with_or_without_push(
+    tmp_path: Path, registry: RegistryServer, base_ref: str
+) -> None:
+    project = make_project(tmp_path / "app", base_ref)
+    image_ref = f"{registry.host}/apps/{uuid.uuid4().hex[:12]}:1"
+    root = tmp_path / "root"
+    command = [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(root), "build", "-t", image_ref]
+    local = subprocess.run(
+        [*command, "--metadata-file", str(tmp_path / "local.json"), str(project)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert local.returncode == 0, local.stderr
+    pushed = subprocess.run(
+        [*command, "--push", "--metadata-file", str(tmp_path / "pushed.json"), str(project)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    without, with_push = (json.loads((tmp_path / name).read_text()) for name in ("local.json", "pushed.json"))
+    assert without == with_push
+    repository, tag = image_ref.split("/", 1)[1].rsplit(":", 1)
+    from buildkit_py.registry.client import RegistryClient
+    from buildkit_py.registry.pull import fetch_manifest
+
+    with RegistryClient(registry.host) as client:
+        _, _, digest = fetch_manifest(client, repository, tag)
+    assert with_push["containerimage.digest"] == str(digest)
+    assert with_push["image.name"] == image_ref
