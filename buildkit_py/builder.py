@@ -27,6 +27,7 @@ from .solver.solver import BuildCache, Solver, SolveResult, SolveStats
 from .store import Store, default_root
 
 if TYPE_CHECKING:
+    from .registry.client import TransportOptions
     from .remotecache.export import ExportReport
     from .remotecache.view import CacheView
 
@@ -53,6 +54,7 @@ class BuildOptions:
     jobs: int | None = None
     cache_from: tuple[CacheImport, ...] = ()
     cache_to: tuple[CacheExport, ...] = ()
+    registry: TransportOptions | None = None  # how registry caches are reached (--insecure, --ca-cert)
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -340,7 +342,9 @@ def build(
         names = " ".join(sorted(unused))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
     epoch = source_date_epoch(options)
-    view = open_view(store, options.cache_from, _say(progress), _project(options.context.resolve(), plan))
+    view = open_view(
+        store, options.cache_from, _say(progress), _project(options.context.resolve(), plan), options.registry
+    )
     try:
         solved = _solve(store, options, plan, view, progress, epoch)
         view.adopt()
@@ -361,7 +365,7 @@ def build(
         store.tags.set(familiar, image_id)
         written.append(familiar)
     platform = Platform(image.os, image.architecture, image.variant)
-    reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress))
+    reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
     return BuildResult(
         image_id=image_id,
         config=image,
@@ -443,7 +447,7 @@ def graph_states(
     store = _open_store(store, root)
     plan = plan_build(store, options)
     context = options.context.resolve()
-    view = open_view(store, options.cache_from, lambda text: None, _project(context, plan))
+    view = open_view(store, options.cache_from, lambda text: None, _project(context, plan), options.registry)
     try:
         with _open_solver(store, context, plan, cache=view, mtime_limit=source_date_epoch(options)) as solver:
             explanation = solver.explain_steps([plan.target])

@@ -141,6 +141,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         jobs=getattr(args, "jobs", None),
         cache_from=tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ())),
         cache_to=tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ())),
+        registry=transport_options(args) if hasattr(args, "insecure") else None,
     )
 
 

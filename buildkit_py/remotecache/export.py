@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -41,7 +41,7 @@ from .metadata import CacheDocument, CachedResult, cache_config_bytes
 from .spec import CacheExport
 
 if TYPE_CHECKING:
-    from ..registry.client import RegistryClient, TransportOptions
+    from ..registry.client import FileBody, RegistryClient, TransportOptions
     from ..store import Store
 
 __all__ = ["CacheArtifact", "ExportReport", "cache_artifact", "collect_records", "export_cache"]
@@ -255,12 +255,15 @@ def push_cache(
             return 0, True
         pusher = BlobPusher(store, client, reference, lambda line: None, 32 << 20, 16 << 20)
         for blob in artifact.blobs:
-            body = FileBody(store.blobs.path(blob.digest), 0, blob.size)
-            pusher.ensure(blob.digest, blob.size, lambda body=body: body)  # type: ignore[misc]
+            pusher.ensure(blob.digest, blob.size, _body(FileBody(store.blobs.path(blob.digest), 0, blob.size)))
         config = artifact.config_bytes
         pusher.ensure(artifact.config_digest, len(config), lambda: config)
         put_manifest(client, reference, OCI_MANIFEST, artifact.manifest_bytes)
         return pusher.blob_bytes_sent + len(artifact.manifest_bytes), False
+
+
+def _body(body: FileBody) -> Callable[[], FileBody]:
+    return lambda: body
 
 
 def _current_manifest(client: RegistryClient, repository: str, tag: str) -> Digest | None:
