@@ -283,16 +283,16 @@ def _solve(
     store: Store,
     options: BuildOptions,
     plan: BuildPlan,
-    view: CacheView,
+    view: CacheView | None,
     progress: ProgressCallback,
     epoch: int | None,
 ) -> SolveResult:
-    """Solve the plan's target and make its layers local. A layer of an imported cache that turns out unusable is
-    broken from then on (the view warns), and the plan is solved again: those steps then run."""
+    """Solve the plan's target and make its layers local. With imported caches (`view`), a layer that turns out
+    unusable is broken from then on (the view warns), and the plan is solved again: those steps then run."""
     skip_stages = {stage.lower() for stage in options.no_cache_stages}
     no_cache = options.no_cache
     while True:
-        failures = len(view.failures)
+        failures = len(view.failures) if view is not None else 0
         try:
             with _open_solver(
                 store,
@@ -300,16 +300,17 @@ def _solve(
                 plan,
                 cache=view,
                 mtime_limit=epoch,
-                fetch_layers=view.ensure_local,
+                fetch_layers=view.ensure_local if view is not None else None,
                 jobs=options.jobs or default_jobs(),
                 no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
                 progress=progress,
             ) as solver:
                 solved = solver.solve([plan.target])
-            view.ensure_local(solved.chains[plan.target])
+            if view is not None:
+                view.ensure_local(solved.chains[plan.target])
             return solved
         except BuildError:
-            if len(view.failures) == failures:
+            if view is None or len(view.failures) == failures:
                 raise
             progress(BuildMessage("solving again without the imported cache records that need the broken layers"))
 
@@ -331,8 +332,6 @@ def build(
 
     `options` is a BuildOptions, or the context folder with option fields by name (`build("app", tags=["app:1"])`)."""
     from .reference import parse_reference
-    from .remotecache.metadata import with_inline_cache
-    from .remotecache.session import export_caches, inline_document, open_view
 
     options = build_options(options, **fields)
     store = _open_store(store, root)
@@ -342,21 +341,30 @@ def build(
         names = " ".join(sorted(unused))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
     epoch = source_date_epoch(options)
-    view = open_view(
-        store, options.cache_from, _say(progress), _project(options.context.resolve(), plan), options.registry
-    )
+    view = None
+    if options.cache_from:  # the cache machinery is imported only by builds that use it: no-op rebuilds stay quick
+        from .remotecache.session import open_view
+
+        project = _project(options.context.resolve(), plan)
+        view = open_view(store, options.cache_from, _say(progress), project, options.registry)
+    imported: dict[Digest, str] = {}
     try:
         solved = _solve(store, options, plan, view, progress, epoch)
-        view.adopt()
-        imported = {op: origin for op, key in solved.keys.items() if (origin := view.origin(key)) is not None}
+        if view is not None:
+            view.adopt()
+            imported = {op: origin for op, key in solved.keys.items() if (origin := view.origin(key)) is not None}
     finally:
-        view.close()
+        if view is not None:
+            view.close()
     step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
     created = store.cache.created([solved.keys[op] for op in step_ops])
     step_times = {op: created[solved.keys[op]] for op in step_ops if solved.keys[op] in created}
     image = assemble_image(plan, solved, step_times, epoch)
     config_bytes = image.to_bytes()
     if any(spec.type == "inline" for spec in options.cache_to):
+        from .remotecache.metadata import with_inline_cache
+        from .remotecache.session import inline_document
+
         config_bytes = with_inline_cache(config_bytes, inline_document(store, plan, solved))
     image_id = put_image_bytes(store, config_bytes)
     written: list[str] = []
@@ -364,8 +372,12 @@ def build(
         familiar = parse_reference(tag).familiar
         store.tags.set(familiar, image_id)
         written.append(familiar)
-    platform = Platform(image.os, image.architecture, image.variant)
-    reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
+    reports: tuple[ExportReport, ...] = ()
+    if options.cache_to:
+        from .remotecache.session import export_caches
+
+        platform = Platform(image.os, image.architecture, image.variant)
+        reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
     return BuildResult(
         image_id=image_id,
         config=image,
@@ -440,23 +452,27 @@ def graph_states(
     **fields: Any,
 ) -> GraphStates:
     """Without building: every step's cache state and, for a miss, why it would run; the input of `pybuild graph`."""
-    from .remotecache.session import open_view
     from .solver.dot import HIT, MISS, NOT_NEEDED
 
     options = build_options(options, **fields)
     store = _open_store(store, root)
     plan = plan_build(store, options)
     context = options.context.resolve()
-    view = open_view(store, options.cache_from, lambda text: None, _project(context, plan), options.registry)
+    view = None
+    if options.cache_from:
+        from .remotecache.session import open_view
+
+        view = open_view(store, options.cache_from, lambda text: None, _project(context, plan), options.registry)
     try:
         with _open_solver(store, context, plan, cache=view, mtime_limit=source_date_epoch(options)) as solver:
             explanation = solver.explain_steps([plan.target])
             durations = solver.last_durations(explanation.keys)
     finally:
-        view.close()
+        if view is not None:
+            view.close()
     by_number = {number: digest for digest, number in solver.numbers.items()}
     lines = tuple(
-        (number, name, _with_origin(state, view.origin(explanation.keys[by_number[number]])))
+        (number, name, _with_origin(state, view.origin(explanation.keys[by_number[number]]) if view else None))
         for number, name, state in explanation.lines
     )
     states: dict[Digest, str] = {}
