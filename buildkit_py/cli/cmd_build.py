@@ -126,6 +126,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     build_args = _resolved_build_args(args.build_arg)
     if SOURCE_DATE_EPOCH not in build_args and os.environ.get(SOURCE_DATE_EPOCH):
         build_args[SOURCE_DATE_EPOCH] = os.environ[SOURCE_DATE_EPOCH]
+    cache_from = tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ()))
+    cache_to = tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ()))
     allow = frozenset(item.strip() for value in getattr(args, "allow", []) for item in value.split(",") if item.strip())
     return BuildOptions(
         context=Path(args.context),
@@ -139,9 +141,10 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         network=args.network,
         allow=allow,
         jobs=getattr(args, "jobs", None),
-        cache_from=tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ())),
-        cache_to=tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ())),
-        registry=transport_options(args) if hasattr(args, "insecure") else None,
+        cache_from=cache_from,
+        cache_to=cache_to,
+        # The registry client (httpx) is imported only when a cache needs it: a plain rebuild stays quick.
+        registry=transport_options(args) if hasattr(args, "insecure") and (cache_from or cache_to) else None,
     )
 
 

@@ -10,7 +10,6 @@ hostile-safe unpacker, and only then committed to the store.
 from __future__ import annotations
 
 import tempfile
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,8 @@ class CacheSource(Protocol):
         ...
 
     def fetch(self, store: Store, diff_id: Digest) -> int:
-        """Verify and commit the layer to the store; returns the bytes read. CacheImportError when it cannot."""
+        """Verify and commit the layer to the store; returns the bytes read. Called from several threads at once.
+        CacheImportError (or another BuildError) when it cannot."""
         ...
 
     def close(self) -> None: ...
@@ -89,7 +89,6 @@ class RegistryCache:
         self.reference = parse_reference(reference)
         self.name = f"registry {reference}"
         self._client: RegistryClient = RegistryClient(self.reference.registry, options)
-        self._lock = threading.Lock()
         try:
             loaded = self._load()
         except BaseException:
@@ -117,8 +116,7 @@ class RegistryCache:
     def fetch(self, store: Store, diff_id: Digest) -> int:
         from ..registry.pull import fetch_layer
 
-        with self._lock:  # one client, one download at a time
-            return fetch_layer(store, self._client, self.reference.repository, self.layers[diff_id], diff_id)
+        return fetch_layer(store, self._client, self.reference.repository, self.layers[diff_id], diff_id)
 
     def close(self) -> None:
         self._client.close()
@@ -130,7 +128,6 @@ class LayoutCache:
     def __init__(self, folder: Path, tag: str) -> None:
         self.name = f"local {folder}"
         self._source = LayoutDir(folder)
-        self._lock = threading.Lock()
         if not self._source.exists(LAYOUT_FILE) or not self._source.exists("index.json"):
             raise CacheImportError(f"{self.name}: no cache there (no oci-layout and index.json)")
         try:
@@ -166,15 +163,14 @@ class LayoutCache:
     def fetch(self, store: Store, diff_id: Digest) -> int:
         descriptor = self.layers[diff_id]
         name = f"blobs/{descriptor.digest.algorithm}/{descriptor.digest.hex}"
-        with self._lock:
-            try:
-                verify_file(self._source, name, descriptor.digest, descriptor.size)
-                with store.temp_dir("cache-import") as work:
-                    batch = IngestBatch(store, work)
-                    batch.add_layer(self._source, name, diff_id)
-                    batch.commit()
-            except (BuildError, OSError) as error:
-                raise CacheImportError(f"{self.name}: layer {diff_id.short}: {error}") from None
+        try:
+            verify_file(self._source, name, descriptor.digest, descriptor.size)
+            with store.temp_dir("cache-import") as work:
+                batch = IngestBatch(store, work)
+                batch.add_layer(self._source, name, diff_id)
+                batch.commit()
+        except (BuildError, OSError) as error:
+            raise CacheImportError(f"{self.name}: layer {diff_id.short}: {error}") from None
         return descriptor.size
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheView", "human_size"]
 
 Chain = tuple[Digest, ...]
+_PARALLEL_FETCHES = 4  # downloads and unpacks wait on the network and the disk more than on the CPU
 
 
 def human_size(size: float) -> str:
@@ -65,6 +67,7 @@ class CacheView:
         self.fetched_bytes = 0
         self.fetch_seconds = 0.0
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         for source in self.sources:
             rows = [replace(row, project=project) for row in source.document.steps]
             if rows:
@@ -103,16 +106,28 @@ class CacheView:
     # -- layers ----------------------------------------------------------------------------------------------------
 
     def ensure_local(self, chain: Chain) -> None:
-        """Fetch the layers of `chain` that the store lacks from the imported cache that holds them.
-        CacheImportError when one cannot be fetched (it is then broken: no record that needs it is a hit again)."""
-        for diff_id in chain:
-            with self._lock:
+        """Fetch the layers of `chain` that the store lacks from the imported caches that hold them, several at
+        once. CacheImportError when one cannot be fetched (it is then broken: no record that needs it is a hit
+        again). Callers from several threads are served one at a time, so a layer is never fetched twice."""
+        if not self.sources:
+            return
+        with self._fetching:
+            wanted: list[tuple[CacheSource, Digest]] = []
+            for diff_id in dict.fromkeys(chain):
                 if self.store.layers.has(diff_id):
                     continue
                 source = next((s for s in self.sources if diff_id in s.layers), None)
                 if source is None or diff_id in self.broken:
                     raise CacheImportError(f"layer {diff_id} is in neither the store nor an imported cache")
-                self._fetch(source, diff_id)
+                wanted.append((source, diff_id))
+            if len(wanted) <= 1:
+                for source, diff_id in wanted:
+                    self._fetch(source, diff_id)
+                return
+            with ThreadPoolExecutor(max_workers=min(_PARALLEL_FETCHES, len(wanted))) as pool:
+                futures = [pool.submit(self._fetch, source, diff_id) for source, diff_id in wanted]
+            for future in futures:
+                future.result()  # the first failure, once every fetch has ended
 
     def _fetch(self, source: CacheSource, diff_id: Digest) -> None:
         descriptor = source.layers[diff_id]
@@ -120,15 +135,17 @@ class CacheView:
         try:
             size = source.fetch(self.store, diff_id)
         except BuildError as error:
-            self.broken.add(diff_id)
             message = f"cache {source.name}: layer {descriptor.digest} cannot be used, its steps will run: {error}"
-            self.failures.append(message)
+            with self._lock:
+                self.broken.add(diff_id)
+                self.failures.append(message)
             self.warn(message)
             raise CacheImportError(message) from error
         elapsed = time.monotonic() - started
-        self.fetched_layers += 1
-        self.fetched_bytes += size
-        self.fetch_seconds += elapsed
+        with self._lock:
+            self.fetched_layers += 1
+            self.fetched_bytes += size
+            self.fetch_seconds += elapsed
         self.say(
             f"importing cache layer {descriptor.digest.short} from {source.name}: {human_size(size)} {elapsed:.2f}s"
         )
