@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,20 +13,24 @@ from typing import TYPE_CHECKING, Any
 from .context.dockerignore import load_ignore_rules
 from .context.hashing import ContextHasher
 from .digest import Digest
-from .errors import ContextError, ImageNotFound, InstructionError
+from .errors import BuildError, ContextError, ImageNotFound, InstructionError
 from .frontend.plan import BuildPlan
 from .image.config import HistoryEntry, ImageConfig, rfc3339
-from .image.manifest import host_platform
+from .image.manifest import Platform, host_platform
 from .image.resolved import ResolvedImage
-from .image.stored import image_config, put_image
+from .image.stored import image_config, put_image_bytes
+from .remotecache.spec import CacheExport, CacheImport, parse_cache_from, parse_cache_to
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
-from .solver.solver import Solver, SolveResult, SolveStats
+from .solver.solver import BuildCache, Solver, SolveResult, SolveStats
 from .store import Store, default_root
 
 if TYPE_CHECKING:
     from .frontend.named_contexts import NamedContext
+    from .registry.client import TransportOptions
+    from .remotecache.export import ExportReport
+    from .remotecache.view import CacheView
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ class BuildOptions:
     `security.insecure` (`RUN --security=insecure`). `labels` are added to the image as Docker's `--label` adds them;
     `pull` resolves every base image from its registry even when the store has one by that name; `add_hosts` are
     (name, address) lines of every RUN's /etc/hosts, the address may be `host-gateway`; `platform` is what
-    `--platform` asked for: only the platform pybuild builds is accepted."""
+    `--platform` asked for: only the platform pybuild builds is accepted. `cache_from` and `cache_to` are caches that travel (BuildKit's
+    `--cache-from` and `--cache-to`, see remotecache/spec.py). A build arg `SOURCE_DATE_EPOCH` makes the image
+    reproducible: its dates are that time, and the file times of the layers it makes are clamped to it."""
 
     context: Path
     dockerfile: str | Path | None = None
@@ -57,6 +63,9 @@ class BuildOptions:
     build_contexts: Mapping[str, NamedContext] = field(
         default_factory=dict
     )  # --build-context NAME=DIR|docker-image://REF
+    cache_from: tuple[CacheImport, ...] = ()
+    cache_to: tuple[CacheExport, ...] = ()
+    registry: TransportOptions | None = None  # how registry caches are reached (--insecure, --ca-cert)
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -76,6 +85,14 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
         fields["build_contexts"] = parse_build_contexts(fields["build_contexts"])
     if "add_hosts" in fields:
         fields["add_hosts"] = tuple(tuple(pair) for pair in fields["add_hosts"])
+    if "cache_from" in fields:
+        fields["cache_from"] = tuple(
+            parse_cache_from(spec) if isinstance(spec, str) else spec for spec in fields["cache_from"]
+        )
+    if "cache_to" in fields:
+        fields["cache_to"] = tuple(
+            parse_cache_to(spec) if isinstance(spec, str) else spec for spec in fields["cache_to"]
+        )
     if isinstance(options, BuildOptions):
         return replace(options, **fields) if fields else options
     return BuildOptions(context=Path(options), **fields)
@@ -83,12 +100,17 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What a build gave. `cache_exports` says what each --cache-to did; one that failed has its `error` set (the
+    image is stored and tagged all the same)."""
+
     image_id: Digest
     config: ImageConfig
     tags: tuple[str, ...]
     stats: SolveStats
     plan: BuildPlan
     keys: Mapping[Digest, Digest] = field(default_factory=dict)
+    cache_exports: tuple[ExportReport, ...] = ()
+    imported: Mapping[Digest, str] = field(default_factory=dict)  # op -> the imported cache its hit came from
 
 
 def read_dockerfile(
@@ -178,9 +200,12 @@ def check_platform(platform: str | None) -> None:
         raise ContextError(f"pybuild builds {PLATFORM} images only; it cannot build for {platform!r}")
 
 
-def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float]) -> ImageConfig:
+def assemble_image(
+    plan: BuildPlan, solved: SolveResult, step_times: Mapping[Digest, float], epoch: int | None = None
+) -> ImageConfig:
     """The image config. Each history entry is dated when its step's layer was first built (`step_times`, by op),
-    so a rebuild whose steps all hit yields the very same config, and so the same image id, as Docker's does."""
+    so a rebuild whose steps all hit yields the very same config, and so the same image id, as Docker's does. With
+    `epoch` (SOURCE_DATE_EPOCH) every date the build adds is that time instead."""
     chains = solved.chains
     history = list(plan.base.history)
     host = host_platform()
@@ -198,7 +223,7 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
         comment = step.comment
         if step.location is not None:
             comment = f"{comment}: {step.location.file}:{step.location.start_line}"
-        created = rfc3339(latest) if latest else fallback
+        created = rfc3339(epoch) if epoch is not None else rfc3339(latest) if latest else fallback
         history.append(HistoryEntry(created=created, created_by=step.created_by, empty_layer=empty, comment=comment))
     return ImageConfig(
         config=plan.config,
@@ -207,7 +232,7 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
         architecture=host.architecture,
         os=host.os,
         variant=host.variant,
-        created=rfc3339(latest) if latest else fallback,
+        created=rfc3339(epoch) if epoch is not None else rfc3339(latest) if latest else fallback,
         author=plan.author or plan.base.author,
     )
 
@@ -241,21 +266,68 @@ def _check_volumes(store: Store, plan: BuildPlan, image: ImageConfig) -> None:
     raise InstructionError(f"cannot mount volume over existing file, file exists {volume}", location, "VOLUME")
 
 
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+
+
+def source_date_epoch(options: BuildOptions) -> int | None:
+    """The build arg SOURCE_DATE_EPOCH as a Unix time, or None when it is not given."""
+    text = options.build_args.get(SOURCE_DATE_EPOCH)
+    if text is None or text == "":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ContextError(f"invalid {SOURCE_DATE_EPOCH} {text!r}: expected a Unix time in seconds") from None
+    if value < 0:
+        raise ContextError(f"invalid {SOURCE_DATE_EPOCH} {text!r}: it may not be negative")
+    return value
+
+
+def _project(context: Path, plan: BuildPlan) -> str:
+    """Names the build in the step log: guesses about edits look only at its own steps."""
+    dockerfile = next((step.location.file for step in plan.steps if step.location is not None), "")
+    return f"{context}:{dockerfile}"
+
+
 @contextmanager
-def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -> Iterator[Solver]:
-    """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit."""
+def _open_solver(
+    store: Store,
+    context: Path,
+    plan: BuildPlan,
+    *,
+    cache: BuildCache | None = None,
+    explain: bool = True,
+    mtime_limit: int | None = None,
+    fetch_layers: Callable[[tuple[Digest, ...]], None] | None = None,
+    **options: Any,
+) -> Iterator[Solver]:
+    """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit.
+    `cache` is the store's records unless given; `explain=False` keeps the step log out of it (nothing recorded)."""
     from .exec.linux import LinuxExecutor
     from .solver.explain import StepLog
     from .solver.solver import Solver
     from .worker import LocalWorker
 
     graph = plan.graph.subgraph_for([plan.target])
-    dockerfile = next((step.location.file for step in plan.steps if step.location is not None), "")
-    explainer = StepLog(store.steps, project=f"{context}:{dockerfile}")
+    explainer = StepLog(store.steps, project=_project(context, plan))
     executor = LinuxExecutor(store.root / "tmp")
     try:
-        worker = LocalWorker(store, executor, graph, ContextHasher(context, store), cpu_slots=os.cpu_count() or 1)
-        yield Solver(graph, worker, store.cache, explainer=explainer, **options)
+        worker = LocalWorker(
+            store,
+            executor,
+            graph,
+            ContextHasher(context, store),
+            cpu_slots=os.cpu_count() or 1,
+            mtime_limit=mtime_limit,
+            fetch_layers=fetch_layers,
+        )
+        yield Solver(
+            graph,
+            worker,
+            cache if cache is not None else store.cache,
+            explainer=explainer if explain else None,
+            **options,
+        )
     finally:
         explainer.close()
         executor.close()
@@ -288,6 +360,44 @@ def _open_store(store: Store | None, root: str | Path | None) -> Store:
     return store or Store(Path(root) if root is not None else default_root())
 
 
+def _solve(
+    store: Store,
+    options: BuildOptions,
+    plan: BuildPlan,
+    view: CacheView | None,
+    progress: ProgressCallback,
+    epoch: int | None,
+) -> SolveResult:
+    """Solve the plan's target and make its layers local. With imported caches (`view`), a layer that turns out
+    unusable is broken from then on (the view warns), and the plan is solved again: those steps then run."""
+    while True:
+        failures = len(view.failures) if view is not None else 0
+        try:
+            with _open_solver(
+                store,
+                options.context.resolve(),
+                plan,
+                cache=view,
+                mtime_limit=epoch,
+                fetch_layers=view.ensure_local if view is not None else None,
+                jobs=options.jobs or default_jobs(),
+                progress=progress,
+                **_cache_rules(options, plan),
+            ) as solver:
+                solved = solver.solve([plan.target])
+            if view is not None:
+                view.ensure_local(solved.chains[plan.target])
+            return solved
+        except BuildError:
+            if view is None or len(view.failures) == failures:
+                raise
+            progress(BuildMessage("solving again without the imported cache records that need the broken layers"))
+
+
+def _say(progress: ProgressCallback) -> Callable[[str], None]:
+    return lambda text: progress(BuildMessage(text))
+
+
 def build(
     options: BuildOptions | str | Path,
     *,
@@ -296,7 +406,8 @@ def build(
     store: Store | None = None,
     **fields: Any,
 ) -> BuildResult:
-    """Build the Dockerfile in the context; store the image, tag it with each of the tags, return what happened.
+    """Build the Dockerfile in the context; store the image, tag it with each of the tags, export its cache where
+    `cache_to` says, return what happened.
 
     `options` is a BuildOptions, or the context folder with option fields by name (`build("app", tags=["app:1"])`)."""
     from .reference import parse_reference
@@ -305,32 +416,100 @@ def build(
     store = _open_store(store, root)
     plan = plan_build(store, options)
     _report_checks(options, store, progress)
-    if plan.unused_build_args:
-        names = " ".join(sorted(plan.unused_build_args))
+    unused = plan.unused_build_args - {SOURCE_DATE_EPOCH}
+    if unused:
+        names = " ".join(sorted(unused))
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
-    with _open_solver(
-        store,
-        options.context.resolve(),
-        plan,
-        jobs=options.jobs or default_jobs(),
-        progress=progress,
-        **_cache_rules(options, plan),
-    ) as solver:
-        solved = solver.solve([plan.target])
+    epoch = source_date_epoch(options)
+    view = None
+    if options.cache_from:  # the cache machinery is imported only by builds that use it: no-op rebuilds stay quick
+        from .remotecache.session import open_view
+
+        project = _project(options.context.resolve(), plan)
+        view = open_view(store, options.cache_from, _say(progress), project, options.registry)
+    imported: dict[Digest, str] = {}
+    try:
+        solved = _solve(store, options, plan, view, progress, epoch)
+        if view is not None:
+            view.adopt()
+            imported = {op: origin for op, key in solved.keys.items() if (origin := view.origin(key)) is not None}
+    finally:
+        if view is not None:
+            view.close()
     step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
     created = store.cache.created([solved.keys[op] for op in step_ops])
     step_times = {op: created[solved.keys[op]] for op in step_ops if solved.keys[op] in created}
-    image = assemble_image(plan, solved, step_times)
+    image = assemble_image(plan, solved, step_times, epoch)
     _check_volumes(store, plan, image)
-    image_id = put_image(store, image)
+    config_bytes = image.to_bytes()
+    if any(spec.type == "inline" for spec in options.cache_to):
+        from .remotecache.metadata import with_inline_cache
+        from .remotecache.session import inline_document
+
+        config_bytes = with_inline_cache(config_bytes, inline_document(store, plan, solved))
+    image_id = put_image_bytes(store, config_bytes)
     written: list[str] = []
     for tag in options.tags:
         familiar = parse_reference(tag).familiar
         store.tags.set(familiar, image_id)
         written.append(familiar)
+    reports: tuple[ExportReport, ...] = ()
+    if options.cache_to:
+        from .remotecache.session import export_caches
+
+        platform = Platform(image.os, image.architecture, image.variant)
+        reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
     return BuildResult(
-        image_id=image_id, config=image, tags=tuple(written), stats=solved.stats, plan=plan, keys=solved.keys
+        image_id=image_id,
+        config=image,
+        tags=tuple(written),
+        stats=solved.stats,
+        plan=plan,
+        keys=solved.keys,
+        cache_exports=reports,
+        imported=imported,
     )
+
+
+class _Forgetful:
+    """A build cache that has nothing and keeps nothing: a rebuild that must not change the store's records."""
+
+    def get(self, key: Digest) -> tuple[Digest, ...] | None:
+        return None
+
+    def put(self, key: Digest, chain: tuple[Digest, ...], description: str = "") -> None:
+        pass
+
+
+def rebuild_without_cache(
+    options: BuildOptions | str | Path,
+    *,
+    progress: ProgressCallback = ignore_progress,
+    root: str | Path | None = None,
+    store: Store | None = None,
+    **fields: Any,
+) -> ImageConfig:
+    """Build again, running every step, and return the image config it gives, without storing the image or any
+    cache record or step log entry (the layers it makes are stored, named by nothing: pruning removes them).
+    What `build --verify` compares with the image of the build before it."""
+    options = build_options(options, **fields)
+    store = _open_store(store, root)
+    plan = plan_build(store, options)
+    epoch = source_date_epoch(options)
+    with _open_solver(
+        store,
+        options.context.resolve(),
+        plan,
+        cache=_Forgetful(),
+        explain=False,
+        mtime_limit=epoch,
+        jobs=options.jobs or default_jobs(),
+        no_cache=lambda digest: True,
+        progress=progress,
+    ) as solver:
+        solved = solver.solve([plan.target])
+    now = time.time()
+    return assemble_image(plan, solved, {op: now for op in solved.stats.executed}, epoch)
 
 
 @dataclass(frozen=True)
@@ -359,16 +538,31 @@ def graph_states(
     options = build_options(options, **fields)
     store = _open_store(store, root)
     plan = plan_build(store, options)
-    with _open_solver(store, options.context.resolve(), plan, **_cache_rules(options, plan)) as solver:
-        explanation = solver.explain_steps([plan.target])
-        durations = solver.last_durations(explanation.keys)
-        lines = explanation.lines
+    context = options.context.resolve()
+    view = None
+    if options.cache_from:
+        from .remotecache.session import open_view
+
+        view = open_view(store, options.cache_from, lambda text: None, _project(context, plan), options.registry)
+    try:
+        with _open_solver(
+            store, context, plan, cache=view, mtime_limit=source_date_epoch(options), **_cache_rules(options, plan)
+        ) as solver:
+            explanation = solver.explain_steps([plan.target])
+            durations = solver.last_durations(explanation.keys)
+    finally:
+        if view is not None:
+            view.close()
     by_number = {number: digest for digest, number in solver.numbers.items()}
+    lines = tuple(
+        (number, name, _with_origin(state, view.origin(explanation.keys[by_number[number]]) if view else None))
+        for number, name, state in explanation.lines
+    )
     states: dict[Digest, str] = {}
     reasons: dict[Digest, str] = {}
     for number, _name, state in lines:
         digest = by_number[number]
-        if state == "cached":
+        if state.startswith("cached"):
             states[digest] = HIT
         elif state.startswith("not needed"):
             states[digest] = NOT_NEEDED
@@ -385,6 +579,11 @@ def graph_states(
     )
 
 
+def _with_origin(state: str, origin: str | None) -> str:
+    """`cached` for a record of the local store, `cached: from <the imported cache>` for one that would be fetched."""
+    return f"{state}: from {origin}" if state == "cached" and origin is not None else state
+
+
 def explain(
     options: BuildOptions | str | Path,
     *,
@@ -392,7 +591,8 @@ def explain(
     store: Store | None = None,
     **fields: Any,
 ) -> list[tuple[int, str, str]]:
-    """Without building: for each step, (number, name, "cached" or why it would run)."""
+    """Without building: for each step, (number, name, "cached", "cached: from <imported cache>", or why it would
+    run)."""
     return list(graph_states(options, root=root, store=store, **fields).lines)
 
 
@@ -406,4 +606,5 @@ __all__ = [
     "explain",
     "graph_states",
     "plan_build",
+    "rebuild_without_cache",
 ]

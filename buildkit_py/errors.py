@@ -17,7 +17,12 @@
     ├── ContainerError              a container command that cannot be carried out (not running, bad option)
     ├── LayerError                  a layer tar that is corrupt, truncated or hostile
     ├── OutputError                 a file the command was asked to write (-o, --iidfile, --html) cannot be written
-    └── RegistryError               an OCI registry answered with an error
+    ├── RegistryError               an OCI registry answered with an error
+    ├── CacheError                  a cache that travels (--cache-to, --cache-from)
+    │   ├── CacheSpecError          a --cache-to or --cache-from flag that cannot be followed
+    │   ├── CacheImportError        an imported cache that is missing, corrupt, or from a newer pybuild
+    │   └── CacheExportError        writing or pushing the cache failed
+    └── NotReproducible             `build --verify`: a rebuild without the cache gave another image
 
 Every DockerfileError prints as `Dockerfile:7: RUN make: exit status 2` followed by the source line(s).
 """
@@ -28,6 +33,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "BuildError",
+    "CacheError",
+    "CacheExportError",
+    "CacheImportError",
+    "CacheSpecError",
     "ConflictError",
     "ContainerError",
     "ContainerNotFound",
@@ -41,6 +50,7 @@ __all__ = [
     "InstructionError",
     "InvalidDigest",
     "LayerError",
+    "NotReproducible",
     "OutputError",
     "RegistryError",
     "SourceLocation",
@@ -166,6 +176,26 @@ class OutputError(BuildError):
 
 
 class RegistryError(BuildError):
+    pass
+
+
+class CacheError(BuildError):
+    pass
+
+
+class CacheSpecError(CacheError):
+    pass
+
+
+class CacheImportError(CacheError):
+    pass
+
+
+class CacheExportError(CacheError):
+    pass
+
+
+class NotReproducible(BuildError):
     pass
 
 

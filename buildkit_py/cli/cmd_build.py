@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fs.output import check_output_path, write_output
-from .common import open_store
+from .common import add_transport_options, open_store, transport_options
 
 if TYPE_CHECKING:
-    from ..builder import BuildOptions
+    from ..builder import BuildOptions, BuildResult
+    from ..image.manifest import Manifest
     from ..store import Store
 
 
@@ -139,6 +140,33 @@ def register(subparsers: Any) -> None:
         metavar="NAME=DIR|docker-image://REF",
         help="a named context for FROM NAME, COPY --from=NAME and RUN --mount from=NAME (repeatable)",
     )
+    parser.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also take cache records from type=local,src=DIR | type=registry,ref=REF | REF (repeatable)",
+    )
+    parser.add_argument(
+        "--cache-to",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="export the cache: type=local,dest=DIR | type=registry,ref=REF | type=inline; "
+        "mode=min|max, compression=gzip|zstd|uncompressed, ignore-error=true (repeatable)",
+    )
+    parser.add_argument(
+        "--metadata-file",
+        metavar="FILE",
+        help="write the config digest, manifest digest and layers as JSON (BuildKit's keys)",
+    )
+    parser.add_argument("--push", action="store_true", help="push every tag to its registry after the build")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="build again without the cache and fail, naming the first difference, unless the image is the same",
+    )
+    add_transport_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -156,10 +184,19 @@ def _resolved_build_args(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
-    """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for."""
-    from ..builder import BuildOptions
-    from ..frontend.named_contexts import parse_build_contexts
+    """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for.
+    SOURCE_DATE_EPOCH in the environment is a build arg unless --build-arg gives it, as buildx passes it on."""
+    import os
 
+    from ..builder import SOURCE_DATE_EPOCH, BuildOptions
+    from ..frontend.named_contexts import parse_build_contexts
+    from ..remotecache.spec import parse_cache_from, parse_cache_to
+
+    build_args = _resolved_build_args(args.build_arg)
+    if SOURCE_DATE_EPOCH not in build_args and os.environ.get(SOURCE_DATE_EPOCH):
+        build_args[SOURCE_DATE_EPOCH] = os.environ[SOURCE_DATE_EPOCH]
+    cache_from = tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ()))
+    cache_to = tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ()))
     allow = frozenset(item.strip() for value in getattr(args, "allow", []) for item in value.split(",") if item.strip())
     return BuildOptions(
         context=Path(args.context),
@@ -167,7 +204,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         dockerfile_text=sys.stdin.buffer.read() if args.file == "-" else None,
         tags=tuple(getattr(args, "tag", ())),
         target=args.target,
-        build_args=_resolved_build_args(args.build_arg),
+        build_args=build_args,
         no_cache=getattr(args, "no_cache", False),
         no_cache_stages=tuple(getattr(args, "no_cache_filter", ())),
         network=args.network,
@@ -178,6 +215,10 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         add_hosts=tuple(getattr(args, "add_host", ())),
         platform=getattr(args, "platform", None) or "",
         build_contexts=parse_build_contexts(getattr(args, "build_context", ())),
+        cache_from=cache_from,
+        cache_to=cache_to,
+        # The registry client (httpx) is imported only when a cache needs it: a plain rebuild stays quick.
+        registry=transport_options(args) if hasattr(args, "insecure") and (cache_from or cache_to) else None,
     )
 
 
@@ -189,6 +230,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_output_path(args.iidfile, "--iidfile")
     if args.graph:
         check_output_path(args.graph, "--graph file")
+    if getattr(args, "metadata_file", None):
+        check_output_path(args.metadata_file, "--metadata-file")
     for spec in args.output:
         check_output_spec(spec)
 
@@ -235,6 +278,12 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
         from ..solver.dot import solved_dot, write_graph
 
         write_graph(Path(args.graph), solved_dot(result.plan.graph.subgraph_for([result.plan.target]), result.stats))
+    pushed = _push(args, store, result.tags) if args.push else None
+    if args.metadata_file:
+        from ..image.build_metadata import build_metadata, write_metadata_file
+
+        metadata = build_metadata(store, result.image_id, result.tags, pushed)
+        write_metadata_file(Path(args.metadata_file), metadata)
     if args.iidfile:
         write_output(args.iidfile, str(result.image_id), "--iidfile")
     if args.quiet:
@@ -246,7 +295,43 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
         print(f"Successfully built {result.image_id.short}")
         for tag in result.tags:
             print(f"Successfully tagged {tag}")
-    return 0
+    status = 0
+    for report in result.cache_exports:
+        if report.error and not report.spec.ignore_error:
+            print(f"error: exporting cache to {report.spec} failed: {report.error}", file=sys.stderr)
+            status = 1
+    if args.verify:
+        status = max(status, _verify(options, store, result, progress))
+    return status
+
+
+def _push(args: argparse.Namespace, store: Store, tags: tuple[str, ...]) -> Manifest | None:
+    """Push every tag; the manifest of the last push (all tags name the same image, so the same manifest)."""
+    from ..errors import BuildError
+    from ..registry.push import push_image
+
+    if not tags:
+        raise BuildError("--push needs a tag (-t REGISTRY/NAME:TAG)")
+    manifest = None
+    for tag in tags:
+        result = push_image(store, tag, options=transport_options(args))
+        print(f"pushed {tag}: {result.manifest_digest}", file=sys.stderr)
+        manifest = result.manifest
+    return manifest
+
+
+def _verify(options: BuildOptions, store: Store, result: BuildResult, progress: Any) -> int:
+    from ..builder import rebuild_without_cache
+    from ..digest import digest_bytes
+    from ..reproduce import compare_images
+
+    print("verifying: building again without the cache", file=sys.stderr)
+    again = rebuild_without_cache(options, store=store, progress=progress)
+    first_id = digest_bytes(result.config.to_bytes(), "sha256")
+    second_id = digest_bytes(again.to_bytes(), "sha256")
+    verification = compare_images(store, result.config, first_id, again, second_id)
+    print(verification, file=sys.stderr)
+    return 0 if verification.reproducible else 1
 
 
 def _check(options: BuildOptions, store: Any) -> int:

@@ -110,26 +110,29 @@ def is_empty_snapshot(snapshot: Path) -> bool:
         return next(entries, None) is None
 
 
-def write_layer_tar(snapshot: Path, out: BinaryIO) -> LayerInfo:
+def write_layer_tar(snapshot: Path, out: BinaryIO, mtime_limit: int | None = None) -> LayerInfo:
     """Write the snapshot at `snapshot` to `out` as an uncompressed tar, returning its diff_id, size and entry count.
+
+    With `mtime_limit` (SOURCE_DATE_EPOCH), every time later than it is written as it, so a layer made now from the
+    same files is the same bytes as one made earlier or later (files older than the limit keep their time).
 
     Entries come in the order of a depth-first walk that sorts each directory's names by their bytes, a directory
     before its contents (the order of Go's filepath.Walk, which umoci and Docker use). Raises LayerError for a
     snapshot that cannot be expressed as a layer: a real file named `.wh.*`, or overlay redirect/metacopy xattrs.
     """
     writer = _HashingWriter(out)
-    generator = _Generator(writer)
+    generator = _Generator(writer, mtime_limit)
     root = os.fsencode(snapshot)
     generator.walk(root)
     writer.write(bytes(2 * BLOCK_SIZE))
     return LayerInfo(diff_id=writer.digest(), size=writer.size, entries=generator.entries)
 
 
-def layer_recipe(snapshot: Path) -> tuple[LayerInfo, bytes]:
+def layer_recipe(snapshot: Path, mtime_limit: int | None = None) -> tuple[LayerInfo, bytes]:
     """The layer write_layer_tar would write, without writing it: its LayerInfo, and a recipe (store/recipes.py)
     that rebuilds those exact bytes from the snapshot's files, which are read once here, to hash them."""
     writer = _RecipeWriter()
-    generator = _Generator(writer)
+    generator = _Generator(writer, mtime_limit)
     generator.walk(os.fsencode(snapshot))
     writer.write(bytes(2 * BLOCK_SIZE))
     recipe = writer.finish()
@@ -137,8 +140,9 @@ def layer_recipe(snapshot: Path) -> tuple[LayerInfo, bytes]:
 
 
 class _Generator:
-    def __init__(self, writer: _HashingWriter) -> None:
+    def __init__(self, writer: _HashingWriter, mtime_limit: int | None = None) -> None:
         self._writer = writer
+        self._mtime_limit = mtime_limit
         self._buffer = bytearray(COPY_CHUNK)
         self._first_name_of_inode: dict[tuple[int, int], str] = {}
         self.entries = 0
@@ -170,7 +174,7 @@ class _Generator:
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
         info.uname = info.gname = ""
-        info.mtime = st.st_mtime_ns // 1_000_000_000
+        info.mtime = self._mtime(st)
         xattr_names = _xattr_names(path)
         bad = unsupported_overlay_xattr(xattr_names)
         if bad is not None:
@@ -214,6 +218,10 @@ class _Generator:
             return True
         return False
 
+    def _mtime(self, st: os.stat_result) -> int:
+        seconds = st.st_mtime_ns // 1_000_000_000
+        return seconds if self._mtime_limit is None else min(seconds, self._mtime_limit)
+
     def _write_whiteout(self, rel: bytes, base: bytes, st: os.stat_result) -> None:
         if base.startswith(WHITEOUT_PREFIX.encode()):
             raise LayerError(f"snapshot has a whiteout for a name that is itself a whiteout: {_text(rel)}")
@@ -223,7 +231,7 @@ class _Generator:
         info = tarfile.TarInfo(_text(parent + WHITEOUT_PREFIX.encode() + base))
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
-        info.mtime = st.st_mtime_ns // 1_000_000_000
+        info.mtime = self._mtime(st)
         self._write_header(info, 0)
 
     def _write_header(self, info: tarfile.TarInfo, file_type_bits: int) -> None:

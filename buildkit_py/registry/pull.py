@@ -43,7 +43,15 @@ from ..store import CompressedForm, Store
 from .auth import repository_scope
 from .client import RegistryClient, TransportOptions
 
-__all__ = ["MANIFEST_ACCEPT", "PullResult", "fetch_manifest", "pull_image"]
+__all__ = [
+    "MANIFEST_ACCEPT",
+    "PullResult",
+    "download_blob",
+    "fetch_layer",
+    "fetch_manifest",
+    "pull_image",
+    "resolve_manifest",
+]
 
 MANIFEST_ACCEPT = f"{OCI_INDEX}, {DOCKER_MANIFEST_LIST}, {OCI_MANIFEST}, {DOCKER_MANIFEST}"
 MAX_MANIFEST_SIZE = 4 << 20
@@ -99,7 +107,7 @@ def fetch_manifest(
     return body, media_type, digest
 
 
-def _download(client: RegistryClient, repository: str, descriptor: Descriptor, dest: Path) -> int:
+def download_blob(client: RegistryClient, repository: str, descriptor: Descriptor, dest: Path) -> int:
     """Stream a blob to `dest`, checking its size and digest; returns its size."""
     hasher = hashlib.new(descriptor.digest.algorithm)
     size = 0
@@ -144,7 +152,28 @@ def _decompress(blob: Path, tar: Path) -> tuple[Digest, int]:
     return Digest("sha256", hasher.hexdigest()), size
 
 
-def _resolve_manifest(
+def fetch_layer(store: Store, client: RegistryClient, repository: str, descriptor: Descriptor, diff_id: Digest) -> int:
+    """Download one layer blob, check it against its digest and its uncompressed tar against `diff_id`, unpack it
+    with the hostile-safe unpacker and commit it; returns the bytes downloaded. Nothing enters the store unless
+    every check passed."""
+    with store.temp_dir("pull") as work:
+        blob, tar, root = work / "blob", work / "layer.tar", work / "root"
+        downloaded = download_blob(client, repository, descriptor, blob)
+        actual, size = _decompress(blob, tar)
+        blob.unlink()
+        if actual != diff_id:
+            raise DigestMismatch(f"layer {descriptor.digest} uncompresses to {actual}, but the config says {diff_id}")
+        root.mkdir()
+        with open(tar, "rb") as stream:
+            unpack_layer(stream, root)
+        commit_unpacked_layer(store, tar, diff_id, size, root)
+    # Only a blob we downloaded and checked is remembered as holding the layer (push trusts this mapping).
+    store.forms.add(CompressedForm(diff_id, descriptor.digest, descriptor.size, "", descriptor.media_type))
+    store.registry.add_source(descriptor.digest, client.registry, repository)
+    return downloaded
+
+
+def resolve_manifest(
     client: RegistryClient, reference: Reference, platform: Platform | None
 ) -> tuple[Manifest, Digest]:
     repository = reference.repository
@@ -188,7 +217,7 @@ def _pull(
 ) -> PullResult:
     repository = reference.repository
     progress(f"{reference.tag or reference.digest}: Pulling from {reference.name}")
-    manifest, manifest_digest = _resolve_manifest(client, reference, platform)
+    manifest, manifest_digest = resolve_manifest(client, reference, platform)
     for layer in manifest.layers:
         layer_compression(layer.media_type)  # ManifestError for a layer type we cannot unpack
     downloaded_bytes = 0
@@ -196,7 +225,7 @@ def _pull(
         config_path = work / "config.json"
         if manifest.config.size > MAX_CONFIG_SIZE:
             raise RegistryError(f"{reference}: image config of {manifest.config.size} bytes is too large")
-        downloaded_bytes += _download(client, repository, manifest.config, config_path)
+        downloaded_bytes += download_blob(client, repository, manifest.config, config_path)
         config_bytes = config_path.read_bytes()
     try:
         config = ImageConfig.from_bytes(config_bytes)
@@ -215,22 +244,7 @@ def _pull(
             progress(f"{descriptor.digest.short}: Already exists")
             continue
         progress(f"{descriptor.digest.short}: Pulling fs layer ({descriptor.size} bytes)")
-        with store.temp_dir("pull") as work:
-            blob, tar, root = work / "blob", work / "layer.tar", work / "root"
-            downloaded_bytes += _download(client, repository, descriptor, blob)
-            actual, size = _decompress(blob, tar)
-            blob.unlink()
-            if actual != diff_id:
-                raise DigestMismatch(
-                    f"layer {descriptor.digest} uncompresses to {actual}, but the config says {diff_id}"
-                )
-            root.mkdir()
-            with open(tar, "rb") as stream:
-                unpack_layer(stream, root)
-            commit_unpacked_layer(store, tar, diff_id, size, root)
-        # Only a blob we downloaded and checked is remembered as holding the layer (push trusts this mapping).
-        store.forms.add(CompressedForm(diff_id, descriptor.digest, descriptor.size, "", descriptor.media_type))
-        store.registry.add_source(descriptor.digest, client.registry, repository)
+        downloaded_bytes += fetch_layer(store, client, repository, descriptor, diff_id)
         progress(f"{descriptor.digest.short}: Pull complete")
     store.registry.add_source(manifest.config.digest, client.registry, repository)
     image_id = put_image_bytes(store, config_bytes)  # byte for byte: the id is the config's digest

@@ -35,7 +35,7 @@ from ..store import CompressedForm, Store
 from .auth import repository_scope
 from .client import Body, FileBody, RegistryClient, Response, TransportOptions
 
-__all__ = ["CHUNK_SIZE", "MONOLITHIC_LIMIT", "PushResult", "push_image"]
+__all__ = ["CHUNK_SIZE", "MONOLITHIC_LIMIT", "BlobPusher", "PushResult", "push_image", "put_manifest"]
 
 MONOLITHIC_LIMIT = 32 << 20
 CHUNK_SIZE = 16 << 20
@@ -52,13 +52,16 @@ class PushResult:
     mounted: int  # blobs mounted from another repository
     existing: int  # blobs the repository had already
     blob_bytes_sent: int
+    manifest: Manifest | None = None  # what was pushed
 
 
 def _ignore(_: str) -> None:
     pass
 
 
-class _Pusher:
+class BlobPusher:
+    """Puts blobs into one repository: HEAD, cross-repository mount, or upload; counts what it did."""
+
     def __init__(
         self,
         store: Store,
@@ -207,6 +210,25 @@ def _with_digest(location: str, digest: Digest) -> str:
     return location + ("&" if "?" in location else "?") + f"digest={quote(str(digest), safe=':')}"
 
 
+def put_manifest(client: RegistryClient, reference: Reference, media_type: str, data: bytes) -> Digest:
+    """PUT a manifest under the reference's tag (`latest` when it has none); returns its digest, checked against the
+    one the registry says it stored."""
+    manifest_digest = Digest("sha256", hashlib.sha256(data).hexdigest())
+    response = client.request(
+        "PUT",
+        f"/v2/{reference.repository}/manifests/{reference.tag or 'latest'}",
+        scope=repository_scope(reference.repository, "pull", "push"),
+        headers={"Content-Type": media_type},
+        body=data,
+        ok=(201,),
+    )
+    claimed = response.header("Docker-Content-Digest")
+    response.close()
+    if claimed and claimed != str(manifest_digest):
+        raise RegistryError(f"registry stored the manifest as {claimed}, not {manifest_digest}")
+    return manifest_digest
+
+
 def push_image(
     store: Store,
     name: str,
@@ -230,7 +252,7 @@ def push_image(
     owned = client is None
     client = client or RegistryClient(reference.registry, options)
     try:
-        pusher = _Pusher(store, client, reference, progress, monolithic_limit, chunk_size)
+        pusher = BlobPusher(store, client, reference, progress, monolithic_limit, chunk_size)
         progress(f"The push refers to repository [{reference.full_name}]")
         layers = [pusher.layer(diff_id, compression, oci) for diff_id in config.diff_ids]
         config_digest = Digest("sha256", hashlib.sha256(config_bytes).hexdigest())
@@ -241,19 +263,7 @@ def push_image(
             media_type=OCI_MANIFEST if oci else DOCKER_MANIFEST,
         )
         data = manifest.to_bytes()
-        manifest_digest = Digest("sha256", hashlib.sha256(data).hexdigest())
-        response = client.request(
-            "PUT",
-            f"/v2/{reference.repository}/manifests/{reference.tag}",
-            scope=pusher.push_scope,
-            headers={"Content-Type": manifest.media_type},
-            body=data,
-            ok=(201,),
-        )
-        claimed = response.header("Docker-Content-Digest")
-        response.close()
-        if claimed and claimed != str(manifest_digest):
-            raise RegistryError(f"registry stored the manifest as {claimed}, not {manifest_digest}")
+        manifest_digest = put_manifest(client, reference, manifest.media_type, data)
         pusher.records.add_manifest(client.registry, reference.repository, manifest_digest, image_id)
         progress(f"{reference.tag}: digest: {manifest_digest} size: {len(data)}")
         return PushResult(
@@ -264,6 +274,7 @@ def push_image(
             mounted=pusher.mounted,
             existing=pusher.existing,
             blob_bytes_sent=pusher.blob_bytes_sent,
+            manifest=manifest,
         )
     finally:
         if owned:

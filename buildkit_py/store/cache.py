@@ -46,7 +46,9 @@ class CacheStore:
             db.execute("UPDATE cache SET last_used = ? WHERE key = ?", (time.time(), str(key)))
         return chain
 
-    def put(self, key: Digest, chain: tuple[Digest, ...], description: str = "") -> None:
+    def put(self, key: Digest, chain: tuple[Digest, ...], description: str = "", created: float | None = None) -> None:
+        """Record what `key` gave. `created` is when it was first built, if not now (a record from an imported
+        cache keeps its time, so the history of an image built from it is the same as where it was built)."""
         now = time.time()
         with self._db.write() as db:
             missing = self._layers.missing(db, chain)
@@ -55,7 +57,7 @@ class CacheStore:
             db.execute("DELETE FROM cache WHERE key = ?", (str(key),))
             db.execute(
                 "INSERT INTO cache (key, description, created, last_used) VALUES (?, ?, ?, ?)",
-                (str(key), description, now, now),
+                (str(key), description, now if created is None else created, now),
             )
             db.executemany(
                 "INSERT INTO cache_layers (key, position, diff_id) VALUES (?, ?, ?)",

@@ -31,23 +31,62 @@ class StepLogStore:
         self._db = db
 
     def record(self, row: StepRow) -> None:
+        self._insert([row], "INSERT OR REPLACE")
+
+    def add_missing(self, rows: Sequence[StepRow]) -> None:
+        """Rows from elsewhere (an imported cache), for the keys this log has no row of."""
+        self._insert(rows, "INSERT OR IGNORE")
+
+    def rows(self, keys: Sequence[str]) -> list[StepRow]:
+        """The rows of these keys that the log has."""
+        found: list[StepRow] = []
+        with self._db.read() as db:
+            for key in dict.fromkeys(keys):
+                row = db.execute(
+                    "SELECT key, input_keys, kind, instruction, stage, definition, files, created, number, project, "
+                    "duration FROM step_log WHERE key = ?",
+                    (key,),
+                ).fetchone()
+                if row is not None:
+                    key_text, input_keys, kind, instruction, stage, definition = row[:6]
+                    found.append(
+                        StepRow(
+                            key=key_text,
+                            input_keys=input_keys,
+                            kind=kind,
+                            instruction=instruction,
+                            stage=stage,
+                            definition=definition,
+                            files=bytes(row[6]),
+                            created=float(row[7]),
+                            number=int(row[8]),
+                            project=row[9],
+                            duration=float(row[10]),
+                        )
+                    )
+        return found
+
+    def _insert(self, rows: Sequence[StepRow], verb: str) -> None:
         with self._db.write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO step_log (key, input_keys, kind, instruction, stage, definition, files, "
+            db.executemany(
+                f"{verb} INTO step_log (key, input_keys, kind, instruction, stage, definition, files, "
                 "created, number, project, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.key,
-                    row.input_keys,
-                    row.kind,
-                    row.instruction,
-                    row.stage,
-                    row.definition,
-                    row.files,
-                    row.created,
-                    row.number,
-                    row.project,
-                    row.duration,
-                ),
+                [
+                    (
+                        row.key,
+                        row.input_keys,
+                        row.kind,
+                        row.instruction,
+                        row.stage,
+                        row.definition,
+                        row.files,
+                        row.created,
+                        row.number,
+                        row.project,
+                        row.duration,
+                    )
+                    for row in rows
+                ],
             )
 
     def same_instruction(self, input_keys: str, kind: str, instruction: str, limit: int) -> list[tuple[str, bytes]]:

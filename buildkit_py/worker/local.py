@@ -88,11 +88,17 @@ class LocalWorker:
         graph: BuildGraph,
         hasher: ContextHasher | None,
         cpu_slots: int = 1,
+        mtime_limit: int | None = None,
+        fetch_layers: Callable[[Chain], None] | None = None,
     ) -> None:
+        """`mtime_limit` (SOURCE_DATE_EPOCH) clamps the file times of every layer this worker writes; `fetch_layers`
+        makes the layers of a chain local when some came from an imported cache and are not downloaded yet."""
         self.store = store
         self.executor = executor
         self.graph = graph
         self.hasher = hasher
+        self.mtime_limit = mtime_limit
+        self.fetch_layers = fetch_layers
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
         self._remote_lock = threading.Lock()
         self._downloads: dict[Digest, FetchedFile] = {}
@@ -132,6 +138,14 @@ class LocalWorker:
         return known
 
     def content(self, op: Op) -> ContentSummary:
+        summary = self._context_content(op)
+        if self.mtime_limit is not None and isinstance(op, ExecOp | FileOp):
+            # The layer's file times depend on the limit, so its step's cache key must too.
+            clamp = digest_json({"mtime_limit": self.mtime_limit})
+            return ContentSummary((*summary.digests, clamp), summary.files)
+        return summary
+
+    def _context_content(self, op: Op) -> ContentSummary:
         if isinstance(op, HttpSource):
             fetched = self._download(op)
             digest = digest_json({"name": fetched.filename, "content": str(fetched.digest)})
@@ -180,6 +194,8 @@ class LocalWorker:
             kill_all()
 
     def _lowers(self, chain: Chain) -> tuple[Path, ...]:
+        if self.fetch_layers is not None:
+            self.fetch_layers(chain)
         return tuple(snapshot_path(self.store, diff_id) for diff_id in reversed(chain))
 
     def _run_exec(self, op: ExecOp, meta: OpMeta, chain: Chain, output: Callable[[bytes], None]) -> Chain:
@@ -270,7 +286,7 @@ class LocalWorker:
 
         del scratch
         try:
-            info, recipe = layer_recipe(upper)
+            info, recipe = layer_recipe(upper, self.mtime_limit)
             if info.entries == 0:
                 return ()
             self.store.layers.commit_recipe(info.diff_id, info.size, recipe, snapshot=upper)
