@@ -36,6 +36,7 @@ from .instructions import (
     Workdir,
 )
 from .parser import Node, ParsedDockerfile
+from .runmount import MountError, check_mount_syntax
 
 __all__ = [
     "check_trigger_keyword",
@@ -150,8 +151,12 @@ def _from(node: Node, location: SourceLocation) -> From:
 
 def _run(node: Node, location: SourceLocation) -> Run:
     flags = _flags(node)
-    if "mount" in flags:
-        raise _Invalid(REQUIRES_BUILDKIT.format(flag="mount"))
+    mounts = flags.strings("mount")
+    for mount in mounts:
+        try:
+            check_mount_syntax(mount)
+        except MountError as error:
+            raise _Invalid(str(error)) from None
     network = flags.string("network")
     if "network" in flags and network not in RUN_NETWORKS:
         raise _Invalid(f"invalid network mode {go_quote(network)}: use one of {', '.join(RUN_NETWORKS)}")
@@ -162,7 +167,14 @@ def _run(node: Node, location: SourceLocation) -> Run:
     command, prepend_shell = _command(node)
     if prepend_shell and not command:
         command = ("",)
-    return Run(location=location, command=command, prepend_shell=prepend_shell, network=network, security=security)
+    return Run(
+        location=location,
+        command=command,
+        prepend_shell=prepend_shell,
+        network=network,
+        security=security,
+        mounts=mounts,
+    )
 
 
 def _copy_args(node: Node, flags: ParsedFlags) -> tuple[tuple[str, ...], str]:

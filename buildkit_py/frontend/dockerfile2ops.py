@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from ..digest import Digest
-from ..errors import BuildError, DockerfileError, InstructionError, SourceLocation
+from ..errors import BuildError, DockerfileError, ExpansionError, InstructionError, SourceLocation
 from ..gostring import go_clean, go_quote
 from ..image.config import DEFAULT_PATH, ContainerConfig, ImageConfig
 from ..solver.graph import BuildGraph
@@ -36,12 +36,14 @@ from ..solver.ops import (
     Chown,
     ContextSource,
     CopyAction,
+    ExecMount,
     ExecOp,
     FileOp,
     ImageSource,
     MkdirAction,
     OpMeta,
     ScratchSource,
+    SshSpec,
 )
 from .convert import node_to_instruction, parse_stages, trigger_error
 from .dispatch import DEFAULT_SHELL, apply_instruction, dispatch_workdir, expand_instruction, with_shell
@@ -57,6 +59,7 @@ from .instructions import (
 )
 from .parser import ParsedDockerfile, parse_dockerfile
 from .plan import BuildPlan, HistoryStep, ImageResolver
+from .runmount import MountError, RunMount, exec_mount, parse_mount
 from .shell import ShellLexer
 
 __all__ = ["DEFAULT_SHELL", "PREDEFINED_ARGS", "SUPPORTED_PLATFORMS", "dockerfile_to_plan"]
@@ -135,12 +138,14 @@ class _Converter:
         self.meta_args: dict[str, str | None] = {}
         self.referenced: set[str] = set()
         self.results: list[_StageResult] = []
+        self.stage_names: frozenset[str] = frozenset()
         self.multi_stage = False
 
     # --- the whole file ----------------------------------------------------------------------------------------------
 
     def plan(self, target: str | None) -> BuildPlan:
         meta_args, stages = parse_stages(self.parsed)
+        self.stage_names = frozenset(stage.name for stage in stages if stage.name)
         self.multi_stage = len(stages) > 1
         _check_stage_names(stages)
         last = _target_index(stages, target)
@@ -342,6 +347,12 @@ class _Converter:
             self._entitled(run, "security.insecure")
         args = with_shell(state.config, run.command, run.prepend_shell)
         env = self._run_env(state)
+        mounts = self._run_mounts(state, run)
+        if any(isinstance(mount, SshSpec) for mount in mounts) and not any(
+            entry.startswith("SSH_AUTH_SOCK=") for entry in env
+        ):
+            first = next(mount for mount in mounts if isinstance(mount, SshSpec))
+            env = (*env, f"SSH_AUTH_SOCK={first.target}")
         op = ExecOp(
             rootfs=state.rootfs,
             args=args,
@@ -351,6 +362,7 @@ class _Converter:
             network=run.network or self.network,
             security=run.security or "sandbox",
             volumes=state.config.volumes,
+            mounts=mounts,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)
@@ -359,6 +371,33 @@ class _Converter:
         prefix = [f"|{len(declared)}", *declared] if declared else []
         created_by = "RUN " + " ".join([*prefix, *args]) + " # buildkit"
         state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
+
+    def _run_mounts(self, state: _StageState, run: Run) -> tuple[ExecMount, ...]:
+        """RUN's `--mount`s, expanded with the step's ARGs and ENV and checked, as ops see them."""
+        env = self._env(state)
+        mounts: list[ExecMount] = []
+        for text in run.mounts:
+            try:
+                mount = parse_mount(text, lambda word: self.lexer.process_word(word, env))
+                source = self._mount_source(state, run, mount)
+                ssh_index = sum(1 for earlier in mounts if isinstance(earlier, SshSpec))
+                mounts.append(exec_mount(mount, workdir=state.config.working_dir, source=source, ssh_index=ssh_index))
+            except MountError as error:
+                raise self._fail(run, str(error)) from None
+            except ExpansionError as error:
+                raise ExpansionError(error.message, run.location, run.keyword) from None
+        return tuple(mounts)
+
+    def _mount_source(self, state: _StageState, run: Run, mount: RunMount) -> Digest | None:
+        """What a bind or cache mount reads: `from` (a stage, a stage index or an image), else the context."""
+        if mount.type not in ("bind", "cache") or (mount.type == "cache" and not mount.from_):
+            return None
+        if mount.from_ and self._find_stage(mount.from_) is None and mount.from_.lower() in self.stage_names:
+            raise MountError(
+                f'cannot mount from stage "{mount.from_}" to "{mount.target}", stage needs to be defined before '
+                "current command"
+            )
+        return self._copy_source(state, run, mount.from_)[0]
 
     def _workdir(self, state: _StageState, workdir: Workdir, meta: OpMeta) -> None:
         change = dispatch_workdir(state.config, self._expand(workdir, self._env(state)))

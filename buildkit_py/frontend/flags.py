@@ -18,21 +18,22 @@ __all__ = ["KNOWN_FLAGS", "FlagError", "FlagKind", "ParsedFlags", "parse_flags"]
 class FlagKind(Enum):
     STRING = "string"
     BOOL = "bool"
+    STRINGS = "strings"  # repeatable: every value, in order (BuildKit's AddStrings)
 
 
 class FlagError(ValueError):
     """A flag is unknown, repeated or malformed; the caller adds the location."""
 
 
-# What Docker 20.10's classic builder accepts at parse time. It parses COPY/ADD --chmod and RUN --mount only to
-# refuse them when the step runs ("the --chmod option requires BuildKit"). RUN --network and --security are
-# BuildKit's: what a step may do to the host is decided by the sandbox, and these two are gated by `--allow`.
+# What Docker 20.10's classic builder accepts at parse time. It parses COPY/ADD --chmod only to refuse it when the
+# step runs ("the --chmod option requires BuildKit"). RUN --mount (repeatable), --network and --security are
+# BuildKit's: what a step may do to the host is decided by the sandbox, and the last two are gated by `--allow`.
 KNOWN_FLAGS: Mapping[str, Mapping[str, FlagKind]] = MappingProxyType(
     {
         "from": {"platform": FlagKind.STRING},
         "copy": {"from": FlagKind.STRING, "chown": FlagKind.STRING, "chmod": FlagKind.STRING},
         "add": {"chown": FlagKind.STRING, "chmod": FlagKind.STRING},
-        "run": {"mount": FlagKind.STRING, "network": FlagKind.STRING, "security": FlagKind.STRING},
+        "run": {"mount": FlagKind.STRINGS, "network": FlagKind.STRING, "security": FlagKind.STRING},
         "healthcheck": {
             "interval": FlagKind.STRING,
             "timeout": FlagKind.STRING,
@@ -47,12 +48,16 @@ KNOWN_FLAGS: Mapping[str, Mapping[str, FlagKind]] = MappingProxyType(
 class ParsedFlags:
     """The flags that were given, by name; `used` keeps the order they appeared in."""
 
-    values: Mapping[str, str | bool]
+    values: Mapping[str, str | bool | tuple[str, ...]]
     used: tuple[str, ...]
 
     def string(self, name: str, default: str = "") -> str:
         value = self.values.get(name, default)
         return value if isinstance(value, str) else default
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        value = self.values.get(name, ())
+        return value if isinstance(value, tuple) else ()
 
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self.values.get(name, default)
@@ -65,7 +70,7 @@ class ParsedFlags:
 def parse_flags(keyword: str, raw_flags: Iterable[str], known: Mapping[str, FlagKind] | None = None) -> ParsedFlags:
     """Check `raw_flags` (each `--name`, `--name=value`) against the flags of `keyword`; raise FlagError."""
     kinds = KNOWN_FLAGS.get(keyword.lower(), {}) if known is None else known
-    values: dict[str, str | bool] = {}
+    values: dict[str, str | bool | tuple[str, ...]] = {}
     used: list[str] = []
     for raw in raw_flags:
         if not raw.startswith("--"):
@@ -76,15 +81,20 @@ def parse_flags(keyword: str, raw_flags: Iterable[str], known: Mapping[str, Flag
         kind = kinds.get(name)
         if kind is None:
             raise FlagError(f"Unknown flag: {name}")
-        if name in values:
+        if name in values and kind is not FlagKind.STRINGS:
             raise FlagError(f"Duplicate flag specified: {name}")
         if kind is FlagKind.BOOL:
             values[name] = _boolean(name, value, bool(equals))
         else:
             if not equals:
                 raise FlagError(f"Missing a value on flag: {name}")
-            values[name] = value
-        used.append(name)
+            if kind is FlagKind.STRINGS:
+                previous = values.get(name, ())
+                values[name] = (*(previous if isinstance(previous, tuple) else ()), value)
+            else:
+                values[name] = value
+        if name not in used:
+            used.append(name)
     return ParsedFlags(values=MappingProxyType(values), used=tuple(used))
 
 

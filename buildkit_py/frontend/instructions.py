@@ -73,14 +73,18 @@ class From(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Run(Instruction):
-    """RUN [--network=default|none|host] [--security=sandbox|insecure] <command>  (shell form, run by SHELL)
-    RUN [...] ["executable", "arg", ...]  (exec form)"""
+    """RUN [--mount=<options>]... [--network=default|none|host] [--security=sandbox|insecure] <command>
+    RUN [...] ["executable", "arg", ...]  (exec form)
+
+    `mounts` are the `--mount` values as written; they are expanded and checked when the step is dispatched
+    (frontend/runmount.py)."""
 
     keyword: ClassVar[str] = "RUN"
     command: tuple[str, ...]
     prepend_shell: bool
     network: str = ""
     security: str = ""
+    mounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -102,10 +102,76 @@ class ContextSource(Op):
 
 
 @dataclass(frozen=True)
+class BindSpec:
+    """`RUN --mount=type=bind`: `path` of the op `source` (the build context or a stage) at `target`; with
+    `readonly` off, writes go to a throw-away layer. From the context, the files it selects are part of the key."""
+
+    target: str
+    source: Digest
+    path: str = "/"
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """`RUN --mount=type=cache`: a folder kept in the store across builds under `id`, shared by concurrent steps as
+    `sharing` says. A new one starts empty (owned `uid`:`gid`, `mode`) or as a copy of `path` of `seed`.
+    Its content is never part of a layer or a cache key."""
+
+    target: str
+    id: str
+    sharing: str = "shared"
+    readonly: bool = False
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+    seed: Digest | None = None
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class TmpfsSpec:
+    """`RUN --mount=type=tmpfs`: a fresh tmpfs of at most `size` bytes (0: the kernel's default)."""
+
+    target: str
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """`RUN --mount=type=secret`: the secret `id` as a file at `target` and/or as the variable `env`. Only the id is
+    named here: the value is read from the build's secret sources when the step runs."""
+
+    id: str
+    target: str | None = None
+    env: str | None = None
+    required: bool = False
+    mode: int = 0o400
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    """`RUN --mount=type=ssh`: a socket at `target` that talks to the ssh agent given as `id` with `--ssh`."""
+
+    target: str
+    id: str = "default"
+    required: bool = False
+    mode: int = 0o600
+    uid: int = 0
+    gid: int = 0
+
+
+ExecMount = BindSpec | CacheSpec | TmpfsSpec | SecretSpec | SshSpec
+
+
+@dataclass(frozen=True)
 class ExecOp(Op):
     """Run a process on top of `rootfs`; yields `rootfs` plus the layer of what the process changed.
 
-    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN."""
+    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN; nothing
+    written under a mount reaches the layer."""
 
     kind: ClassVar[str] = "exec"
     rootfs: Digest
@@ -116,9 +182,29 @@ class ExecOp(Op):
     network: str = "default"
     security: str = "sandbox"
     volumes: tuple[str, ...] = ()
+    mounts: tuple[ExecMount, ...] = ()
 
     def inputs(self) -> tuple[Digest, ...]:
-        return (self.rootfs,)
+        sources = [mount.source for mount in self.mounts if isinstance(mount, BindSpec)]
+        sources += [mount.seed for mount in self.mounts if isinstance(mount, CacheSpec) and mount.seed is not None]
+        return (self.rootfs, *dict.fromkeys(source for source in sources if source != self.rootfs))
+
+    def definition(self) -> dict[str, Any]:
+        definition = super().definition()
+        if not self.mounts:
+            del definition["mounts"]  # the digest of a RUN without mounts stays what it was before they existed
+        else:
+            definition["mounts"] = [{"mount": type(mount).__name__, **_plain(mount)} for mount in self.mounts]
+        return definition
+
+    def cache_definition(self) -> dict[str, Any]:
+        """As BuildKit does, a cache mount's id and sharing are not part of the key: they say where the cache lives
+        and how it is shared, not what the step makes."""
+        definition = self.definition()
+        for mount in definition.get("mounts", ()):
+            if mount["mount"] == "CacheSpec":
+                del mount["id"], mount["sharing"]
+        return definition
 
 
 @dataclass(frozen=True)
