@@ -10,6 +10,7 @@ and on a fresh one (where every earlier migration has just run).
        registry/blobs.db, which is then removed), damage found by `pybuild system check`; stat cache keys become
        the paths' bytes
     3  how long each step in the step log took (for `pybuild graph`'s critical path)
+    4  cache mounts (`RUN --mount=type=cache`): one row per instance of an id, and its folder under cache-mounts/
 """
 
 from __future__ import annotations
@@ -199,9 +200,27 @@ def _version_3(connection: sqlite3.Connection, root: Path) -> None:
     connection.execute("ALTER TABLE step_log ADD COLUMN duration REAL NOT NULL DEFAULT 0")
 
 
+_VERSION_4 = """
+CREATE TABLE cache_mounts (
+    id TEXT NOT NULL,
+    instance INTEGER NOT NULL,
+    folder TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (id, instance)
+)
+"""
+
+
+def _version_4(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    _execute_all(connection, _VERSION_4)
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
     Migration(3, "step durations", _version_3),
+    Migration(4, "cache mounts", _version_4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -2,6 +2,7 @@
 
     <root>/blobs/sha256/<hex>      layer tars (uncompressed, named by diff_id), image configs, compressed forms
     <root>/snapshots/<16 hex>      unpacked layers, used as overlay lowerdirs
+    <root>/cache-mounts/<name>/    the folders of RUN --mount=type=cache (cachemounts.py)
     <root>/tmp/                    temp files and work dirs, named after their owner process
     <root>/meta.db                 every record, in one SQLite database with a versioned schema (schema.py)
 
@@ -13,7 +14,7 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     tags         names -> image ids                      cache        build cache records: key -> layer chain
     stat_cache   context path metadata -> digest         steps        the step log the miss explanations read
     forms        compressed forms of layers              registry     where blobs and manifests live in registries
-    damage       what `system check` found damaged
+    damage       what `system check` found damaged       cache_mounts the folders of cache mounts
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -33,6 +34,7 @@ from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
 from .cache import CacheStore
+from .cachemounts import CacheMountStore
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
@@ -90,6 +92,7 @@ class Store:
         self.steps = StepLogStore(self.db)
         self.forms = FormStore(self.db, self.blobs)
         self.registry = RegistryRecords(self.db)
+        self.cache_mounts = CacheMountStore(self.db, self.root)
         sweep_dead_owners(self.tmp_dir)
 
     def close(self) -> None:
