@@ -19,6 +19,7 @@ from .image.config import HistoryEntry, ImageConfig, rfc3339
 from .image.manifest import host_platform
 from .image.resolved import ResolvedImage
 from .image.stored import image_config, put_image
+from .session import BuildSession, SecretSource, SshSource, open_session, parse_secret, parse_ssh
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
@@ -31,7 +32,8 @@ class BuildOptions:
     """What to build and how: everything `pybuild build` takes from its flags.
 
     `allow` grants entitlements a Dockerfile asks for: `network.host` (`RUN --network=host`) and
-    `security.insecure` (`RUN --security=insecure`)."""
+    `security.insecure` (`RUN --security=insecure`). `secrets` and `ssh` are what `RUN --mount=type=secret` and
+    `type=ssh` reach (`--secret`, `--ssh`); they name files, variables and sockets, never hold a secret's value."""
 
     context: Path
     dockerfile: str | Path | None = None
@@ -44,6 +46,8 @@ class BuildOptions:
     network: str = "default"
     allow: frozenset[str] = frozenset()
     jobs: int | None = None
+    secrets: tuple[SecretSource, ...] = ()
+    ssh: tuple[SshSource, ...] = ()
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -57,6 +61,10 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
         fields["no_cache_stages"] = tuple(fields["no_cache_stages"])
     if "allow" in fields:
         fields["allow"] = frozenset(fields["allow"])
+    if "secrets" in fields:  # SecretSource, or the text of a --secret
+        fields["secrets"] = tuple(s if isinstance(s, SecretSource) else parse_secret(s) for s in fields["secrets"])
+    if "ssh" in fields:  # SshSource, or the text of an --ssh
+        fields["ssh"] = tuple(s if isinstance(s, SshSource) else parse_ssh(s) for s in fields["ssh"])
     if isinstance(options, BuildOptions):
         return replace(options, **fields) if fields else options
     return BuildOptions(context=Path(options), **fields)
@@ -175,7 +183,9 @@ def assemble_image(plan: BuildPlan, solved: SolveResult, step_times: Mapping[Dig
 
 
 @contextmanager
-def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -> Iterator[Solver]:
+def _open_solver(
+    store: Store, context: Path, plan: BuildPlan, session: BuildSession | None = None, **options: Any
+) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit."""
     from .exec.linux import LinuxExecutor
     from .solver.explain import StepLog
@@ -187,7 +197,8 @@ def _open_solver(store: Store, context: Path, plan: BuildPlan, **options: Any) -
     explainer = StepLog(store.steps, project=f"{context}:{dockerfile}")
     executor = LinuxExecutor(store.root / "tmp")
     try:
-        worker = LocalWorker(store, executor, graph, ContextHasher(context, store), cpu_slots=os.cpu_count() or 1)
+        hasher = ContextHasher(context, store)
+        worker = LocalWorker(store, executor, graph, hasher, cpu_slots=os.cpu_count() or 1, session=session)
         yield Solver(graph, worker, store.cache, explainer=explainer, **options)
     finally:
         explainer.close()
@@ -226,14 +237,18 @@ def build(
         progress(BuildMessage(f"[Warning] One or more build-args [{names}] were not consumed"))
     skip_stages = {stage.lower() for stage in options.no_cache_stages}
     no_cache = options.no_cache
-    with _open_solver(
-        store,
-        options.context.resolve(),
-        plan,
-        jobs=options.jobs or default_jobs(),
-        no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
-        progress=progress,
-    ) as solver:
+    with (
+        open_session(options.secrets, options.ssh) as session,
+        _open_solver(
+            store,
+            options.context.resolve(),
+            plan,
+            session,
+            jobs=options.jobs or default_jobs(),
+            no_cache=lambda digest: no_cache or plan.graph.meta(digest).stage.lower() in skip_stages,
+            progress=progress,
+        ) as solver,
+    ):
         solved = solver.solve([plan.target])
     step_ops = [step.op for step in plan.steps if step.op is not None and step.op in solved.keys]
     created = store.cache.created([solved.keys[op] for op in step_ops])

@@ -53,6 +53,21 @@ def register(subparsers: Any) -> None:
         help="let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure)",
     )
     parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="id=ID[,src=FILE|env=VAR]",
+        help="a secret RUN --mount=type=secret can read (repeatable); never stored in the image or the cache",
+    )
+    parser.add_argument(
+        "--ssh",
+        action="append",
+        default=[],
+        metavar="ID[=SOCKET|KEY[,KEY]]",
+        help="an ssh agent RUN --mount=type=ssh can use (repeatable): default is $SSH_AUTH_SOCK; key files get a "
+        "private agent",
+    )
+    parser.add_argument(
         "--progress", choices=("auto", "plain", "tty", "quiet"), default="auto", help="how to show progress"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
@@ -89,6 +104,7 @@ def _resolved_build_args(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for."""
     from ..builder import BuildOptions
+    from ..session import parse_secret, parse_ssh
 
     allow = frozenset(item.strip() for value in getattr(args, "allow", []) for item in value.split(",") if item.strip())
     return BuildOptions(
@@ -103,6 +119,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         network=args.network,
         allow=allow,
         jobs=getattr(args, "jobs", None),
+        secrets=tuple(parse_secret(text) for text in getattr(args, "secret", ())),
+        ssh=tuple(parse_ssh(text) for text in getattr(args, "ssh", ())),
     )
 
 

@@ -7,6 +7,8 @@ import collections
 import shutil
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +17,21 @@ from ..errors import StepError
 from ..exec.executor import Executor, ProcessSpec, RootfsSpec, SourceTree
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
+from ..session import BuildSession
 from ..solver.graph import BuildGraph
-from ..solver.ops import ContextSource, CopyAction, ExecOp, FileOp, ImageSource, Op, OpMeta, ScratchSource
+from ..solver.ops import (
+    BindSpec,
+    ContextSource,
+    CopyAction,
+    ExecOp,
+    FileOp,
+    ImageSource,
+    Op,
+    OpMeta,
+    ScratchSource,
+)
 from ..solver.solver import Chain, ContentSummary
+from .mounts import context_selection, prepare_mounts
 
 if TYPE_CHECKING:
     from ..context.hashing import ContextHasher
@@ -56,7 +70,9 @@ class LocalWorker:
         graph: BuildGraph,
         hasher: ContextHasher | None,
         cpu_slots: int = 1,
+        session: BuildSession | None = None,
     ) -> None:
+        self.session = session or BuildSession()
         self.store = store
         self.executor = executor
         self.graph = graph
@@ -71,6 +87,8 @@ class LocalWorker:
         return None
 
     def content(self, op: Op) -> ContentSummary:
+        if isinstance(op, ExecOp) and self.hasher is not None:
+            return self._bound_content(op)
         if not isinstance(op, FileOp) or self.hasher is None:
             return ContentSummary()
         digests: list[Digest | None] = []
@@ -86,9 +104,22 @@ class LocalWorker:
                 files.append({})
         return ContentSummary(tuple(digests), tuple(files))
 
+    def _bound_content(self, op: ExecOp) -> ContentSummary:
+        """What the context bind mounts of a RUN select, checksummed exactly as a COPY's sources are."""
+        assert self.hasher is not None
+        digests: list[Digest | None] = []
+        files: list[Mapping[str, str]] = []
+        for mount in op.mounts:
+            source = self.graph.op(mount.source) if isinstance(mount, BindSpec) else None
+            if isinstance(mount, BindSpec) and isinstance(source, ContextSource):
+                selection = self.hasher.checksum(context_selection(mount, source))
+                digests.append(selection.digest)
+                files.append(selection.files)
+        return ContentSummary(tuple(digests), tuple(files))
+
     def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]) -> Chain:
         if isinstance(op, ExecOp):
-            return self._run_exec(op, meta, inputs[op.rootfs], output)
+            return self._run_exec(op, meta, inputs, output)
         if isinstance(op, FileOp):
             return self._run_file(op, inputs)
         raise TypeError(f"the local worker cannot run {op.kind} ops")
@@ -101,7 +132,10 @@ class LocalWorker:
     def _lowers(self, chain: Chain) -> tuple[Path, ...]:
         return tuple(snapshot_path(self.store, diff_id) for diff_id in reversed(chain))
 
-    def _run_exec(self, op: ExecOp, meta: OpMeta, chain: Chain, output: Callable[[bytes], None]) -> Chain:
+    def _run_exec(
+        self, op: ExecOp, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]
+    ) -> Chain:
+        chain = inputs[op.rootfs]
         tail: collections.deque[bytes] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
         partial = bytearray()
 
@@ -115,9 +149,23 @@ class LocalWorker:
         process = ProcessSpec(
             args=op.args, env=op.env, cwd=op.cwd, user=op.user, network=op.network, security=op.security
         )
-        with self.store.temp_dir("exec-") as scratch:
+        with self.store.temp_dir("exec-") as scratch, ExitStack() as held:
             rootfs = self._fresh_rootfs(scratch, chain)
-            status = self.executor.run(rootfs, process, (), sink)
+            mounts = prepare_mounts(
+                op,
+                graph=self.graph,
+                inputs=inputs,
+                lowers=self._lowers,
+                store=self.store,
+                executor=self.executor,
+                session=self.session,
+                scratch=scratch,
+                stack=held,
+            )
+            if mounts.env:
+                process = replace(process, env=(*process.env, *mounts.env))
+            status = self.executor.run(rootfs, process, mounts.mounts, sink)
+            held.close()  # caches, agents: released as soon as the step's processes are gone
             if status != 0:
                 if partial:
                     tail.append(bytes(partial))
