@@ -155,3 +155,28 @@ def test_locked_lets_one_step_in_at_a_time(base_store: Any, tmp_path: Path) -> N
     outputs = [finish(first), finish(second)]
     results = [image_text(base_store, tags[me], "/result") for me in ("a", "b")]
     assert results == ["alone\n", "alone\n"], outputs
+
+
+def test_ctrl_c_while_waiting_for_a_locked_cache_stops_the_build(base_store: Any, tmp_path: Path) -> None:
+    """A step waiting for a cache another holds is interrupted like any other: exit status 130, and the lock it
+    waited for is left to its holder."""
+    import fcntl
+    import signal
+
+    unique = uuid.uuid4().hex[:8]
+    lock_id = f"held-{unique}"
+    context = project(tmp_path / "project", f"RUN --mount=type=cache,id={lock_id},target=/c,sharing=locked true")
+    with base_store.cache_mounts.use(lock_id, "locked", lambda path: path.mkdir()):  # held here, as by a step
+        lock_file = cache_folder(base_store, lock_id) / "lock"
+        waiter = start(base_store.root, context, f"sharing/held-{unique}", "a")
+        wait_for(lambda: _lock_waiters(lock_file) > 0, "the step to wait for the lock")
+        waiter.send_signal(signal.SIGINT)
+        output, _ = waiter.communicate(timeout=WAIT_SECONDS)
+        assert waiter.returncode == 130, output
+        assert "Traceback" not in output
+        probe = os.open(lock_file, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # still held here: nothing took it on the way out
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)

@@ -122,11 +122,14 @@ class SshAgents:
             raise SessionError(f'ssh agent "{ssh_id}": key files need ssh-agent and ssh-add (openssh-client)')
         directory = Path(tempfile.mkdtemp(prefix="pybuild-ssh-agent-"))
         path = directory / "agent.sock"
+        # With setpriv (util-linux), a pybuild killed with SIGKILL leaves no agent holding the keys behind.
+        setpriv = shutil.which("setpriv")
+        tied = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
         agent = subprocess.Popen(
-            [program, "-D", "-a", str(path)],
+            [*tied, program, "-D", "-a", str(path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         self._private.append((agent, directory))
         deadline = time.monotonic() + _AGENT_START_SECONDS

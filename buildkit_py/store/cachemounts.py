@@ -1,7 +1,8 @@
 """Cache mounts (`RUN --mount=type=cache`): folders under `<root>/cache-mounts/` that steps reuse across builds.
 
-    <root>/cache-mounts/<instance>/lock    flock'd by every step that uses the instance, for as long as it runs
-    <root>/cache-mounts/<instance>/data    what the step sees at the mount's target
+    <root>/cache-mounts/<instance>/lock          flock'd by every step that uses the instance, for as long as it runs
+    <root>/cache-mounts/<instance>/create.lock   held while a new instance's data folder is made
+    <root>/cache-mounts/<instance>/data          what the step sees at the mount's target
 
 One id may have several instances. `shared` uses instance 0 under a shared lock, so any number of steps use it at
 once; `locked` takes the same lock exclusively, so its steps run one at a time, across processes; `private` takes any
@@ -19,6 +20,7 @@ import fcntl
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ import blake3
 
 from .database import Database
 
-__all__ = ["CacheMountRecord", "CacheMountStore", "CacheMountUsage"]
+__all__ = ["CacheMountRecord", "CacheMountStore", "CacheMountUsage", "CacheMountWaitCancelled"]
 
 SHARINGS = ("shared", "private", "locked")
 
@@ -52,6 +54,48 @@ class CacheMountUsage:
 
 def _folder_name(cache_id: str, instance: int) -> str:
     return f"{blake3.blake3(cache_id.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.{instance}"
+
+
+_CANCEL_CHECK_SECONDS = 0.1
+
+
+class CacheMountWaitCancelled(Exception):
+    """The build was cancelled while its step waited for a cache mount another step holds."""
+
+
+def _lock(fd: int, operation: int, cancelled: Callable[[], bool]) -> None:
+    """flock `fd`, waiting as long as it takes unless `cancelled()` turns true. The wait is a real flock(2) (the
+    kernel queues it, /proc/locks shows it) made by a helper thread on a duplicate of `fd`, so that a build that is
+    interrupted can stop waiting: a thread blocked in flock could never be joined. A lock the helper gets after the
+    caller gave up (and closed `fd`) goes with the helper's duplicate."""
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    duplicate = os.dup(fd)  # the same open file description: a lock taken through it is fd's lock
+    granted = threading.Event()
+    failures: list[OSError] = []
+
+    def wait() -> None:
+        try:
+            fcntl.flock(duplicate, operation)
+        except OSError as error:
+            failures.append(error)
+        finally:
+            os.close(duplicate)
+            granted.set()
+
+    threading.Thread(target=wait, name="cache-mount-lock", daemon=True).start()
+    while not granted.wait(_CANCEL_CHECK_SECONDS):
+        if cancelled():
+            raise CacheMountWaitCancelled
+    if failures:
+        raise failures[0]
+
+
+def _never() -> bool:
+    return False
 
 
 def _open_lock(folder: Path) -> int:
@@ -98,41 +142,42 @@ class CacheMountStore:
         self.folder = root / "cache-mounts"
 
     @contextmanager
-    def use(self, cache_id: str, sharing: str, create: Callable[[Path], None]) -> Iterator[Path]:
+    def use(
+        self, cache_id: str, sharing: str, create: Callable[[Path], None], cancelled: Callable[[], bool] = _never
+    ) -> Iterator[Path]:
         """Hold an instance of `cache_id` as `sharing` says, and yield its data folder. A new instance's folder is
-        made by `create(path)`, which must create a directory at `path` (on the store's filesystem)."""
+        made by `create(path)`, which must create a directory at `path` (on the store's filesystem). Waiting for a
+        step that holds it stops with CacheMountWaitCancelled once `cancelled()` is true."""
         if sharing not in SHARINGS:
             raise ValueError(f"unknown cache sharing {sharing!r}")
         if sharing == "private":
             fd, data = self._take_private(cache_id, create)
         else:
-            fd, data = self._take_first(cache_id, exclusive=sharing == "locked", create=create)
+            fd, data = self._take_first(cache_id, sharing == "locked", create, cancelled)
         try:
             yield data
         finally:
             os.close(fd)  # releases the lock
 
-    def _take_first(self, cache_id: str, exclusive: bool, create: Callable[[Path], None]) -> tuple[int, Path]:
+    def _take_first(
+        self, cache_id: str, exclusive: bool, create: Callable[[Path], None], cancelled: Callable[[], bool]
+    ) -> tuple[int, Path]:
         while True:
             self._register(cache_id, 0)
             folder = self.folder / _folder_name(cache_id, 0)
             fd = _open_lock(folder)
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            if not self._valid(fd, cache_id, 0, folder):
-                os.close(fd)
-                continue
-            data = folder / "data"
-            if not data.is_dir():
-                if not exclusive:
-                    fcntl.flock(fd, fcntl.LOCK_EX)  # only one of the sharers makes it
-                    if not self._valid(fd, cache_id, 0, folder):
-                        os.close(fd)
-                        continue
+            try:
+                _lock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, cancelled)
+                if not self._valid(fd, cache_id, 0, folder):
+                    os.close(fd)
+                    continue
+                data = folder / "data"
                 if not data.is_dir():
-                    _make(folder, create)
-                if not exclusive:
-                    fcntl.flock(fd, fcntl.LOCK_SH)
-            self._touch(cache_id, 0)
+                    _make(folder, create, cancelled)
+                self._touch(cache_id, 0)
+            except BaseException:
+                os.close(fd)
+                raise
             return fd, data
 
     def _take_private(self, cache_id: str, create: Callable[[Path], None]) -> tuple[int, Path]:
@@ -154,12 +199,16 @@ class CacheMountStore:
         except BlockingIOError:
             os.close(fd)
             return None
-        if not self._valid(fd, cache_id, instance, folder):
+        try:
+            if not self._valid(fd, cache_id, instance, folder):
+                os.close(fd)
+                return None
+            if not (folder / "data").is_dir():
+                _make(folder, create, cancelled=_never)
+            self._touch(cache_id, instance)
+        except BaseException:
             os.close(fd)
-            return None
-        if not (folder / "data").is_dir():
-            _make(folder, create)
-        self._touch(cache_id, instance)
+            raise
         return fd, folder / "data"
 
     def _valid(self, fd: int, cache_id: str, instance: int, folder: Path) -> bool:
@@ -253,10 +302,19 @@ def _held(folder: Path) -> bool:
     return False
 
 
-def _make(folder: Path, create: Callable[[Path], None]) -> None:
-    """Make the data folder of a new instance through a temporary name, so that a crash never leaves half of one."""
-    pending = folder / "data.new"
-    if os.path.lexists(pending):
-        shutil.rmtree(pending, ignore_errors=True)
-    create(pending)
-    os.rename(pending, folder / "data")
+def _make(folder: Path, create: Callable[[Path], None], cancelled: Callable[[], bool]) -> None:
+    """Make the data folder of a new instance through a temporary name, so that a crash never leaves half of one.
+    Steps sharing the instance may get here at once: a lock of its own, held only while making it, lets one do it
+    (the usage lock cannot: converting a shared flock to an exclusive one would wait for every other sharer)."""
+    fd = os.open(folder / "create.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        _lock(fd, fcntl.LOCK_EX, cancelled)
+        if (folder / "data").is_dir():
+            return
+        pending = folder / "data.new"
+        if os.path.lexists(pending):
+            shutil.rmtree(pending, ignore_errors=True)
+        create(pending)
+        os.rename(pending, folder / "data")
+    finally:
+        os.close(fd)

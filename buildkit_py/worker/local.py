@@ -73,6 +73,7 @@ class LocalWorker:
         session: BuildSession | None = None,
     ) -> None:
         self.session = session or BuildSession()
+        self._cancelled = threading.Event()
         self.store = store
         self.executor = executor
         self.graph = graph
@@ -125,6 +126,7 @@ class LocalWorker:
         raise TypeError(f"the local worker cannot run {op.kind} ops")
 
     def cancel(self) -> None:
+        self._cancelled.set()
         kill_all = getattr(self.executor, "kill_all", None)
         if kill_all is not None:
             kill_all()
@@ -161,6 +163,7 @@ class LocalWorker:
                 session=self.session,
                 scratch=scratch,
                 stack=held,
+                cancelled=self._cancelled.is_set,
             )
             if mounts.env:
                 process = replace(process, env=(*process.env, *mounts.env))

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..digest import Digest
-from ..errors import StepError
+from ..errors import ExecError, StepError
 from ..exec.executor import AnyMount, Executor, Mount, OverlayMount, RootfsSpec, SecretFile, SourceTree, TmpfsMount
 from ..session import AgentForwarder, BuildSession
 from ..solver.graph import BuildGraph
 from ..solver.ops import BindSpec, CacheSpec, ContextSource, CopyAction, ExecOp, SecretSpec, SshSpec, TmpfsSpec
+from ..store.cachemounts import CacheMountWaitCancelled
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -66,8 +67,11 @@ def prepare_mounts(
     session: BuildSession,
     scratch: Path,
     stack: ExitStack,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> PreparedMounts:
-    preparer = _Preparer(graph, inputs, lowers, store, executor, session, scratch, stack)
+    """The mounts of one run of `op`; whatever it holds is released by `stack`. Waiting for a cache mount another step
+    holds ends, with an ExecError, once `cancelled()` is true."""
+    preparer = _Preparer(graph, inputs, lowers, store, executor, session, scratch, stack, cancelled)
     mounts: list[AnyMount] = []
     env: list[str] = []
     # Cache locks are taken in one order, so two steps holding two caches each can never wait on each other.
@@ -101,7 +105,9 @@ class _Preparer:
         session: BuildSession,
         scratch: Path,
         stack: ExitStack,
+        cancelled: Callable[[], bool],
     ) -> None:
+        self.cancelled = cancelled
         self.graph = graph
         self.inputs = inputs
         self.lowers = lowers
@@ -127,8 +133,13 @@ class _Preparer:
         return OverlayMount(lowers=lowers, target=spec.target, upper=upper, work=work, source_path=path)
 
     def cache(self, spec: CacheSpec) -> AnyMount:
-        held = self.store.cache_mounts.use(spec.id, spec.sharing, lambda path: self._new_cache(spec, path))
-        data = self.stack.enter_context(held)
+        held = self.store.cache_mounts.use(
+            spec.id, spec.sharing, lambda path: self._new_cache(spec, path), cancelled=self.cancelled
+        )
+        try:
+            data = self.stack.enter_context(held)
+        except CacheMountWaitCancelled:
+            raise ExecError(f"cancelled while waiting for cache mount {spec.id}") from None
         return Mount(source=data, target=spec.target, readonly=spec.readonly)
 
     def _new_cache(self, spec: CacheSpec, path: Path) -> None:
