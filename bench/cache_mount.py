@@ -4,8 +4,8 @@ same Dockerfile without it (where pip downloads everything again). Not a test: i
 
     python3 bench/cache_mount.py [--runs 3] [--index direct|mirror|both] [--bench DIR] [--debian-tar FILE] [--ca FILE]
 
-The base is a `debootstrap --variant=minbase --include=python3,python3-pip bookworm` tree, made once (untimed) and
-kept as a tar; pybuild imports it into a fresh store. A RUN step sees none of the host's pip settings, so what pip
+The base is a `debootstrap --variant=minbase --include=python3,python3-pip,python3-dev,build-essential bookworm`
+tree (a compiler, as images that pip-install C extensions have), made once (untimed) and kept as a tar; pybuild imports it into a fresh store. A RUN step sees none of the host's pip settings, so what pip
 needs to reach the index is passed on: the index as PIP_INDEX_URL, and a CA bundle (`--ca`, default $PIP_CERT or the
 host's bundle, needed where TLS is intercepted) through a bind mount of the build context.
 
@@ -34,8 +34,8 @@ from pypi_mirror import PypiMirror
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_TAG = "bench/debian-python:latest"
-# Wheels, and packages published only as source (pip builds a wheel of each, in an isolated environment into which it
-# first installs setuptools): pip's cache keeps both the downloads and the wheels it built.
+# Wheels, and packages published only as source, which pip builds into wheels (in an isolated environment it first
+# installs setuptools into; crcmod and uwsgi compile C): pip's cache keeps the downloads and the wheels it built.
 REQUIREMENTS = (
     "requests",
     "urllib3",
@@ -43,20 +43,20 @@ REQUIREMENTS = (
     "certifi",
     "charset-normalizer",
     "python-dateutil",
+    "six",
     "attrs",
     "click",
     "jinja2",
     "markupsafe",
     "pyyaml",
+    "packaging",
     "docopt",
     "jsmin",
     "wget",
     "langdetect",
-    "stringcase",
-    "sgmllib3k",
-    "odfpy",
-    "pyjsparser",
     "pyinotify",
+    "crcmod",
+    "uwsgi",
 )
 ADDED = ("tabulate", "colorama", "wcwidth", "docopt", "toolz", "iniconfig", "pluggy")
 GOAL = 3.0
@@ -90,7 +90,7 @@ def make_debian_tar(path: Path) -> None:
         [
             "debootstrap",
             "--variant=minbase",
-            "--include=python3,python3-pip",
+            "--include=python3,python3-pip,python3-dev,build-essential",
             "bookworm",
             str(tree),
             "http://deb.debian.org/debian",
@@ -123,7 +123,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bench", type=Path, default=Path(os.environ.get("BENCH", "/var/tmp/pybuild-mounts-bench")))
     parser.add_argument(
-        "--debian-tar", type=Path, default=Path("/var/tmp/pybuild-bench-debian/bookworm-minbase-python.tar")
+        "--debian-tar", type=Path, default=Path("/var/tmp/pybuild-bench-debian/bookworm-minbase-python-build.tar")
     )
     parser.add_argument(
         "--index",
