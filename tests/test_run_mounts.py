@@ -218,6 +218,8 @@ def test_cache_mount_owner_mode_seed_read_only_and_nested(base_store: Any, tmp_p
                 "stat -c '%a %u %g' /o > /owner\n"
                 f"RUN --mount=type=cache,target=/r,id=own-{unique},ro (touch /r/x 2>/dev/null && echo rw || echo ro) > /ro\n"
                 f"RUN --mount=type=cache,target=/n,id=nest-{unique} --mount=target=/n/ctx ls /n/ctx > /nested\n"
+                f"RUN --mount=type=cache,target=/a,id=twice-{unique},sharing=locked "
+                f"--mount=type=cache,target=/b,id=twice-{unique},sharing=locked touch /a/file && ls /b > /twice\n"
             ),
             "hello": "hi\n",
         },
@@ -228,6 +230,7 @@ def test_cache_mount_owner_mode_seed_read_only_and_nested(base_store: Any, tmp_p
     assert text(base_store, tag, "/owner") == "750 1234 5678\n"
     assert text(base_store, tag, "/ro") == "ro\n"
     assert text(base_store, tag, "/nested").split() == ["Dockerfile", "hello"]
+    assert text(base_store, tag, "/twice") == "file\n"  # one id twice in a step: one folder, held once
 
 
 # -- tmpfs ------------------------------------------------------------------------------------------------------------

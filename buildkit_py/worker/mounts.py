@@ -74,12 +74,15 @@ def prepare_mounts(
     preparer = _Preparer(graph, inputs, lowers, store, executor, session, scratch, stack, cancelled)
     mounts: list[AnyMount] = []
     env: list[str] = []
-    # Cache locks are taken in one order, so two steps holding two caches each can never wait on each other.
-    caches = sorted((mount for mount in op.mounts if isinstance(mount, CacheSpec)), key=lambda cache: cache.id)
-    held = {id(cache): preparer.cache(cache) for cache in caches}
+    # Cache locks are taken in one order, so two steps holding two caches each can never wait on each other; an id
+    # mounted twice in one step is held once (a second flock of it would wait for the first).
+    folders: dict[str, Path] = {}
+    for cache in sorted((mount for mount in op.mounts if isinstance(mount, CacheSpec)), key=lambda cache: cache.id):
+        if cache.id not in folders:
+            folders[cache.id] = preparer.cache(cache)
     for index, spec in enumerate(op.mounts):
         if isinstance(spec, CacheSpec):
-            mounts.append(held[id(spec)])
+            mounts.append(Mount(source=folders[spec.id], target=spec.target, readonly=spec.readonly))
         elif isinstance(spec, BindSpec):
             mounts.append(preparer.bind(spec, index))
         elif isinstance(spec, TmpfsSpec):
@@ -132,7 +135,8 @@ class _Preparer:
         upper, work = self._folder(f"bind-{index}.upper"), self._folder(f"bind-{index}.work")
         return OverlayMount(lowers=lowers, target=spec.target, upper=upper, work=work, source_path=path)
 
-    def cache(self, spec: CacheSpec) -> AnyMount:
+    def cache(self, spec: CacheSpec) -> Path:
+        """The data folder of an instance of the cache, held until the step ends."""
         held = self.store.cache_mounts.use(
             spec.id, spec.sharing, lambda path: self._new_cache(spec, path), cancelled=self.cancelled
         )
@@ -140,7 +144,7 @@ class _Preparer:
             data = self.stack.enter_context(held)
         except CacheMountWaitCancelled:
             raise ExecError(f"cancelled while waiting for cache mount {spec.id}") from None
-        return Mount(source=data, target=spec.target, readonly=spec.readonly)
+        return data
 
     def _new_cache(self, spec: CacheSpec, path: Path) -> None:
         if spec.seed is None:
