@@ -20,6 +20,7 @@ from .image.manifest import Platform, host_platform
 from .image.resolved import ResolvedImage
 from .image.stored import image_config, put_image_bytes
 from .remotecache.spec import CacheExport, CacheImport, parse_cache_from, parse_cache_to
+from .session import BuildSession, SecretSource, SshSource, open_session, parse_secret, parse_ssh
 from .solver.graph import BuildGraph
 from .solver.ops import ContextSource
 from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
@@ -43,7 +44,9 @@ class BuildOptions:
     (name, address) lines of every RUN's /etc/hosts, the address may be `host-gateway`; `platform` is what
     `--platform` asked for: only the platform pybuild builds is accepted. `cache_from` and `cache_to` are caches that travel (BuildKit's
     `--cache-from` and `--cache-to`, see remotecache/spec.py). A build arg `SOURCE_DATE_EPOCH` makes the image
-    reproducible: its dates are that time, and the file times of the layers it makes are clamped to it."""
+    reproducible: its dates are that time, and the file times of the layers it makes are clamped to it. `secrets` and
+    `ssh` are what `RUN --mount=type=secret` and `type=ssh` reach (`--secret`, `--ssh`); they name files, variables
+    and sockets, never hold a secret's value."""
 
     context: Path
     dockerfile: str | Path | None = None
@@ -66,6 +69,8 @@ class BuildOptions:
     cache_from: tuple[CacheImport, ...] = ()
     cache_to: tuple[CacheExport, ...] = ()
     registry: TransportOptions | None = None  # how registry caches are reached (--insecure, --ca-cert)
+    secrets: tuple[SecretSource, ...] = ()
+    ssh: tuple[SshSource, ...] = ()
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -93,6 +98,10 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
         fields["cache_to"] = tuple(
             parse_cache_to(spec) if isinstance(spec, str) else spec for spec in fields["cache_to"]
         )
+    if "secrets" in fields:  # SecretSource, or the text of a --secret
+        fields["secrets"] = tuple(s if isinstance(s, SecretSource) else parse_secret(s) for s in fields["secrets"])
+    if "ssh" in fields:  # SshSource, or the text of an --ssh
+        fields["ssh"] = tuple(s if isinstance(s, SshSource) else parse_ssh(s) for s in fields["ssh"])
     if isinstance(options, BuildOptions):
         return replace(options, **fields) if fields else options
     return BuildOptions(context=Path(options), **fields)
@@ -299,6 +308,7 @@ def _open_solver(
     explain: bool = True,
     mtime_limit: int | None = None,
     fetch_layers: Callable[[tuple[Digest, ...]], None] | None = None,
+    session: BuildSession | None = None,
     **options: Any,
 ) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit.
@@ -320,6 +330,7 @@ def _open_solver(
             cpu_slots=os.cpu_count() or 1,
             mtime_limit=mtime_limit,
             fetch_layers=fetch_layers,
+            session=session,
         )
         yield Solver(
             graph,
@@ -367,6 +378,7 @@ def _solve(
     view: CacheView | None,
     progress: ProgressCallback,
     epoch: int | None,
+    session: BuildSession | None = None,
 ) -> SolveResult:
     """Solve the plan's target and make its layers local. With imported caches (`view`), a layer that turns out
     unusable is broken from then on (the view warns), and the plan is solved again: those steps then run."""
@@ -380,6 +392,7 @@ def _solve(
                 cache=view,
                 mtime_limit=epoch,
                 fetch_layers=view.ensure_local if view is not None else None,
+                session=session,
                 jobs=options.jobs or default_jobs(),
                 progress=progress,
                 **_cache_rules(options, plan),
@@ -429,7 +442,8 @@ def build(
         view = open_view(store, options.cache_from, _say(progress), project, options.registry)
     imported: dict[Digest, str] = {}
     try:
-        solved = _solve(store, options, plan, view, progress, epoch)
+        with open_session(options.secrets, options.ssh) as session:
+            solved = _solve(store, options, plan, view, progress, epoch, session)
         if view is not None:
             view.adopt()
             imported = {op: origin for op, key in solved.keys.items() if (origin := view.origin(key)) is not None}

@@ -7,6 +7,7 @@
     │   ├── ExpansionError          ${VAR:?msg} and malformed variable references
     │   └── StepError               a step failed while it ran (RUN exit status, missing COPY source)
     ├── ContextError                the build context (missing, a path escaping it)
+    ├── SessionError                a secret or ssh agent given to the build (--secret, --ssh) is unusable
     ├── ExecError                   the sandbox itself failed (namespaces, mounts), not the user's command
     ├── StoreError                  the local store
     │   ├── DigestMismatch          content does not hash to the digest it was stored or sent under
@@ -53,6 +54,7 @@ __all__ = [
     "NotReproducible",
     "OutputError",
     "RegistryError",
+    "SessionError",
     "SourceLocation",
     "StepError",
     "StoreError",
@@ -132,6 +134,10 @@ class StepError(DockerfileError):
 
 
 class ContextError(BuildError):
+    pass
+
+
+class SessionError(BuildError):
     pass
 
 

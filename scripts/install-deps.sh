@@ -3,7 +3,7 @@
 # in .venv with pybuild and its Python dependencies, and a running Docker daemon for the comparison tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES="busybox-static docker.io buildah skopeo umoci docker-registry graphviz apache2-utils openssl slirp4netns libseccomp2 iproute2 chromium"
+APT_PACKAGES="busybox-static docker.io buildah skopeo umoci docker-registry graphviz apache2-utils openssl slirp4netns libseccomp2 iproute2 chromium openssh-client debootstrap"
 python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES="$APT_PACKAGES python3-venv"
 missing=""
 for package in $APT_PACKAGES; do

@@ -188,7 +188,6 @@ REFUSED: dict[str, str] = {
     "unknown-instruction": "FROM scratch\nFOO bar\n",
     "unknown-flag": "FROM scratch\nENV --foo A=1\n",
     "duplicate-flag": "FROM scratch\nCOPY --from=a --from=b x y\n",
-    "run-mount": "FROM scratch\nRUN --mount=type=cache,target=/x true\n",
     "before-from": "ENV A=1\nFROM scratch\n",
     "blank-env": "FROM scratch\nENV =x\n",
     "shell-not-json": "FROM scratch\nSHELL /bin/sh -c\n",

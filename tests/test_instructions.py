@@ -111,9 +111,11 @@ def test_run_forms() -> None:
     assert isinstance(exec_form, Run) and exec_form.command == ("make", "all") and not exec_form.prepend_shell
 
 
-def test_run_flags_need_buildkit() -> None:
-    assert refused("RUN --mount=type=cache,target=/x true").message.startswith(
-        "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/"
+def test_run_flags() -> None:
+    run = convert("RUN --mount=type=cache,target=/x --mount=type=tmpfs,target=/t true")
+    assert isinstance(run, Run) and run.mounts == ("type=cache,target=/x", "type=tmpfs,target=/t")
+    assert refused("RUN --mount=from=$STAGE,target=/x true").message == (
+        "'from' doesn't support variable expansion, define alias stage instead"
     )
     assert refused("RUN --network=bridge true").message.startswith("invalid network mode")
 

@@ -111,6 +111,21 @@ def register(subparsers: Any) -> None:
         help="let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure)",
     )
     parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="id=ID[,src=FILE|env=VAR]",
+        help="a secret RUN --mount=type=secret can read (repeatable); never stored in the image or the cache",
+    )
+    parser.add_argument(
+        "--ssh",
+        action="append",
+        default=[],
+        metavar="ID[=SOCKET|KEY[,KEY]]",
+        help="an ssh agent RUN --mount=type=ssh can use (repeatable): default is $SSH_AUTH_SOCK; key files get a "
+        "private agent",
+    )
+    parser.add_argument(
         "--progress", choices=("auto", "plain", "tty", "quiet"), default="auto", help="how to show progress"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
@@ -191,6 +206,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     from ..builder import SOURCE_DATE_EPOCH, BuildOptions
     from ..frontend.named_contexts import parse_build_contexts
     from ..remotecache.spec import parse_cache_from, parse_cache_to
+    from ..session import parse_secret, parse_ssh
 
     build_args = _resolved_build_args(args.build_arg)
     if SOURCE_DATE_EPOCH not in build_args and os.environ.get(SOURCE_DATE_EPOCH):
@@ -219,6 +235,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         cache_to=cache_to,
         # The registry client (httpx) is imported only when a cache needs it: a plain rebuild stays quick.
         registry=transport_options(args) if hasattr(args, "insecure") and (cache_from or cache_to) else None,
+        secrets=tuple(parse_secret(text) for text in getattr(args, "secret", ())),
+        ssh=tuple(parse_ssh(text) for text in getattr(args, "ssh", ())),
     )
 
 

@@ -12,6 +12,7 @@ from .common import help_without_command, open_store
 from .formatting import age_of, human_size, table
 
 if TYPE_CHECKING:
+    from ..store.cachemounts import CacheMountRecord
     from ..store.gc import PruneReport
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
@@ -52,10 +53,10 @@ def register(subparsers: Any) -> None:
     prune = commands.add_parser(
         "prune",
         help="remove build cache",
-        description="Remove build cache records, and the layers only they kept. A cache record is what makes a step "
-        "a hit: once it is removed the step runs again on the next build, even when an image still holds its "
-        "layers (those are never removed, so removing their records frees nothing). Without --all, only records no "
-        "tagged image was built through.",
+        description="Remove build cache records, the layers only they kept, and cache mounts no running step holds. "
+        "A cache record is what makes a step a hit: once it is removed the step runs again on the next build, even "
+        "when an image still holds its layers (those are never removed, so removing their records frees nothing). "
+        "Without --all, only records no tagged image was built through.",
     )
     prune.add_argument("-a", "--all", action="store_true", help="remove all records, not only dangling ones")
     prune.add_argument("--keep-storage", metavar="SIZE", help="keep the most recently used cache up to SIZE (10GB)")
@@ -67,11 +68,17 @@ def register(subparsers: Any) -> None:
     help_without_command(parser)
 
 
+def _mount_description(record: CacheMountRecord) -> str:
+    copy = f" (private copy {record.instance})" if record.instance else ""
+    return f"cache mount {record.id}{copy}"
+
+
 def run_du(args: argparse.Namespace) -> int:
-    from ..store.gc import cache_totals, cache_usage
+    from ..store.gc import cache_mount_usage, cache_totals, cache_usage
 
     store = open_store(args)
     usages = cache_usage(store)
+    mounts = cache_mount_usage(store)
     if args.verbose:
         for usage in usages:
             print(f"ID:\t\t{usage.key.hex[:_ID_LENGTH]}")
@@ -83,6 +90,15 @@ def run_du(args: argparse.Namespace) -> int:
             print(f"Description:\t{usage.description}")
             print(f"Last used:\t{age_of(usage.last_used)}")
             print()
+        for mount in mounts:
+            print(f"ID:\t\t{mount.record.folder[:_ID_LENGTH]}")
+            print("Type:\t\texec.cachemount")
+            print(f"Created at:\t{age_of(mount.record.created)}")
+            print(f"Reclaimable:\t{str(not mount.in_use).lower()}")
+            print(f"Size:\t\t{human_size(mount.size)}")
+            print(f"Description:\t{_mount_description(mount.record)}")
+            print(f"Last used:\t{age_of(mount.record.last_used)}")
+            print()
     else:
         rows = [["ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED", "DESCRIPTION"]]
         for usage in usages:
@@ -93,6 +109,16 @@ def run_du(args: argparse.Namespace) -> int:
                     human_size(usage.size),
                     age_of(usage.last_used),
                     usage.description,
+                ]
+            )
+        for mount in mounts:
+            rows.append(
+                [
+                    mount.record.folder[:_ID_LENGTH],
+                    str(not mount.in_use).lower(),
+                    human_size(mount.size),
+                    age_of(mount.record.last_used),
+                    _mount_description(mount.record),
                 ]
             )
         print(table(rows))
@@ -133,10 +159,12 @@ def run_prune(args: argparse.Namespace) -> int:
 
 def print_prune_report(report: PruneReport) -> None:
     """Docker's lines, and what they mean: a removed record is a step that runs again, even when its layers stay."""
-    if report.removed_keys:
+    if report.removed_keys or report.cache_mounts_removed:
         print("Deleted build cache objects:")
         for key in report.removed_keys:
             print(key.hex[:_ID_LENGTH])
+        for record in report.cache_mounts_removed:
+            print(record.folder[:_ID_LENGTH])
         print()
         records = len(report.removed_keys)
         layers = len(report.layers_removed)

@@ -95,6 +95,18 @@ def run_df(args: argparse.Namespace) -> int:
                 record.description,
             ]
         )
+    for mount in usage.cache_mounts:
+        rows.append(
+            [
+                mount.record.folder[:25],
+                human_size(mount.size),
+                human_size(0),
+                age_of(mount.record.created),
+                age_of(mount.record.last_used),
+                str(mount.in_use).lower(),
+                f"cache mount {mount.record.id}",
+            ]
+        )
     print(table(rows))
     return 0
 

@@ -128,7 +128,7 @@ def prepare_rootfs(plan: RootfsPlan, spec: ContainerSpec) -> tuple[Path, Path, l
     for target, data in plan.fill_volumes:
         source = resolve_in_root(merged, target)
         fill_volume(source, data)
-    placed, _ = _mount_stubs(merged, plan.mounts)
+    placed, _ = _mount_stubs(merged, plan.mounts, [None] * len(plan.mounts))
     return merged, etc_dir, placed, empty
 
 

@@ -7,7 +7,7 @@ can sit behind the same protocol later.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -55,12 +55,26 @@ class Mount:
 @dataclass(frozen=True)
 class OverlayMount:
     """Layer snapshots (topmost first; none for an empty tree) at `target`: read-only, or writable with the writes
-    going to `upper` (and overlay's `work`), which the caller keeps or throws away."""
+    going to `upper` (and overlay's `work`), which the caller keeps or throws away. With `source_path`, only that
+    path of the tree (resolved beneath it, symlinks included) appears at `target`."""
 
     lowers: tuple[Path, ...]
     target: str
     upper: Path | None = None
     work: Path | None = None
+    source_path: str = ""
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A read-only file at `target` holding `data`, written by the sandbox on its private tmpfs: the bytes are
+    never on a disk, and never in a repr."""
+
+    target: str
+    data: bytes = field(repr=False)
+    mode: int = 0o400
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,7 @@ class TmpfsMount:
     readonly: bool = False
 
 
-AnyMount = Mount | OverlayMount | TmpfsMount
+AnyMount = Mount | OverlayMount | TmpfsMount | SecretFile
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,19 @@ from ..errors import ExecError
 from ..solver.ops import FileAction
 from . import syscalls as sc
 from . import wire
-from .executor import INSECURE, AnyMount, Mount, OverlayMount, ProcessSpec, RootfsSpec, SourceTree, TmpfsMount
+from .executor import (
+    INSECURE,
+    AnyMount,
+    Mount,
+    OverlayMount,
+    ProcessSpec,
+    RootfsSpec,
+    SecretFile,
+    SourceTree,
+    TmpfsMount,
+)
 from .hardening import harden_kernel_paths, mount_dev
+from .mountsources import prepare_sources
 from .network import prepare_slirp, resolv_conf_for, slirp_binary, start_slirp, stop_slirp
 from .rootpath import resolve_in_root
 from .seccomp import prepare_default_filter
@@ -141,36 +152,60 @@ def _etc_files(directory: Path, process: ProcessSpec) -> None:
         (directory / name).chmod(0o644)
 
 
-PlacedMount = tuple[AnyMount, Path]  # a mount and where its target resolved in the rootfs
+@dataclass(frozen=True)
+class PlacedMount:
+    """A mount, where its target resolved in the rootfs, and what to bind there when it is not mounted directly
+    (a subpath of a tree, a secret file: see mountsources.py)."""
+
+    mount: AnyMount
+    target: Path
+    source: Path | None = None
+
+    @property
+    def wants_file(self) -> bool:
+        """Whether the target must be a file: for a bind of anything but a folder."""
+        if isinstance(self.mount, SecretFile):
+            return True
+        if isinstance(self.mount, Mount):
+            return not self.mount.source.is_dir()
+        return self.source is not None and not self.source.is_dir()
 
 
-def _mount_stubs(merged: Path, mounts: Sequence[AnyMount]) -> tuple[list[PlacedMount], list[Path]]:
+def _create_missing(root: Path, target: Path, wants_file: bool) -> list[Path]:
+    """Create `target` and its missing parents under `root` (a file when `wants_file`); return what was created."""
+    missing = []
+    probe = target
+    while not os.path.lexists(probe) and probe != root:
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        if path == target and wants_file:
+            path.touch(mode=0o644)
+        else:
+            path.mkdir(mode=0o755)
+    return list(reversed(missing))
+
+
+def _mount_stubs(
+    merged: Path, mounts: Sequence[AnyMount], sources: Sequence[Path | None]
+) -> tuple[list[PlacedMount], list[Path]]:
     """Resolve each mount's target in the rootfs and create what is missing (a file for a bind of a file or socket,
     else a folder); return the mounts with their place, parents first, and what was created.
 
     The rootfs is still the image's here (no step process has run), so resolving by path is safe."""
     placed: list[PlacedMount] = []
     created: list[Path] = []
-    for mount in sorted(mounts, key=lambda item: len([part for part in item.target.split("/") if part])):
+    order = sorted(
+        range(len(mounts)), key=lambda index: len([part for part in mounts[index].target.split("/") if part])
+    )
+    for index in order:
+        mount = mounts[index]
         if isinstance(mount, Mount) and not os.path.lexists(mount.source):
             raise ExecError(f"mount source {mount.source} does not exist")
-        target = resolve_in_root(merged, mount.target)
-        if target.is_relative_to(merged / "dev"):
-            placed.append((mount, target))  # made in the sandbox's own /dev tmpfs (`_stub_in_dev`), not the rootfs
-            continue
-        wants_file = isinstance(mount, Mount) and not mount.source.is_dir()
-        missing = []
-        probe = target
-        while not os.path.lexists(probe) and probe != merged:
-            missing.append(probe)
-            probe = probe.parent
-        for path in reversed(missing):
-            if path == target and wants_file:
-                path.touch(mode=0o644)
-            else:
-                path.mkdir(mode=0o755)
-            created.append(path)
-        placed.append((mount, target))
+        place = PlacedMount(mount, resolve_in_root(merged, mount.target), sources[index])
+        if not place.target.is_relative_to(merged / "dev"):  # /dev is a tmpfs of its own, made when mounted
+            created += _create_missing(merged, place.target, place.wants_file)
+        placed.append(place)
     return placed, created
 
 
@@ -201,17 +236,29 @@ def _remove_stubs(merged: Path, created: Sequence[Path]) -> None:
             pass  # no longer ours to remove: changed by the step, which is then what the layer records
 
 
-def _mount_one(mount: AnyMount, target: Path, empty: Path, nodev: int) -> None:
-    if isinstance(mount, Mount):
-        _bind(mount.source, target, mount.readonly)
+def _bind_with_flags(source: Path, target: Path, flags: int) -> None:
+    """A bind mount, then its own flags: mount(2) ignores them on the first call of a bind."""
+    sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC)
+    if flags:
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags)
+
+
+def _mount_one(mount: AnyMount, target: Path, empty: Path, nodev: int, source: Path | None = None) -> None:
+    readonly = sc.MS_RDONLY if getattr(mount, "readonly", False) else 0
+    if isinstance(mount, SecretFile) and source is not None:
+        _bind_with_flags(source, target, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    elif isinstance(mount, OverlayMount) and source is not None:
+        _bind_with_flags(source, target, nodev | (sc.MS_RDONLY if mount.upper is None else 0))
+    elif isinstance(mount, Mount):
+        _bind_with_flags(mount.source, target, nodev | readonly)
     elif isinstance(mount, OverlayMount) and mount.upper is None and len(mount.lowers) <= 1:
-        _bind(mount.lowers[0] if mount.lowers else empty, target, readonly=True)  # overlay needs two lowers
+        # overlay needs two lowers
+        _bind_with_flags(mount.lowers[0] if mount.lowers else empty, target, nodev | sc.MS_RDONLY)
     elif isinstance(mount, OverlayMount):
         mount_overlay(mount.lowers or (empty,), target, mount.upper, mount.work, flags=nodev)
     elif isinstance(mount, TmpfsMount):
         options = f"mode={mount.mode:o}" + (f",size={mount.size_bytes}" if mount.size_bytes else "")
-        flags = sc.MS_NOSUID | nodev | (sc.MS_RDONLY if mount.readonly else 0)
-        sc.mount("tmpfs", target, "tmpfs", flags, options)
+        sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | nodev | readonly, options)
     else:  # pragma: no cover - AnyMount is a closed union
         raise ExecError(f"unknown mount {mount!r}")
 
@@ -229,22 +276,12 @@ def _mount_container_fs(
     for name in ("hosts", "hostname", "resolv.conf"):
         sc.mount(etc_dir / name, merged / "etc" / name, None, sc.MS_BIND)
     nodev = sc.MS_NODEV if hardened else 0
-    for mount, target in mounts:
-        if target.is_relative_to(merged / "dev"):
-            _stub_in_dev(mount, target)
-        _mount_one(mount, target, empty, nodev)
-
-
-def _stub_in_dev(mount: AnyMount, target: Path) -> None:
-    """A target under /dev lies in the fresh tmpfs just mounted there, not in the rootfs: make its place again."""
-    for parent in reversed(target.parents):
-        if not os.path.lexists(parent):
-            parent.mkdir(mode=0o755)
-    if not os.path.lexists(target):
-        if isinstance(mount, Mount) and not mount.source.is_dir():
-            target.touch(mode=0o644)
-        else:
-            target.mkdir(mode=0o755)
+    for place in mounts:
+        # Resolved again, now that the mounts above it are in place: a target inside another mount (a cache, a
+        # bind) is created there. Whatever a symlink there points to, this namespace is about to pivot away.
+        target = resolve_in_root(merged, place.mount.target)
+        _create_missing(merged, target, place.wants_file)
+        _mount_one(place.mount, target, empty, nodev, place.source)
 
 
 def _find_executable(path: str) -> str | None:
@@ -326,7 +363,6 @@ def _container_init(
 ) -> None:
     sc.unshare(sc.CLONE_NEWNS)  # our own copy, so that pivot_root leaves the sandbox's root alone
     empty = request.scratch / "empty"
-    empty.mkdir(mode=0o755)
     _mount_container_fs(merged, etc_dir, mounts, empty, hardened=request.process.security != INSECURE)
     os.chdir(merged)
     sc.pivot_root(".", ".")
@@ -369,7 +405,12 @@ def _run_container(request: RunRequest) -> int:
     mount_overlay((request.init_layer, *rootfs.lowers), merged, rootfs.upper, rootfs.work, flags=nodev)
     etc_dir = request.scratch / "etc"
     _etc_files(etc_dir, request.process)
-    placed, created = _mount_stubs(merged, request.mounts)
+    empty = request.scratch / "empty"
+    empty.mkdir(mode=0o755)
+    sources = prepare_sources(
+        request.scratch, request.mounts, lambda mount, folder: _mount_one(mount, folder, empty, nodev)
+    )
+    placed, created = _mount_stubs(merged, request.mounts, sources)
 
     error_r, error_w = os.pipe()  # close-on-exec: EOF without data means execve succeeded
     alive_r, alive_w = os.pipe()

@@ -38,6 +38,7 @@ from .instructions import (
     Workdir,
 )
 from .parser import Node, ParsedDockerfile, chomp_heredoc, parse_heredoc_word
+from .runmount import MountError, check_mount_syntax
 
 __all__ = [
     "check_trigger_keyword",
@@ -147,8 +148,12 @@ def _from(node: Node, location: SourceLocation) -> From:
 
 def _run(node: Node, location: SourceLocation) -> Run:
     flags = _flags(node)
-    if "mount" in flags:
-        raise _Invalid(REQUIRES_BUILDKIT.format(flag="mount"))
+    mounts = flags.strings("mount")
+    for mount in mounts:
+        try:
+            check_mount_syntax(mount)
+        except MountError as error:
+            raise _Invalid(str(error)) from None
     network = flags.string("network")
     if "network" in flags and network not in RUN_NETWORKS:
         raise _Invalid(f"invalid network mode {go_quote(network)}: use one of {', '.join(RUN_NETWORKS)}")
@@ -166,6 +171,7 @@ def _run(node: Node, location: SourceLocation) -> Run:
         network=network,
         security=security,
         heredocs=heredocs,
+        mounts=mounts,
     )
 
 

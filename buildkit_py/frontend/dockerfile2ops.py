@@ -40,6 +40,7 @@ from ..solver.ops import (
     Chown,
     ContextSource,
     CopyAction,
+    ExecMount,
     ExecOp,
     FileOp,
     HttpSource,
@@ -48,6 +49,7 @@ from ..solver.ops import (
     MkdirAction,
     OpMeta,
     ScratchSource,
+    SshSpec,
 )
 from .convert import node_to_instruction, parse_stages, trigger_error
 from .copyflags import (
@@ -78,6 +80,7 @@ from .named_contexts import ImageContext, LocalContext, NamedContext, find_conte
 from .parser import ParsedDockerfile, parse_dockerfile
 from .plan import BuildPlan, HistoryStep, ImageResolver
 from .platforms import AUTOMATIC_ARGS, automatic_args, normalize_platform
+from .runmount import MountError, RunMount, exec_mount, parse_mount
 from .shell import ShellLexer
 
 __all__ = ["DEFAULT_SHELL", "PREDEFINED_ARGS", "SUPPORTED_PLATFORMS", "dockerfile_to_plan"]
@@ -182,12 +185,14 @@ class _Converter:
         self.meta_args: dict[str, str | None] = {}
         self.referenced: set[str] = set()
         self.results: list[_StageResult] = []
+        self.stage_names: frozenset[str] = frozenset()
         self.multi_stage = False
 
     # --- the whole file ----------------------------------------------------------------------------------------------
 
     def plan(self, target: str | None) -> BuildPlan:
         meta_args, stages = parse_stages(self.parsed)
+        self.stage_names = frozenset(stage.name for stage in stages if stage.name)
         self.multi_stage = len(stages) > 1
         _check_stage_names(stages)
         last = _target_index(stages, target)
@@ -459,6 +464,12 @@ class _Converter:
             raise self._fail(run, str(error)) from None
         args = with_shell(state.config, command, run.prepend_shell)
         env, proxy_env = self._run_env(state)
+        mounts = self._run_mounts(state, run)
+        if any(isinstance(mount, SshSpec) for mount in mounts) and not any(
+            entry.startswith("SSH_AUTH_SOCK=") for entry in env
+        ):
+            first = next(mount for mount in mounts if isinstance(mount, SshSpec))
+            env = (*env, f"SSH_AUTH_SOCK={first.target}")
         op = ExecOp(
             rootfs=state.rootfs,
             args=args,
@@ -471,6 +482,7 @@ class _Converter:
             scripts=scripts,
             proxy_env=proxy_env,
             extra_hosts=self.extra_hosts,
+            mounts=mounts,
         )
         parent = state.rootfs
         state.rootfs = self.graph.add(op, meta)
@@ -479,6 +491,33 @@ class _Converter:
         prefix = [f"|{len(declared)}", *declared] if declared else []
         created_by = "RUN " + " ".join([*prefix, *args]) + " # buildkit"
         state.steps.append(HistoryStep(created_by=created_by, op=state.rootfs, parent=parent, location=meta.location))
+
+    def _run_mounts(self, state: _StageState, run: Run) -> tuple[ExecMount, ...]:
+        """RUN's `--mount`s, expanded with the step's ARGs and ENV and checked, as ops see them."""
+        env = self._env(state)
+        mounts: list[ExecMount] = []
+        for text in run.mounts:
+            try:
+                mount = parse_mount(text, lambda word: self.lexer.process_word(word, env))
+                source = self._mount_source(state, run, mount)
+                ssh_index = sum(1 for earlier in mounts if isinstance(earlier, SshSpec))
+                mounts.append(exec_mount(mount, workdir=state.config.working_dir, source=source, ssh_index=ssh_index))
+            except MountError as error:
+                raise self._fail(run, str(error)) from None
+            except ExpansionError as error:
+                raise ExpansionError(error.message, run.location, run.keyword) from None
+        return tuple(mounts)
+
+    def _mount_source(self, state: _StageState, run: Run, mount: RunMount) -> Digest | None:
+        """What a bind or cache mount reads: `from` (a stage, a stage index or an image), else the context."""
+        if mount.type not in ("bind", "cache") or (mount.type == "cache" and not mount.from_):
+            return None
+        if mount.from_ and self._find_stage(mount.from_) is None and mount.from_.lower() in self.stage_names:
+            raise MountError(
+                f'cannot mount from stage "{mount.from_}" to "{mount.target}", stage needs to be defined before '
+                "current command"
+            )
+        return self._copy_source(state, run, mount.from_)[0]
 
     def _workdir(self, state: _StageState, workdir: Workdir, meta: OpMeta) -> None:
         change = dispatch_workdir(state.config, self._expand(workdir, self._env(state)))

@@ -27,9 +27,8 @@ class FlagError(ValueError):
 
 
 # What Docker 20.10's classic builder accepts at parse time, with BuildKit's COPY/ADD flags (--chmod, --link,
-# --exclude, COPY --parents, ADD --checksum and --keep-git-dir). The classic builder parses RUN --mount only to
-# refuse it when the step runs. RUN --network and --security are BuildKit's: what a step may do to the host is
-# decided by the sandbox, and these two are gated by `--allow`.
+# --exclude, COPY --parents, ADD --checksum and --keep-git-dir). RUN --mount (repeatable), --network and --security
+# are BuildKit's: what a step may do to the host is decided by the sandbox, and the last two are gated by `--allow`.
 KNOWN_FLAGS: Mapping[str, Mapping[str, FlagKind]] = MappingProxyType(
     {
         "from": {"platform": FlagKind.STRING},
@@ -49,7 +48,7 @@ KNOWN_FLAGS: Mapping[str, Mapping[str, FlagKind]] = MappingProxyType(
             "checksum": FlagKind.STRING,
             "keep-git-dir": FlagKind.BOOL,
         },
-        "run": {"mount": FlagKind.STRING, "network": FlagKind.STRING, "security": FlagKind.STRING},
+        "run": {"mount": FlagKind.STRINGS, "network": FlagKind.STRING, "security": FlagKind.STRING},
         "healthcheck": {
             "interval": FlagKind.STRING,
             "timeout": FlagKind.STRING,
@@ -113,7 +112,8 @@ def parse_flags(keyword: str, raw_flags: Iterable[str], known: Mapping[str, Flag
             if not equals:
                 raise FlagError(f"Missing a value on flag: {name}")
             values[name] = value
-        used.append(name)
+        if name not in used:
+            used.append(name)
     return ParsedFlags(values=MappingProxyType(values), used=tuple(used))
 
 

@@ -87,8 +87,11 @@ class From(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Run(Instruction):
-    """RUN [--network=default|none|host] [--security=sandbox|insecure] <command>  (shell form, run by SHELL)
-    RUN [...] ["executable", "arg", ...]  (exec form)"""
+    """RUN [--mount=<options>]... [--network=default|none|host] [--security=sandbox|insecure] <command>
+    RUN [...] ["executable", "arg", ...]  (exec form)
+
+    `mounts` are the `--mount` values as written; they are expanded and checked when the step is dispatched
+    (frontend/runmount.py)."""
 
     keyword: ClassVar[str] = "RUN"
     command: tuple[str, ...]
@@ -96,6 +99,7 @@ class Run(Instruction):
     network: str = ""
     security: str = ""
     heredocs: tuple[InlineFile, ...] = ()
+    mounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -79,7 +79,8 @@ class StepLog:
 def _difference(step: StepRecord, old_definition: dict[str, Any], old_files: list[dict[str, str]]) -> str:
     new_definition = step.definition
     if step.kind == "exec":
-        return _exec_difference(old_definition, new_definition)
+        changed = _files_difference(old_files, [dict(f) for f in step.files]) if step.files else ""
+        return changed or _exec_difference(old_definition, new_definition)
     if step.kind == "file":
         changed = _files_difference(old_files, [dict(f) for f in step.files])
         if changed:
@@ -107,6 +108,8 @@ def _exec_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     for field_name, label in (("cwd", "working dir"), ("user", "user"), ("network", "network mode")):
         if old.get(field_name) != new.get(field_name):
             return f"the {label} changed: {old.get(field_name)!r} -> {new.get(field_name)!r}"
+    if old.get("mounts") != new.get("mounts"):
+        return "its --mount options changed"
     return _RECORD_REMOVED
 
 

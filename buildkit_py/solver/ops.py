@@ -183,13 +183,78 @@ class InlineSource(Op):
 
 
 @dataclass(frozen=True)
+class BindSpec:
+    """`RUN --mount=type=bind`: `path` of the op `source` (the build context or a stage) at `target`; with
+    `readonly` off, writes go to a throw-away layer. From the context, the files it selects are part of the key."""
+
+    target: str
+    source: Digest
+    path: str = "/"
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """`RUN --mount=type=cache`: a folder kept in the store across builds under `id`, shared by concurrent steps as
+    `sharing` says. A new one starts empty (owned `uid`:`gid`, `mode`) or as a copy of `path` of `seed`.
+    Its content is never part of a layer or a cache key."""
+
+    target: str
+    id: str
+    sharing: str = "shared"
+    readonly: bool = False
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+    seed: Digest | None = None
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class TmpfsSpec:
+    """`RUN --mount=type=tmpfs`: a fresh tmpfs of at most `size` bytes (0: the kernel's default)."""
+
+    target: str
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """`RUN --mount=type=secret`: the secret `id` as a file at `target` and/or as the variable `env`. Only the id is
+    named here: the value is read from the build's secret sources when the step runs."""
+
+    id: str
+    target: str | None = None
+    env: str | None = None
+    required: bool = False
+    mode: int = 0o400
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    """`RUN --mount=type=ssh`: a socket at `target` that talks to the ssh agent given as `id` with `--ssh`."""
+
+    target: str
+    id: str = "default"
+    required: bool = False
+    mode: int = 0o600
+    uid: int = 0
+    gid: int = 0
+
+
+ExecMount = BindSpec | CacheSpec | TmpfsSpec | SecretSpec | SshSpec
+
+
+@dataclass(frozen=True)
 class ExecOp(Op):
     """Run a process on top of `rootfs`; yields `rootfs` plus the layer of what the process changed.
 
-    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN.
-    `proxy_env` is added to `env` when the process runs, and is no part of the op's identity.
-    `scripts` are mounted read-only at /dev/pipes/<name> (a `RUN <<EOF` body that starts with `#!`), as BuildKit
-    does; they never reach the layer."""
+    Changes under `volumes` are discarded, as Docker's classic builder mounts a fresh volume there for RUN; nothing
+    written under a mount reaches the layer. `proxy_env` is added to `env` when the process runs, and is no part of
+    the op's identity. `scripts` are mounted read-only at /dev/pipes/<name> (a `RUN <<EOF` body that starts with
+    `#!`), as BuildKit does; they never reach the layer."""
 
     kind: ClassVar[str] = "exec"
     rootfs: Digest
@@ -203,20 +268,37 @@ class ExecOp(Op):
     scripts: tuple[InlineFile, ...] = ()
     proxy_env: tuple[str, ...] = field(default=(), compare=False)
     extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address or "host-gateway") lines for /etc/hosts
+    mounts: tuple[ExecMount, ...] = ()
+
+    def inputs(self) -> tuple[Digest, ...]:
+        sources = [mount.source for mount in self.mounts if isinstance(mount, BindSpec)]
+        sources += [mount.seed for mount in self.mounts if isinstance(mount, CacheSpec) and mount.seed is not None]
+        return (self.rootfs, *dict.fromkeys(source for source in sources if source != self.rootfs))
 
     def definition(self) -> dict[str, Any]:
         definition = super().definition()
         # Proxy settings given with --build-arg and not declared with ARG reach the process but are not part of
         # the step, as in BuildKit (llb.WithProxy): a step built behind another proxy is the same step.
         del definition["proxy_env"]
+        # Fields a RUN did not use stay out, so that the digests of steps made before they existed stay the same.
         if not self.scripts:
-            del definition["scripts"]  # the digests of ops without scripts stay what they were
+            del definition["scripts"]
         if not self.extra_hosts:
-            del definition["extra_hosts"]  # likewise for steps without --add-host
+            del definition["extra_hosts"]
+        if not self.mounts:
+            del definition["mounts"]
+        else:
+            definition["mounts"] = [{"mount": type(mount).__name__, **_plain(mount)} for mount in self.mounts]
         return definition
 
-    def inputs(self) -> tuple[Digest, ...]:
-        return (self.rootfs,)
+    def cache_definition(self) -> dict[str, Any]:
+        """As BuildKit does, a cache mount's id and sharing are not part of the key: they say where the cache lives
+        and how it is shared, not what the step makes."""
+        definition = self.definition()
+        for mount in definition.get("mounts", ()):
+            if mount["mount"] == "CacheSpec":
+                del mount["id"], mount["sharing"]
+        return definition
 
 
 @dataclass(frozen=True)

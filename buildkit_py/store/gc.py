@@ -11,6 +11,9 @@ private bytes are reclaimable, and the totals count every layer once.
 Sizes are bytes on disk (`layer_disk_sizes`): a layer's uncompressed tar, its unpacked snapshot when it has one
 (its content size; the tar's size stands in until that is measured), and the compressed blobs made from it for push
 or save, which go with it.
+
+Cache mounts (`RUN --mount=type=cache`) are build cache too: listed, counted and pruned beside the records (least
+recently used first), except an instance a running step holds, which is never removed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from ..digest import Digest
 from ..errors import StoreError
 from .cache import CacheRecord
+from .cachemounts import CacheMountRecord, CacheMountUsage
 from .store import Store
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "ImageUsage",
     "PruneReport",
     "UsageLine",
+    "cache_mount_usage",
     "cache_totals",
     "cache_usage",
     "layer_disk_sizes",
@@ -62,6 +67,7 @@ class PruneReport:
     bytes_freed: int
     layers_removed: tuple[Digest, ...] = ()
     removed_keys: tuple[Digest, ...] = ()
+    cache_mounts_removed: tuple[CacheMountRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class DiskUsage:
     build_cache: UsageLine
     cache: tuple[CacheUsage, ...]
     image_details: tuple[ImageUsage, ...] = ()
+    cache_mounts: tuple[CacheMountUsage, ...] = ()
 
 
 def _is_prefix(prefix: tuple[Digest, ...], chain: tuple[Digest, ...]) -> bool:
@@ -176,13 +183,30 @@ def cache_usage(store: Store) -> list[CacheUsage]:
     return _usage(store)[0]
 
 
+def cache_mount_usage(store: Store) -> list[CacheMountUsage]:
+    """Every cache mount instance with its size, most recently used first."""
+    return store.cache_mounts.usage()
+
+
 def cache_totals(store: Store) -> CacheTotals:
+    shared, private = _layer_totals(store)
+    mounts = cache_mount_usage(store)
+    mount_bytes = sum(usage.size for usage in mounts)
+    idle_bytes = sum(usage.size for usage in mounts if not usage.in_use)
+    return CacheTotals(
+        shared=shared,
+        private=private + mount_bytes,
+        reclaimable=private + idle_bytes,
+        total=shared + private + mount_bytes,
+    )
+
+
+def _layer_totals(store: Store) -> tuple[int, int]:
+    """Bytes of cache layers an image uses too, and of those only the cache keeps."""
     sizes = layer_disk_sizes(store)
     image_layers = {diff_id for chain in store.images.chains().values() for diff_id in chain}
     cache_layers = {diff_id for record in store.cache.records() for diff_id in record.chain}
-    shared = _total(sizes, cache_layers & image_layers)
-    private = _total(sizes, cache_layers - image_layers)
-    return CacheTotals(shared=shared, private=private, reclaimable=private, total=shared + private)
+    return _total(sizes, cache_layers & image_layers), _total(sizes, cache_layers - image_layers)
 
 
 def _private_layers(records: Iterable[CacheRecord], image_layers: set[Digest]) -> dict[Digest, int]:
@@ -238,6 +262,8 @@ def prune_cache(
     if all and until_seconds is None and keep_storage is None:
         deleted += store.layers.delete_unreferenced(now - ORPHAN_GRACE_SECONDS)
     freed = sum(sizes.get(diff_id, 0) for diff_id in deleted)
+    mounts_removed, mount_bytes = _prune_cache_mounts(store, keep_storage, until_seconds, now)
+    freed += mount_bytes
     prune_orphan_forms(store)
     if all:
         # The step log lets a later miss say "the record was pruned"; a full prune forgets that too.
@@ -250,7 +276,30 @@ def prune_cache(
         bytes_freed=freed,
         layers_removed=tuple(deleted),
         removed_keys=tuple(removed_keys),
+        cache_mounts_removed=tuple(mounts_removed),
     )
+
+
+def _prune_cache_mounts(
+    store: Store, keep_storage: int | None, until_seconds: float | None, now: float
+) -> tuple[list[CacheMountRecord], int]:
+    """Remove idle cache mounts, least recently used first: those unused for `until_seconds`, and only while the
+    cache as a whole keeps more than `keep_storage` bytes. Returns what was removed and its bytes."""
+    usages = sorted(cache_mount_usage(store), key=lambda usage: usage.record.last_used)
+    if until_seconds is not None:
+        usages = [usage for usage in usages if usage.record.last_used < now - until_seconds]
+    kept = _layer_totals(store)[1] + sum(usage.size for usage in cache_mount_usage(store))
+    removed: list[CacheMountRecord] = []
+    freed = 0
+    for usage in usages:
+        if keep_storage is not None and kept <= keep_storage:
+            break
+        if usage.in_use or not store.cache_mounts.remove(usage.record):
+            continue
+        removed.append(usage.record)
+        freed += usage.size
+        kept -= usage.size
+    return removed, freed
 
 
 def prune_orphan_forms(store: Store) -> int:
@@ -313,12 +362,14 @@ def system_df(store: Store) -> DiskUsage:
         reclaimable=_total(sizes, image_layers - tagged_layers - cache_layers),
     )
     cache_size = _total(sizes, cache_layers - image_layers)
+    mounts = cache_mount_usage(store)
+    mount_bytes = sum(usage.size for usage in mounts)
     cache_line = UsageLine(
         kind="Build Cache",
-        total=len(usages),
-        active=sum(1 for usage in usages if usage.in_use_by_image),
-        size=cache_size,
-        reclaimable=cache_size,
+        total=len(usages) + len(mounts),
+        active=sum(1 for usage in usages if usage.in_use_by_image) + sum(1 for usage in mounts if usage.in_use),
+        size=cache_size + mount_bytes,
+        reclaimable=cache_size + sum(usage.size for usage in mounts if not usage.in_use),
     )
     users: dict[Digest, int] = {}
     for chain in images.values():
@@ -330,7 +381,13 @@ def system_df(store: Store) -> DiskUsage:
         shared = _total(sizes, {diff_id for diff_id in layers if users.get(diff_id, 0) > 1})
         unique = _total(sizes, layers) - shared
         details.append(ImageUsage(summary.image_id, summary.tags, summary.created, shared + unique, shared, unique))
-    return DiskUsage(images=images_line, build_cache=cache_line, cache=tuple(usages), image_details=tuple(details))
+    return DiskUsage(
+        images=images_line,
+        build_cache=cache_line,
+        cache=tuple(usages),
+        image_details=tuple(details),
+        cache_mounts=tuple(mounts),
+    )
 
 
 def _total(sizes: Mapping[Digest, int], layers: set[Digest]) -> int:

@@ -15,6 +15,7 @@ and on a fresh one (where every earlier migration has just run).
     6  what ADD downloaded from URLs: the content's blob, its name and the validators a rebuild revalidates it with
     7  each layer's content size (Docker's measure of an image: the bytes of its files and symlinks, not of its
        tar), NULL until measured
+    8  cache mounts (`RUN --mount=type=cache`): one row per instance of an id, and its folder under cache-mounts/
 """
 
 from __future__ import annotations
@@ -271,6 +272,23 @@ def _version_7(connection: sqlite3.Connection, root: Path) -> None:
     connection.execute("ALTER TABLE layers ADD COLUMN content_size INTEGER")
 
 
+_VERSION_8 = """
+CREATE TABLE cache_mounts (
+    id TEXT NOT NULL,
+    instance INTEGER NOT NULL,
+    folder TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (id, instance)
+)
+"""
+
+
+def _version_8(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    _execute_all(connection, _VERSION_8)
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
@@ -279,5 +297,6 @@ MIGRATIONS = (
     Migration(5, "containers and volumes", _version_5),
     Migration(6, "ADD downloads", _version_6),
     Migration(7, "layer content sizes", _version_7),
+    Migration(8, "cache mounts", _version_8),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -2,6 +2,7 @@
 
     <root>/blobs/sha256/<hex>      layer tars (uncompressed, named by diff_id), image configs, compressed forms
     <root>/snapshots/<16 hex>      unpacked layers, used as overlay lowerdirs
+    <root>/cache-mounts/<name>/    the folders of RUN --mount=type=cache (cachemounts.py)
     <root>/tmp/                    temp files and work dirs, named after their owner process
     <root>/meta.db                 every record, in one SQLite database with a versioned schema (schema.py)
 
@@ -16,6 +17,7 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     damage       what `system check` found damaged       containers   container records and their states
     volumes      named volumes (`<root>/volumes/<name>/_data`)
     downloads    what ADD downloaded: url -> blob, validators
+    cache_mounts the folders of cache mounts
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -35,6 +37,7 @@ from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
 from .cache import CacheStore
+from .cachemounts import CacheMountStore
 from .containers import ContainerRecords
 from .content import ContentStore
 from .damage import DamageRecords
@@ -98,6 +101,7 @@ class Store:
         self.containers = ContainerRecords(self.db)
         self.volumes = VolumeRecords(self.db, self.root)
         self.downloads = DownloadRecords(self.db, self.blobs)
+        self.cache_mounts = CacheMountStore(self.db, self.root)
         sweep_dead_owners(self.tmp_dir)
 
     def close(self) -> None:

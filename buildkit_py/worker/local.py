@@ -12,6 +12,8 @@ import errno
 import shutil
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +23,11 @@ from ..exec.executor import Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
 from ..exec.network import host_gateway
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
+from ..session import BuildSession
 from ..solver.graph import BuildGraph
 from ..solver.ops import (
     INLINE_SCRIPT_DIR,
+    BindSpec,
     ContextSource,
     CopyAction,
     ExecOp,
@@ -38,6 +42,7 @@ from ..solver.ops import (
     ScratchSource,
 )
 from ..solver.solver import Chain, ContentSummary
+from .mounts import context_selection, prepare_mounts
 
 if TYPE_CHECKING:
     from ..context.hashing import ContextHasher
@@ -90,9 +95,13 @@ class LocalWorker:
         cpu_slots: int = 1,
         mtime_limit: int | None = None,
         fetch_layers: Callable[[Chain], None] | None = None,
+        session: BuildSession | None = None,
     ) -> None:
         """`mtime_limit` (SOURCE_DATE_EPOCH) clamps the file times of every layer this worker writes; `fetch_layers`
-        makes the layers of a chain local when some came from an imported cache and are not downloaded yet."""
+        makes the layers of a chain local when some came from an imported cache and are not downloaded yet.
+        `session` holds the build's secrets and ssh agents, for RUN's secret and ssh mounts."""
+        self.session = session or BuildSession()
+        self._cancelled = threading.Event()
         self.store = store
         self.executor = executor
         self.graph = graph
@@ -146,6 +155,8 @@ class LocalWorker:
         return summary
 
     def _context_content(self, op: Op) -> ContentSummary:
+        if isinstance(op, ExecOp) and self.hasher is not None:
+            return self._bound_content(op)
         if isinstance(op, HttpSource):
             fetched = self._download(op)
             digest = digest_json({"name": fetched.filename, "content": str(fetched.digest)})
@@ -181,14 +192,28 @@ class LocalWorker:
                 hasher = self._hashers[source.path] = ContextHasher(Path(source.path), self.store)
             return hasher
 
+    def _bound_content(self, op: ExecOp) -> ContentSummary:
+        """What the context bind mounts of a RUN select, checksummed exactly as a COPY's sources are."""
+        assert self.hasher is not None
+        digests: list[Digest | None] = []
+        files: list[Mapping[str, str]] = []
+        for mount in op.mounts:
+            source = self.graph.op(mount.source) if isinstance(mount, BindSpec) else None
+            if isinstance(mount, BindSpec) and isinstance(source, ContextSource):
+                selection = self._hasher_for(source, self.hasher).checksum(context_selection(mount, source))
+                digests.append(selection.digest)
+                files.append(selection.files)
+        return ContentSummary(tuple(digests), tuple(files))
+
     def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]) -> Chain:
         if isinstance(op, ExecOp):
-            return self._run_exec(op, meta, inputs[op.rootfs], output)
+            return self._run_exec(op, meta, inputs, output)
         if isinstance(op, FileOp):
             return self._run_file(op, inputs)
         raise TypeError(f"the local worker cannot run {op.kind} ops")
 
     def cancel(self) -> None:
+        self._cancelled.set()
         kill_all = getattr(self.executor, "kill_all", None)
         if kill_all is not None:
             kill_all()
@@ -198,7 +223,10 @@ class LocalWorker:
             self.fetch_layers(chain)
         return tuple(snapshot_path(self.store, diff_id) for diff_id in reversed(chain))
 
-    def _run_exec(self, op: ExecOp, meta: OpMeta, chain: Chain, output: Callable[[bytes], None]) -> Chain:
+    def _run_exec(
+        self, op: ExecOp, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]
+    ) -> Chain:
+        chain = inputs[op.rootfs]
         tail: collections.deque[bytes] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
         partial = bytearray()
 
@@ -218,14 +246,29 @@ class LocalWorker:
             security=op.security,
             extra_hosts=tuple((name, host_gateway(address, op.network)) for name, address in op.extra_hosts),
         )
-        with self.store.temp_dir("exec-") as scratch:
+        with self.store.temp_dir("exec-") as scratch, ExitStack() as held:
             rootfs = self._fresh_rootfs(scratch, chain)
+            mounts = prepare_mounts(
+                op,
+                graph=self.graph,
+                inputs=inputs,
+                lowers=self._lowers,
+                store=self.store,
+                executor=self.executor,
+                session=self.session,
+                scratch=scratch,
+                stack=held,
+                cancelled=self._cancelled.is_set,
+            )
+            if mounts.env:
+                process = replace(process, env=(*process.env, *mounts.env))
             scripts = _write_inline(scratch / "pipes", op.scripts)
-            mounts = [
+            script_mounts = [
                 Mount(source=scripts / script.name, target=f"{INLINE_SCRIPT_DIR}/{script.name}")
                 for script in op.scripts
             ]
-            status = self.executor.run(rootfs, process, mounts, sink)
+            status = self.executor.run(rootfs, process, [*mounts.mounts, *script_mounts], sink)
+            held.close()  # caches, agents: released as soon as the step's processes are gone
             if status != 0:
                 if partial:
                     tail.append(bytes(partial))
