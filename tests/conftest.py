@@ -29,6 +29,11 @@ settings.register_profile(
 )
 settings.load_profile("ci")
 
+# Every `docker` the tests run goes through tests/docker_shim, which retries a build only when Docker itself failed to
+# start a step (docker_retry.py).
+os.environ["PATH"] = f"{Path(__file__).resolve().parent / 'docker_shim'}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ["PYBUILD_TEST_PYTHON"] = sys.executable
+
 # How long `docker info` may take before the daemon counts as unreachable: a loaded shared daemon answers in seconds.
 _DOCKER_PROBE_TIMEOUT = 60
 

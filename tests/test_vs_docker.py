@@ -43,8 +43,10 @@ CONFIG_FIELDS = (
 
 
 def docker_build(context: Path, tag: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    # --no-cache: on this kernel Docker 20.10 now and then commits a layer that lacks a file it copied, and its cache
+    # would serve that layer to every later build
     return subprocess.run(
-        ["docker", "build", "--network=none", "-q", "-t", tag, *extra, str(context)],
+        ["docker", "build", "--no-cache", "--network=none", "-q", "-t", tag, *extra, str(context)],
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
         capture_output=True,
         text=True,
@@ -67,11 +69,12 @@ def case_context(case: Path, docker_base: str, base_store: object, folder: Path)
     """A copy of the case's context whose Dockerfile names this run's base; pybuild's store knows that name too, so
     both builders read the same context."""
     store: Any = base_store
-    store.tag(docker_base, store.resolve(BASE_IMAGE))
+    store.tags.set(docker_base, store.resolve(BASE_IMAGE))
     context = folder / case.name
     shutil.copytree(case, context, symlinks=True)
-    dockerfile = context / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace(BASE_IMAGE, docker_base))
+    for dockerfile in (context / "Dockerfile", context / "dockerfile"):  # bytes: a case may hold Latin-1
+        if dockerfile.exists():
+            dockerfile.write_bytes(dockerfile.read_bytes().replace(BASE_IMAGE.encode(), docker_base.encode()))
     return context
 
 
@@ -99,6 +102,15 @@ def _normalised_config(config: dict[str, object]) -> dict[str, object]:
     }
 
 
+def _tree_differences(expected: dict[str, Any], actual: dict[str, Any]) -> tuple[list[str], list[str], list[Any]]:
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    different = [
+        (expected[path], actual[path]) for path in sorted(set(expected) & set(actual)) if expected[path] != actual[path]
+    ]
+    return missing, extra, different
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_same_image_as_docker(case: str, docker_base: str, base_store: object, tmp_path: Path) -> None:
     context = case_context(TESTDATA / "compare" / case, docker_base, base_store, tmp_path)
@@ -108,16 +120,15 @@ def test_same_image_as_docker(case: str, docker_base: str, base_store: object, t
     assert result.returncode == 0, result.stderr
     try:
         ours = build(context, tags=[tag], build_args=build_args, target=target, network="none", store=base_store)  # type: ignore[arg-type]
-        expected_tree = docker_tree(tag)
         actual_tree = pybuild_tree(base_store, tag)
-        missing = sorted(set(expected_tree) - set(actual_tree))
-        extra = sorted(set(actual_tree) - set(expected_tree))
-        different = [
-            (expected_tree[path], actual_tree[path])
-            for path in sorted(set(expected_tree) & set(actual_tree))
-            if expected_tree[path] != actual_tree[path]
-        ]
-        assert (missing, extra, different) == ([], [], [])
+        differences = _tree_differences(docker_tree(tag), actual_tree)
+        if differences != ([], [], []):
+            # Docker's own build is not always whole on this kernel (a copied file missing from its layer): a second
+            # build by Docker decides; pybuild's image is the same either way.
+            result = docker_build(context, tag, *docker_flags)
+            assert result.returncode == 0, result.stderr
+            differences = _tree_differences(docker_tree(tag), actual_tree)
+        assert differences == ([], [], [])
         expected_config = _normalised_config(docker_config(tag))
         actual_config = _normalised_config(ours.config.config.to_json())
         assert actual_config == expected_config
