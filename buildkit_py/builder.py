@@ -19,58 +19,25 @@ from .image.config import HistoryEntry, ImageConfig, rfc3339
 from .image.manifest import Platform, host_platform
 from .image.resolved import ResolvedImage
 from .image.stored import image_config, put_image_bytes
-from .remotecache.spec import CacheExport, CacheImport, parse_cache_from, parse_cache_to
+from .options import SOURCE_DATE_EPOCH, BuildOptions, read_dockerfile
+from .remotecache.spec import parse_cache_from, parse_cache_to
 from .session import BuildSession, SecretSource, SshSource, open_session, parse_secret, parse_ssh
 from .solver.graph import BuildGraph
-from .solver.ops import ContextSource
-from .solver.progress import BuildMessage, ProgressCallback, ignore_progress
+from .solver.ops import ContextSource, GitSource, HttpSource, ImageSource
+from .solver.progress import (
+    BuildMessage,
+    ProgressCallback,
+    ProgressEvent,
+    StepCached,
+    StepStarted,
+    ignore_progress,
+)
 from .solver.solver import BuildCache, Solver, SolveResult, SolveStats
 from .store import Store, default_root
 
 if TYPE_CHECKING:
-    from .frontend.named_contexts import NamedContext
-    from .registry.client import TransportOptions
     from .remotecache.export import ExportReport
     from .remotecache.view import CacheView
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """What to build and how: everything `pybuild build` takes from its flags.
-
-    `allow` grants entitlements a Dockerfile asks for: `network.host` (`RUN --network=host`) and
-    `security.insecure` (`RUN --security=insecure`). `labels` are added to the image as Docker's `--label` adds them;
-    `pull` resolves every base image from its registry even when the store has one by that name; `add_hosts` are
-    (name, address) lines of every RUN's /etc/hosts, the address may be `host-gateway`; `platform` is what
-    `--platform` asked for: only the platform pybuild builds is accepted. `cache_from` and `cache_to` are caches that travel (BuildKit's
-    `--cache-from` and `--cache-to`, see remotecache/spec.py). A build arg `SOURCE_DATE_EPOCH` makes the image
-    reproducible: its dates are that time, and the file times of the layers it makes are clamped to it. `secrets` and
-    `ssh` are what `RUN --mount=type=secret` and `type=ssh` reach (`--secret`, `--ssh`); they name files, variables
-    and sockets, never hold a secret's value."""
-
-    context: Path
-    dockerfile: str | Path | None = None
-    dockerfile_text: bytes | None = None
-    tags: tuple[str, ...] = ()
-    target: str | None = None
-    build_args: Mapping[str, str] = field(default_factory=dict)
-    no_cache: bool = False
-    no_cache_stages: tuple[str, ...] = ()
-    network: str = "default"
-    allow: frozenset[str] = frozenset()
-    jobs: int | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    pull: bool = False
-    add_hosts: tuple[tuple[str, str], ...] = ()
-    platform: str = ""  # --platform: linux/amd64 is the only one pybuild builds
-    build_contexts: Mapping[str, NamedContext] = field(
-        default_factory=dict
-    )  # --build-context NAME=DIR|docker-image://REF
-    cache_from: tuple[CacheImport, ...] = ()
-    cache_to: tuple[CacheExport, ...] = ()
-    registry: TransportOptions | None = None  # how registry caches are reached (--insecure, --ca-cert)
-    secrets: tuple[SecretSource, ...] = ()
-    ssh: tuple[SshSource, ...] = ()
 
 
 ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
@@ -120,31 +87,6 @@ class BuildResult:
     keys: Mapping[Digest, Digest] = field(default_factory=dict)
     cache_exports: tuple[ExportReport, ...] = ()
     imported: Mapping[Digest, str] = field(default_factory=dict)  # op -> the imported cache its hit came from
-
-
-def read_dockerfile(
-    context: Path, dockerfile: str | Path | None, dockerfile_text: bytes | None
-) -> tuple[bytes, Path | None, str]:
-    """The Dockerfile's bytes, its path (None when read from stdin) and the name errors show."""
-    if dockerfile_text is not None:
-        return dockerfile_text, None, "Dockerfile"
-    path = Path(dockerfile) if dockerfile is not None else context / "Dockerfile"
-    if dockerfile is None and not os.path.lexists(path) and os.path.lexists(context / "dockerfile"):
-        path = context / "dockerfile"  # the docker CLI's fallback when only the lower-case name exists
-    if not path.is_absolute() and dockerfile is not None and not path.exists():
-        path = context / path
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ContextError(f"failed to read Dockerfile: open {path}: no such file or directory") from None
-    except IsADirectoryError:
-        raise ContextError(f"failed to read Dockerfile: {path} is a directory") from None
-    name = (
-        os.path.relpath(path, context)
-        if path.is_relative_to(context.resolve()) or not path.is_absolute()
-        else str(path)
-    )
-    return data, path, name if not name.startswith("..") else str(path)
 
 
 class StoreImageResolver:
@@ -273,9 +215,6 @@ def _check_volumes(store: Store, plan: BuildPlan, image: ImageConfig) -> None:
         None,
     )
     raise InstructionError(f"cannot mount volume over existing file, file exists {volume}", location, "VOLUME")
-
-
-SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 
 
 def source_date_epoch(options: BuildOptions) -> int | None:
@@ -407,6 +346,22 @@ def _solve(
             progress(BuildMessage("solving again without the imported cache records that need the broken layers"))
 
 
+class _ShownProgress:
+    """Passes progress on, and keeps the steps and warnings a no-op rebuild will show again (fastpath.py)."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self._progress = progress
+        self.steps: list[tuple[int, str, str]] = []
+        self.messages: list[str] = []
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, StepStarted | StepCached):
+            self.steps.append((event.number, event.name, str(event.op)))
+        elif isinstance(event, BuildMessage) and event.text.startswith(("WARNING", "[Warning]")):
+            self.messages.append(event.text)
+        self._progress(event)
+
+
 def _say(progress: ProgressCallback) -> Callable[[str], None]:
     return lambda text: progress(BuildMessage(text))
 
@@ -423,10 +378,14 @@ def build(
     `cache_to` says, return what happened.
 
     `options` is a BuildOptions, or the context folder with option fields by name (`build("app", tags=["app:1"])`)."""
+    from . import fastpath
     from .reference import parse_reference
 
     options = build_options(options, **fields)
     store = _open_store(store, root)
+    found = fastpath.fingerprint(options)  # before anything is read: a change made meanwhile is a later miss
+    shown = _ShownProgress(progress)
+    progress = shown
     plan = plan_build(store, options)
     _report_checks(options, store, progress)
     unused = plan.unused_build_args - {SOURCE_DATE_EPOCH}
@@ -473,6 +432,15 @@ def build(
 
         platform = Platform(image.os, image.architecture, image.variant)
         reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
+    if found is not None and not any(isinstance(plan.graph.op(op), HttpSource | GitSource) for op in solved.keys):
+        bases = sorted(
+            {
+                (op.ref, str(op.image_id))
+                for digest in solved.keys
+                if isinstance(op := plan.graph.op(digest), ImageSource)
+            }
+        )
+        fastpath.remember(store, found, fastpath.Remembered(str(image_id), bases, shown.steps, shown.messages))
     return BuildResult(
         image_id=image_id,
         config=image,

@@ -62,7 +62,8 @@ def check(
     """Lint the Dockerfile of a build (its build args, .dockerignore and target count), building nothing.
 
     `options` is a BuildOptions, or the context folder with option fields by name, as for `build()`."""
-    from .builder import _open_store, build_options, read_dockerfile
+    from .builder import _open_store, build_options
+    from .options import read_dockerfile
 
     options = build_options(options, **fields)
     store = _open_store(store, root)

@@ -12,7 +12,10 @@ from ..fs.output import check_output_path, write_output
 from .common import add_transport_options, open_store, transport_options
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..builder import BuildOptions, BuildResult
+    from ..digest import Digest
     from ..image.manifest import Manifest
     from ..store import Store
 
@@ -200,19 +203,34 @@ def _resolved_build_args(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for.
-    SOURCE_DATE_EPOCH in the environment is a build arg unless --build-arg gives it, as buildx passes it on."""
+    SOURCE_DATE_EPOCH in the environment is a build arg unless --build-arg gives it, as buildx passes it on.
+    A flag's parser is imported only when the flag is given: a plain rebuild loads none of them."""
     import os
 
-    from ..builder import SOURCE_DATE_EPOCH, BuildOptions
-    from ..frontend.named_contexts import parse_build_contexts
-    from ..remotecache.spec import parse_cache_from, parse_cache_to
-    from ..session import parse_secret, parse_ssh
+    from ..options import SOURCE_DATE_EPOCH, BuildOptions
 
     build_args = _resolved_build_args(args.build_arg)
     if SOURCE_DATE_EPOCH not in build_args and os.environ.get(SOURCE_DATE_EPOCH):
         build_args[SOURCE_DATE_EPOCH] = os.environ[SOURCE_DATE_EPOCH]
-    cache_from = tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ()))
-    cache_to = tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ()))
+    cache_from: tuple[Any, ...] = ()
+    cache_to: tuple[Any, ...] = ()
+    if getattr(args, "cache_from", ()) or getattr(args, "cache_to", ()):
+        from ..remotecache.spec import parse_cache_from, parse_cache_to
+
+        cache_from = tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ()))
+        cache_to = tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ()))
+    build_contexts: dict[str, Any] = {}
+    if getattr(args, "build_context", ()):
+        from ..frontend.named_contexts import parse_build_contexts
+
+        build_contexts = dict(parse_build_contexts(args.build_context))
+    secrets: tuple[Any, ...] = ()
+    ssh: tuple[Any, ...] = ()
+    if getattr(args, "secret", ()) or getattr(args, "ssh", ()):
+        from ..session import parse_secret, parse_ssh
+
+        secrets = tuple(parse_secret(text) for text in getattr(args, "secret", ()))
+        ssh = tuple(parse_ssh(text) for text in getattr(args, "ssh", ()))
     allow = frozenset(item.strip() for value in getattr(args, "allow", []) for item in value.split(",") if item.strip())
     return BuildOptions(
         context=Path(args.context),
@@ -230,28 +248,29 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         pull=getattr(args, "pull", False),
         add_hosts=tuple(getattr(args, "add_host", ())),
         platform=getattr(args, "platform", None) or "",
-        build_contexts=parse_build_contexts(getattr(args, "build_context", ())),
+        build_contexts=build_contexts,
         cache_from=cache_from,
         cache_to=cache_to,
         # The registry client (httpx) is imported only when a cache needs it: a plain rebuild stays quick.
         registry=transport_options(args) if hasattr(args, "insecure") and (cache_from or cache_to) else None,
-        secrets=tuple(parse_secret(text) for text in getattr(args, "secret", ())),
-        ssh=tuple(parse_ssh(text) for text in getattr(args, "ssh", ())),
+        secrets=secrets,
+        ssh=ssh,
     )
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Every file the build will write, checked before it runs, so a typo does not cost the build."""
-    from ..image.export import check_output_spec
-
     if args.iidfile:
         check_output_path(args.iidfile, "--iidfile")
     if args.graph:
         check_output_path(args.graph, "--graph file")
     if getattr(args, "metadata_file", None):
         check_output_path(args.metadata_file, "--metadata-file")
-    for spec in args.output:
-        check_output_spec(spec)
+    if args.output:
+        from ..image.export import check_output_spec
+
+        for spec in args.output:
+            check_output_spec(spec)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,7 +294,61 @@ def run(args: argparse.Namespace) -> int:
         return _build(args, store, options)
 
 
+def _noop(args: argparse.Namespace, store: Store, options: BuildOptions) -> bool:
+    """A rebuild that changes nothing, answered from the last build's fingerprint (fastpath.py) without loading the
+    build machinery; False when the build must go the whole way."""
+    if getattr(args, "check", False) or args.explain or args.graph or args.push or args.verify:
+        return False
+    from ..fastpath import fingerprint, lookup
+
+    found = fingerprint(options)
+    hit = lookup(store, found) if found is not None else None
+    if hit is None:
+        return False
+    from ..digest import Digest
+    from ..reference import parse_reference
+    from ..solver.progress import BuildMessage, StepCached
+    from .progress import make_progress
+
+    progress = make_progress("quiet" if args.quiet else args.progress)
+    for message in hit.messages:
+        progress(BuildMessage(message))
+    for number, name, op in hit.steps:
+        progress(StepCached(number, name, Digest.parse(op)))
+    image_id = Digest.parse(hit.image_id)
+    tags = []
+    for tag in options.tags:
+        tags.append(store.tags.set(parse_reference(tag).familiar, image_id))
+    if args.output:
+        from ..image.export import export_image
+
+        for spec in args.output:
+            export_image(store, image_id, spec)
+    if args.metadata_file:
+        from ..image.build_metadata import build_metadata, write_metadata_file
+
+        write_metadata_file(Path(args.metadata_file), build_metadata(store, image_id, tuple(tags), None))
+    if args.iidfile:
+        write_output(args.iidfile, str(image_id), "--iidfile")
+    _report(args, image_id, tags)
+    return True
+
+
+def _report(args: argparse.Namespace, image_id: Digest, tags: Sequence[str]) -> None:
+    if args.quiet:
+        print(image_id)
+        return
+    print(f"writing image {image_id}", file=sys.stderr)
+    for tag in tags:
+        print(f"naming to {tag}", file=sys.stderr)
+    print(f"Successfully built {image_id.short}")
+    for tag in tags:
+        print(f"Successfully tagged {tag}")
+
+
 def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int:
+    if _noop(args, store, options):
+        return 0
     from .. import builder
     from .progress import make_progress
 
@@ -304,15 +377,7 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
         write_metadata_file(Path(args.metadata_file), metadata)
     if args.iidfile:
         write_output(args.iidfile, str(result.image_id), "--iidfile")
-    if args.quiet:
-        print(result.image_id)
-    else:
-        print(f"writing image {result.image_id}", file=sys.stderr)
-        for tag in result.tags:
-            print(f"naming to {tag}", file=sys.stderr)
-        print(f"Successfully built {result.image_id.short}")
-        for tag in result.tags:
-            print(f"Successfully tagged {tag}")
+    _report(args, result.image_id, result.tags)
     status = 0
     for report in result.cache_exports:
         if report.error and not report.spec.ignore_error:

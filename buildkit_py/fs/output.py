@@ -9,7 +9,6 @@ whose folder does not exist, is an OutputError, found by `check_output_path` bef
 from __future__ import annotations
 
 import os
-import socket
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +54,8 @@ def open_output(path: str | Path, what: str = "output file") -> Iterator[BinaryI
         mode = None
     try:
         if mode is not None and stat.S_ISSOCK(mode):
+            import socket  # only for the rare output that is a socket
+
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
                 connection.connect(str(target))
                 with connection.makefile("wb") as stream:

@@ -38,6 +38,9 @@ class Database:
             raise StoreError(f"the store's database {self.path} is damaged: {error}") from None
 
     def _migrate(self) -> None:
+        with self.read() as connection:
+            if int(connection.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
+                return  # the usual case, without taking the write lock
         with self.write() as connection:
             version = int(connection.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:

@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import zstandard
-
 from ..digest import CHUNK_SIZE, Digest, new_hasher
 from ..errors import DigestMismatch, StoreError
 
@@ -62,6 +60,8 @@ class RecipeWriter:
         self._records += b"F" + _NAME.pack(len(relpath)) + relpath + _SIZE.pack(size)
 
     def finish(self) -> bytes:
+        import zstandard  # loaded by the builds and reads that use recipes, not by every command that opens a store
+
         self._flush()
         self._records += b"E"
         return zstandard.ZstdCompressor(level=3).compress(bytes(self._records))
@@ -69,6 +69,8 @@ class RecipeWriter:
 
 def _records(recipe: bytes) -> Iterator[tuple[bytes, bytes | None, int]]:
     """(literal, None, 0) or (b"", relpath, size) per record."""
+    import zstandard
+
     try:
         data = zstandard.ZstdDecompressor().decompress(recipe, max_output_size=1 << 31)
     except zstandard.ZstdError as error:

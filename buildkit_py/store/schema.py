@@ -16,6 +16,7 @@ and on a fresh one (where every earlier migration has just run).
     7  each layer's content size (Docker's measure of an image: the bytes of its files and symlinks, not of its
        tar), NULL until measured
     8  cache mounts (`RUN --mount=type=cache`): one row per instance of an id, and its folder under cache-mounts/
+    9  the fingerprint of each project's last build, so that a no-op rebuild needs no build machinery
 """
 
 from __future__ import annotations
@@ -289,6 +290,14 @@ def _version_8(connection: sqlite3.Connection, root: Path) -> None:
     _execute_all(connection, _VERSION_8)
 
 
+def _version_9(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    connection.execute(
+        "CREATE TABLE build_fingerprints (project TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, record TEXT NOT NULL, "
+        "updated REAL NOT NULL)"
+    )
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
@@ -298,5 +307,6 @@ MIGRATIONS = (
     Migration(6, "ADD downloads", _version_6),
     Migration(7, "layer content sizes", _version_7),
     Migration(8, "cache mounts", _version_8),
+    Migration(9, "build fingerprints", _version_9),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -17,7 +17,7 @@ reached as an attribute (as dulwich keeps its object store apart from its refs):
     damage       what `system check` found damaged       containers   container records and their states
     volumes      named volumes (`<root>/volumes/<name>/_data`)
     downloads    what ADD downloaded: url -> blob, validators
-    cache_mounts the folders of cache mounts
+    cache_mounts the folders of cache mounts         fingerprints what each project's last build read and made
 
 Invariants, kept inside one SQLite write transaction each:
 - an image, and a build cache record, only ever name layers that are recorded (and whose blob exists);
@@ -29,20 +29,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from ..digest import Digest
 from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
 from .cache import CacheStore
-from .cachemounts import CacheMountStore
-from .containers import ContainerRecords
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
-from .downloads import DownloadRecords
+from .fingerprints import FingerprintRecords
 from .forms import FormStore
 from .images import ImageStore
 from .layers import LayerStore, remove_trash
@@ -52,7 +51,12 @@ from .snapshots import SnapshotStore
 from .statcache import StatCache
 from .steplog import StepLogStore
 from .tags import TagStore
-from .volumes import VolumeRecords
+
+if TYPE_CHECKING:
+    from .cachemounts import CacheMountStore
+    from .containers import ContainerRecords
+    from .downloads import DownloadRecords
+    from .volumes import VolumeRecords
 
 __all__ = ["MIN_ID_PREFIX", "Store", "default_root"]
 
@@ -98,11 +102,35 @@ class Store:
         self.steps = StepLogStore(self.db)
         self.forms = FormStore(self.db, self.blobs)
         self.registry = RegistryRecords(self.db)
-        self.containers = ContainerRecords(self.db)
-        self.volumes = VolumeRecords(self.db, self.root)
-        self.downloads = DownloadRecords(self.db, self.blobs)
-        self.cache_mounts = CacheMountStore(self.db, self.root)
+        self.fingerprints = FingerprintRecords(self.db)
         sweep_dead_owners(self.tmp_dir)
+
+    # The records of containers, volumes, downloads and cache mounts are made on first use: a build that needs
+    # none of them does not load them.
+
+    @cached_property
+    def containers(self) -> ContainerRecords:
+        from . import containers
+
+        return containers.ContainerRecords(self.db)
+
+    @cached_property
+    def volumes(self) -> VolumeRecords:
+        from . import volumes
+
+        return volumes.VolumeRecords(self.db, self.root)
+
+    @cached_property
+    def downloads(self) -> DownloadRecords:
+        from . import downloads
+
+        return downloads.DownloadRecords(self.db, self.blobs)
+
+    @cached_property
+    def cache_mounts(self) -> CacheMountStore:
+        from . import cachemounts
+
+        return cachemounts.CacheMountStore(self.db, self.root)
 
     def close(self) -> None:
         self.db.close()
