@@ -101,6 +101,7 @@ def test_exec_it(pb: Pybuild, tmux: Tmux) -> None:
     tmux("send-keys", "tty; cat /proc/1/cmdline; echo", "Enter")
     assert tmux.shows("sleep300")
     tmux("send-keys", "sleep 60", "Enter")
+    assert wait_until(lambda: "sleep 60" in pb.ok("top", name))  # Ctrl-C before it runs would reach the shell
     tmux("send-keys", "C-c")
     tmux("send-keys", "exit 6", "Enter")
     assert tmux.shows("exit=6")

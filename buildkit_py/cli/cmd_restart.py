@@ -18,12 +18,22 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..container.lifecycle import find, start_container, stop_container
+    from ..container.monitor import fork_monitor
+    from ..store import default_root
 
+    root = args.root or default_root()
+    monitors = iter([fork_monitor(root) for _ in args.containers])  # before the store is open: see fork_monitor
     store = open_store(args)
 
     def restart(name: str) -> None:
-        stop_container(store, name, args.time)
-        session = start_container(store, find(store, name), {})
+        monitor = next(monitors)
+        try:
+            stop_container(store, name, args.time)
+            row = find(store, name)
+        except BaseException:
+            monitor.close()
+            raise
+        session = start_container(store, row, {}, monitor)
         session.close()
         print(name)
 

@@ -29,12 +29,16 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..container.attach import relay, terminal_size
     from ..container.lifecycle import StartFailed, create_container, start_container
+    from ..container.monitor import fork_monitor
+    from ..store import default_root
 
     attached_stdin = args.interactive and not args.detach
+    monitor = fork_monitor(args.root or default_root())  # before the store is open: see fork_monitor
     try:
         store = open_store(args)
         row = create_container(store, args.image, run_options(args, attach_stdin=attached_stdin), args.name)
     except BuildError as failure:
+        monitor.close()
         error(failure)
         return EXIT_OWN_ERROR
     hello: dict[str, object] = {}
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tty:
             hello["size"] = terminal_size(0) or terminal_size(1)
     try:
-        session = start_container(store, row, hello)
+        session = start_container(store, row, hello, monitor)
     except StartFailed as failure:
         error(failure)
         return failure.code

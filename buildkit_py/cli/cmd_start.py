@@ -23,18 +23,23 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..container.attach import relay, terminal_size
     from ..container.lifecycle import RUNNING_STATES, StartFailed, find, start_container
+    from ..container.monitor import fork_monitor
     from ..container.spec import ContainerSpec
+    from ..store import default_root
 
-    store = open_store(args)
     attach = args.attach or args.interactive
     if attach and len(args.containers) > 1:
         error("you cannot start and attach multiple containers at once")
         return 1
+    root = args.root or default_root()
+    monitors = [fork_monitor(root) for _ in args.containers]  # before the store is open: see fork_monitor
+    store = open_store(args)
     status = 0
-    for name in args.containers:
+    for name, monitor in zip(args.containers, monitors, strict=True):
         try:
             row = find(store, name)
             if row.state in RUNNING_STATES:
+                monitor.close()
                 if not attach:
                     print(name)
                 continue
@@ -44,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
                 hello = {"stdout": True, "stderr": True, "stdin": args.interactive and spec.open_stdin}
                 if spec.tty:
                     hello["size"] = terminal_size(0) or terminal_size(1)
-            session = start_container(store, row, hello)
+            session = start_container(store, row, hello, monitor)
         except StartFailed as failure:
             error(failure)
             status = failure.code if attach else 1
             continue
         except BuildError as failure:
+            monitor.close()
             error(failure)
             status = 1
             continue

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 
 from ..errors import ContainerError, ExecError
 from ..exec import wire
-from ..exec.seccomp import prepare_default_filter
 from ..store import Store
 from ..store.containers import ContainerRow
 from . import protocol as p
 from .attach import Endpoint, relay
 from .cgroups import Cgroup, freezer_cgroup
+from .layout import init_layer_dir
 from .process import ProcessConfig, exec_process, exit_code_of_error
+from .seccompcache import SeccompProgram, default_program
 
 __all__ = ["ExecOptions", "exec_in_container"]
 
@@ -83,7 +84,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
         raise ContainerError(f"Container {row.container_id} is paused, unpause the container before exec")
     if row.state != "running":
         raise ContainerError(f"Container {row.container_id} is not running")
-    prepare_default_filter()  # loaded before the fork: after setns the helper sees only the container's files
+    seccomp = default_program(init_layer_dir(store.root))  # before setns: from the host, never the container
     namespaces = _open_namespaces(row)
     cgroup = freezer_cgroup(row.container_id)
     tty = options.config.tty
@@ -104,7 +105,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
     store.close()
     helper = os.fork()
     if helper == 0:
-        _helper(namespaces, cgroup, stdio, options, console_theirs, error_w, ours, console_ours)
+        _helper(namespaces, cgroup, stdio, options, seccomp, console_theirs, error_w, ours, console_ours)
     for fd in (*namespaces, *theirs, error_w, null):
         os.close(fd)
     if console_theirs is not None:
@@ -147,6 +148,7 @@ def _helper(
     cgroup: Cgroup | None,
     stdio: tuple[int, int, int],
     options: ExecOptions,
+    seccomp: SeccompProgram,
     console: socket.socket | None,
     error_w: int,
     ours: list[int],
@@ -175,7 +177,7 @@ def _helper(
             try:
                 for fd, target in zip(stdio, (0, 1, 2), strict=True):
                     os.dup2(fd, target)
-                exec_process(options.config, console, None)
+                exec_process(options.config, seccomp, console, None)
             except BaseException as exc:  # noqa: BLE001 - reported to the exec command
                 os.write(error_w, wire.encode_error(exc))
             finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +80,7 @@ def parse_volume(spec: str) -> MountSpec:
                 raise ContainerError(f"invalid mode: {parts[2]}")
         readonly = "ro" in modes
     if len(parts) == 1:
-        return MountSpec(VOLUME, _absolute(parts[0], spec), secrets.token_hex(32), anonymous=True)
+        return MountSpec(VOLUME, _absolute(parts[0], spec), os.urandom(32).hex(), anonymous=True)
     source, target = parts[0], _absolute(parts[1], spec)
     if source.startswith("/"):
         return MountSpec(BIND, target, os.path.normpath(source), readonly)
@@ -135,7 +134,7 @@ def parse_mount(text: str) -> MountSpec:
     if kind == VOLUME:
         nocopy = _bool(fields.pop("volume-nocopy", "false"), "volume-nocopy")
         if not source:
-            return MountSpec(VOLUME, target, secrets.token_hex(32), readonly, anonymous=True)
+            return MountSpec(VOLUME, target, os.urandom(32).hex(), readonly, anonymous=True)
         return MountSpec(VOLUME, target, check_volume_name(source), readonly, copy_image_content=not nocopy)
     if kind == TMPFS:
         if source:
@@ -262,7 +261,7 @@ def build_spec(image: ContainerConfig, options: RunOptions, container_id: str) -
     for volume in image.volumes:
         target = os.path.normpath(volume) if volume.startswith("/") else "/" + volume
         if target not in targets:
-            mounts.append(MountSpec(VOLUME, target, secrets.token_hex(32), anonymous=True))
+            mounts.append(MountSpec(VOLUME, target, os.urandom(32).hex(), anonymous=True))
             targets.append(target)
 
     stop_signal = options.stop_signal or image.stop_signal or "SIGTERM"

@@ -12,26 +12,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..digest import Digest
 from ..errors import ContainerError
 from ..exec import syscalls as sc
-from ..exec.initlayer import ensure_init_layer
-from ..exec.sandbox import mount_overlay
-from ..layer.snapshots import snapshot_path
+from ..exec.overlay import mount_overlay
 from ..store import Store
 from ..store.containers import ContainerRow
-from .layout import ContainerLayout, init_layer_dir
+from .layout import ContainerLayout
+from .plan import image_lowers
 
-__all__ = ["container_root", "image_lowers"]
+__all__ = ["container_root"]
 
 _private = False
-
-
-def image_lowers(store: Store, row: ContainerRow) -> tuple[Path, ...]:
-    """The init layer and the image's layer snapshots, topmost first."""
-    diff_ids = store.images.chain(Digest.parse(row.image_id))
-    init_layer = ensure_init_layer(init_layer_dir(store.root))
-    return (init_layer, *(snapshot_path(store, diff_id) for diff_id in reversed(diff_ids)))
 
 
 @contextmanager

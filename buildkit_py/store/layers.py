@@ -22,7 +22,6 @@ from ..errors import DigestMismatch, StoreError
 from .content import ContentStore, checked_digest
 from .damage import DamageRecords
 from .database import Database
-from .recipes import RecipeReader
 from .snapshots import SnapshotStore
 
 __all__ = ["LayerStore", "remove_trash"]
@@ -129,6 +128,8 @@ class LayerStore:
             self._damage.refuse(diff_id)
         if row[0] is None:
             return self._blobs.open(diff_id)
+        from .recipes import RecipeReader  # zstandard: not imported by commands that never read a layer's tar
+
         recipe = self._blobs.read_bytes(row[0])
         return RecipeReader(recipe, self._snapshots.path(diff_id), diff_id, int(row[1]))  # type: ignore[return-value]
 
