@@ -17,6 +17,8 @@ import pytest
 from container_helpers import Pybuild, build_base, mounts_under, process_exists, unique, wait_until
 from helpers import BASE_IMAGE
 
+from buildkit_py.container.cgroups import freezer_cgroup, pid_namespace_members
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, overlay)")
 
 
@@ -288,9 +290,15 @@ def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: P
 
 def test_pause_and_unpause(pb: Pybuild) -> None:
     name = unique()
-    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c", "while true; do date +%s%N > /tick; sleep 0.05; done")
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c",
+          "sleep 300 & while true; do date +%s%N > /tick; sleep 0.05; done")  # fmt: skip
+    pb.ok("exec", "-d", name, "sleep", "301")
+    init_pid = int(_record(pb, name)["State"]["Pid"])  # type: ignore[index,call-overload]
+    assert wait_until(lambda: len(pid_namespace_members(init_pid)) >= 3)
     pb.ok("pause", name)
     assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").strip().endswith("(Paused)")
+    cgroup = freezer_cgroup(_record(pb, name)["Id"])  # type: ignore[arg-type]
+    assert cgroup is not None and set(pid_namespace_members(init_pid)) <= set(cgroup.pids())  # all of them frozen
     assert "is paused" in pb.run("exec", name, "true").stderr
     pb.ok("unpause", name)
     assert pb.ok("exec", name, "true") == ""

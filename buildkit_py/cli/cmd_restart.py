@@ -18,11 +18,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..container.lifecycle import find, start_container, stop_container
-    from ..container.monitor import fork_monitor
-    from ..store import default_root
+    from ..container.spawn import fork_monitor
 
-    root = args.root or default_root()
-    monitors = iter([fork_monitor(root) for _ in args.containers])  # before the store is open: see fork_monitor
+    monitors = iter(
+        [fork_monitor(args.root) for _ in args.containers]
+    )  # before the store opens: see container/spawn.py
     store = open_store(args)
 
     def restart(name: str) -> None:

@@ -6,9 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import BuildError
-from .common import open_store
-from .container_common import EXIT_OWN_ERROR, add_create_options, error, run_options
+from .container_common import add_create_options, error, run_option_fields
 
 
 def register(subparsers: Any) -> None:
@@ -27,36 +25,27 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..container.spawn import fork_monitor
+
+    monitor = fork_monitor(args.root)  # first: it imports and creates while we wait (container/spawn.py)
+
     from ..container.attach import relay, terminal_size
-    from ..container.lifecycle import StartFailed, create_container, start_container
-    from ..container.monitor import fork_monitor
-    from ..store import default_root
+    from ..container.session import StartFailed
 
     attached_stdin = args.interactive and not args.detach
-    monitor = fork_monitor(args.root or default_root())  # before the store is open: see fork_monitor
-    try:
-        store = open_store(args)
-        row = create_container(store, args.image, run_options(args, attach_stdin=attached_stdin), args.name)
-    except BuildError as failure:
-        monitor.close()
-        error(failure)
-        return EXIT_OWN_ERROR
     hello: dict[str, object] = {}
     if not args.detach:
         hello = {"stdout": True, "stderr": True, "stdin": attached_stdin}
         if args.tty:
             hello["size"] = terminal_size(0) or terminal_size(1)
     try:
-        session = start_container(store, row, hello, monitor)
+        session, container_id = monitor.run(args.image, args.name, run_option_fields(args, attached_stdin), hello)
     except StartFailed as failure:
         error(failure)
         return failure.code
-    except BuildError as failure:
-        error(failure)
-        return EXIT_OWN_ERROR
     if args.detach:
         session.close()
-        print(row.container_id)
+        print(container_id)
         return 0
     try:
         code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy == "true")

@@ -23,16 +23,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..container.attach import relay, terminal_size
     from ..container.lifecycle import RUNNING_STATES, StartFailed, find, start_container
-    from ..container.monitor import fork_monitor
+    from ..container.spawn import fork_monitor
     from ..container.spec import ContainerSpec
-    from ..store import default_root
 
     attach = args.attach or args.interactive
     if attach and len(args.containers) > 1:
         error("you cannot start and attach multiple containers at once")
         return 1
-    root = args.root or default_root()
-    monitors = [fork_monitor(root) for _ in args.containers]  # before the store is open: see fork_monitor
+    monitors = [fork_monitor(args.root) for _ in args.containers]  # before the store opens: see container/spawn.py
     store = open_store(args)
     status = 0
     for name, monitor in zip(args.containers, monitors, strict=True):

@@ -30,6 +30,7 @@ from .attach import Endpoint, relay
 from .cgroups import Cgroup, freezer_cgroup
 from .layout import init_layer_dir
 from .process import ProcessConfig, exec_process, exit_code_of_error
+from .procinfo import parent_of
 from .seccompcache import SeccompProgram, default_program
 
 __all__ = ["ExecOptions", "exec_in_container"]
@@ -51,17 +52,8 @@ def setns(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def _parent_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return 0
-    return int(text[text.rfind(b")") + 2 :].split()[1])
-
-
 def _open_namespaces(row: ContainerRow) -> list[int]:
-    if row.pid <= 0 or _parent_of(row.pid) != row.monitor_pid:
+    if row.pid <= 0 or parent_of(row.pid) != row.monitor_pid:
         raise ContainerError(f"Container {row.container_id} is not running")
     fds: list[int] = []
     try:
@@ -71,7 +63,7 @@ def _open_namespaces(row: ContainerRow) -> list[int]:
         for fd in fds:
             os.close(fd)
         raise ContainerError(f"Container {row.container_id} is not running") from None
-    if _parent_of(row.pid) != row.monitor_pid:  # still the monitor's child once the descriptors are held
+    if parent_of(row.pid) != row.monitor_pid:  # still the monitor's child once the descriptors are held
         for fd in fds:
             os.close(fd)
         raise ContainerError(f"Container {row.container_id} is not running")
@@ -164,6 +156,8 @@ def _helper(
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
+            for fd in (0, 1, 2):
+                os.dup2(stdio[0], fd)  # /dev/null: the `exec -d` command returns, and its output is closed
         if cgroup is not None and cgroup.path.is_dir():
             try:
                 cgroup.join()

@@ -8,9 +8,7 @@ noticed by `reconcile`, which every reader calls, and recorded as exited.
 from __future__ import annotations
 
 import os
-import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
@@ -18,14 +16,14 @@ from ..image.stored import image_config
 from ..store import Store
 from ..store.containers import ContainerRow
 from . import protocol as p
-from .attach import Endpoint
 from .cgroups import freezer_cgroup
 from .layout import ContainerLayout
-from .monitor import MonitorHandle, fork_monitor
 from .names import check_name, random_name
 from .options import RunOptions, build_spec
 from .procinfo import is_alive
+from .session import Session, StartFailed
 from .signals import parse_signal
+from .spawn import MonitorHandle, fork_monitor
 from .spec import BIND, VOLUME, ContainerSpec
 
 __all__ = [
@@ -48,63 +46,6 @@ __all__ = [
 
 RUNNING_STATES = ("running", "paused")
 STOPPED_STATES = ("created", "exited")
-
-
-class StartFailed(ContainerError):
-    """The container could not start; `code` is Docker's exit code for it (125, 126, 127)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Session:
-    """A connection to a running container's monitor."""
-
-    sock: socket.socket
-    reader: p.FrameReader
-    pending: list[tuple[int, bytes]]
-
-    def next_frame(self) -> tuple[int, bytes] | None:
-        return p.read_frame(self.sock, self.reader, self.pending)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def endpoint(self) -> Endpoint:
-        """This session as attach.relay drives it."""
-
-        def on_readable(fd: int) -> list[tuple[int, bytes]] | None:
-            del fd
-            frames, self.pending[:] = list(self.pending), []
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionError:
-                data = b""
-            if not data:
-                return frames or None
-            return frames + self.reader.feed(data)
-
-        def quietly(frame: bytes) -> None:
-            try:
-                self.sock.sendall(frame)
-            except OSError:
-                pass
-
-        received, self.pending[:] = list(self.pending), []  # output that came with STARTED
-        return Endpoint(
-            read_fds=[self.sock.fileno()],
-            on_readable=on_readable,
-            send_stdin=lambda data: quietly(p.encode(p.STDIN, data)),
-            close_stdin=lambda: quietly(p.encode(p.STDIN_EOF)),
-            send_signal=lambda number: quietly(p.encode_json(p.SIGNAL, {"signal": number})),
-            send_resize=lambda size: quietly(p.encode_json(p.RESIZE, {"size": size})),
-            received=received,
-        )
 
 
 # -- reading records ---------------------------------------------------------------------------------------------
@@ -227,24 +168,7 @@ def start_container(
     if monitor is None:
         store.close()
         monitor = fork_monitor(store.root)
-    try:
-        monitor.start(row.container_id, hello)
-    except OSError:
-        pass  # it is gone: the read below says so
-    session = Session(monitor.sock, p.FrameReader(), [])
-    frame = session.next_frame()
-    if frame is None:
-        session.close()
-        raise StartFailed("the container's monitor exited before starting the container", 125)
-    kind, payload = frame
-    if kind == p.FAILED:
-        session.close()
-        document = p.decode_json(payload)
-        code = document.get("code")
-        raise StartFailed(str(document.get("message", "")), code if isinstance(code, int) else 125)
-    if kind != p.STARTED:
-        session.close()
-        raise StartFailed("the container's monitor answered out of turn", 125)
+    session, _ = monitor.start(row.container_id, hello)
     store.close()  # now, while the monitor has its own open: closing the last connection would checkpoint the WAL
     return session
 

@@ -1,7 +1,7 @@
 """The monitor: one small process per running container (like podman's conmon), and no daemon.
 
-`fork_monitor` forks it off the `pybuild` command that starts the container: a new session, its stdio on /dev/null,
-so it outlives that command (and a `kill -9` of it). Told which container to start, the monitor claims its record,
+`spawn.fork_monitor` forks it off the `pybuild` command that starts the container: a new session, its stdio on
+/dev/null, so it outlives that command (and a `kill -9` of it). Told which container to start, the monitor claims its record,
 enters its namespaces, mounts its root (runtime.py), starts its PID 1, and then owns its stdio or terminal:
 
 - every line of output goes to `<id>-json.log` (logs.py) and to the clients attached on its socket (protocol.py);
@@ -22,14 +22,13 @@ import selectors
 import signal
 import socket
 import struct
-import sys
 import tempfile
 import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BuildError, ConflictError, ContainerNotFound
+from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
 from ..exec import syscalls as sc
 from ..exec.network import SlirpHelper, stop_slirp
 from ..store import Store
@@ -54,7 +53,7 @@ from .runtime import (
 from .seccompcache import default_program
 from .spec import ContainerSpec
 
-__all__ = ["MonitorHandle", "fork_monitor"]
+__all__ = ["Monitor", "serve"]
 
 _READ = 65536
 _CLIENT_BUFFER_LIMIT = 16 << 20
@@ -62,62 +61,47 @@ _DRAIN_SECONDS = 2.0
 RUNNING_STATES = ("running", "paused")
 
 
-@dataclass
-class MonitorHandle:
-    """A forked monitor waiting to be told which container to start (`start`), or to exit (`close`)."""
-
-    sock: socket.socket
-
-    def start(self, container_id: str, hello: dict[str, object]) -> None:
-        self.sock.sendall(p.encode_json(p.START, {"container": container_id, "hello": hello}))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def fork_monitor(root: Path) -> MonitorHandle:
-    """Fork a container's monitor off this process, detached from it (a new session, stdio on /dev/null); it waits
-    for `MonitorHandle.start`, then opens the store at `root` itself.
-
-    Forked before the command opens the store: no database connection may cross a fork, and closing one first
-    would check the whole WAL into the database (the last connection to close does). One fork: the monitor is
-    this command's child until the command exits (it never waits for it: a monitor that ends first stays a zombie
-    only that long), then init's. It never opens a terminal, so it needs no second fork to keep from acquiring
-    one."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        status = 0
-        try:
-            ours.close()
-            os.setsid()
-            _serve(root, theirs)
-        except BaseException:  # noqa: BLE001 - a monitor never returns into the command that forked it
-            status = 1
-        finally:
-            os._exit(status)
-    theirs.close()
-    return MonitorHandle(ours)
-
-
-def _serve(root: Path, starter: socket.socket) -> None:
+def serve(root: Path | None, starter: socket.socket) -> None:
+    """A forked monitor's life (spawn.py): wait on `starter` for START (or CREATE, then create the container), then
+    start that container and watch it."""
     _detach_stdio()
+    store = Store(root)  # its own connection, opened while the command that forked it goes on
     frame = p.read_frame(starter, p.FrameReader(), [])
-    if frame is None or frame[0] != p.START:
+    if frame is None or frame[0] not in (p.START, p.CREATE):
         return  # the command changed its mind (a bad image, a name taken)
     order = p.decode_json(frame[1])
-    container_id, hello = order.get("container"), order.get("hello")
+    hello = order.get("hello")
+    container_id = order.get("container") if frame[0] == p.START else _create(store, order, starter)
     if not isinstance(container_id, str) or not isinstance(hello, dict):
         return
-    layout = ContainerLayout(root, container_id)
+    layout = ContainerLayout(store.root, container_id)
     diagnostics = os.open(
         layout.directory / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
     )
     os.dup2(diagnostics, 2)
     os.close(diagnostics)
-    Monitor(Store(root), container_id, starter).run(hello)
+    Monitor(store, container_id, starter).run(hello)
+
+
+def _create(store: Store, order: dict[str, object], starter: socket.socket) -> str | None:
+    """`pybuild run`'s container, created here: its id, or None once the reason it cannot be is sent (125)."""
+    from .lifecycle import create_container
+    from .options import RunOptions
+
+    image, name, fields = order.get("image"), order.get("name"), order.get("options")
+    try:
+        if not isinstance(image, str) or not isinstance(name, str | None) or not isinstance(fields, dict):
+            raise ContainerError("malformed message on the container's socket")
+        row = create_container(store, image, RunOptions.from_fields(fields), name)
+        if os.geteuid() != 0:
+            raise ContainerError("running containers needs root (namespaces and overlay mounts)")
+    except BuildError as error:
+        try:
+            starter.sendall(p.encode_json(p.FAILED, {"message": str(error), "code": 125}))
+        except OSError:
+            pass
+        return None
+    return row.container_id
 
 
 def _detach_stdio() -> None:
@@ -198,7 +182,7 @@ class Monitor:
             self._clean_up()
             return
         self.store.containers.transition(self.container_id, RUNNING_STATES, pid=self.init_pid)
-        self._send_now(self.starter, p.encode_json(p.STARTED, {"pid": self.init_pid}))
+        self._send_now(self.starter, p.encode_json(p.STARTED, {"pid": self.init_pid, "container": self.container_id}))
         self._add_client(self.starter, hello)
         status = self._loop(listener)
         if self.slirp is not None:
@@ -207,13 +191,11 @@ class Monitor:
         self._clean_up()
 
     def _start(self, row: ContainerRow, spec: ContainerSpec) -> None:
-        """Everything up to the container's command running. Its first process is forked as early as the pid
-        namespace allows, to join its cgroup (slow: the kernel waits for an RCU grace period) while the root is
-        mounted here; slirp4netns, started first, is waited for last."""
+        """Everything up to the container's command running: slirp4netns is started first and waited for last."""
         plan = rootfs_plan(self.store, row, spec)
         self.slirp = enter_namespaces(spec, self.layout.directory)
         seccomp = default_program(init_layer_dir(self.layout.root))  # from the host, never from the image
-        self.cgroup = freezer_cgroup(self.container_id)
+        self.cgroup = freezer_cgroup(self.container_id)  # made by the first `pause` (cgroups.py)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"rootfs-{owner_tag()}", dir=self.store.tmp_dir))
         root = PreparedRoot(self.scratch)
         null = os.open(os.devnull, os.O_RDWR)
@@ -232,7 +214,7 @@ class Monitor:
             stdio = (in_r, out_w, err_w)
             child_fds += [out_w, err_w]
             self.outputs = {out_r: "stdout", err_r: "stderr"}
-        init = fork_init(root, plan.mounts, spec, stdio, self.cgroup, seccomp)
+        init = fork_init(root, plan.mounts, spec, stdio, seccomp)
         self.init_pid = init.pid
         self.alive_w = init.alive_w
         for fd in child_fds:
@@ -264,7 +246,7 @@ class Monitor:
                 self.scratch.rmdir()
             except OSError:
                 pass
-        if self.cgroup is not None:
+        if self.cgroup is not None and self.cgroup.path.is_dir():
             self.cgroup.remove()
         if self.slirp is not None:
             stop_slirp(self.slirp)
@@ -465,7 +447,7 @@ class Monitor:
             signal.pidfd_send_signal(self.pidfd, number)
         except ProcessLookupError:
             return
-        if number == signal.SIGKILL and self.cgroup is not None:
+        if number == signal.SIGKILL and self.cgroup is not None and self.cgroup.path.is_dir():
             try:
                 self.cgroup.freeze(False)  # a frozen process cannot die
             except (BuildError, OSError):

@@ -48,6 +48,22 @@ class RunOptions:
     auto_remove: bool = False
     attach_stdin: bool = False  # `run` in the foreground with -i: the container's stdin closes with ours
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> RunOptions:
+        """The options from their fields as JSON carried them (lists for tuples); ContainerError for anything else."""
+        values: dict[str, object] = {}
+        for name, value in fields.items():
+            if name not in _RUN_OPTION_FIELDS:
+                raise ContainerError(f"unknown run option {name!r}")
+            values[name] = tuple(str(item) for item in value) if isinstance(value, list) else value
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise ContainerError(f"bad run options: {error}") from None
+
+
+_RUN_OPTION_FIELDS = frozenset(RunOptions.__dataclass_fields__)
+
 
 def parse_size(text: str) -> int:
     """Docker's RAMInBytes: `64m`, `1g`, `512k`, `100` (binary units)."""

@@ -27,7 +27,6 @@ from ..exec import syscalls as sc
 from ..exec import wire
 from ..exec.network import SlirpHelper, prepare_slirp, release_slirp, resolv_conf_for, slirp_binary, wait_slirp
 from ..exec.overlay import mount_overlay
-from .cgroups import Cgroup
 from .mounts import ContainerMount, mount_all, prepare_staging
 from .process import ProcessConfig, exec_process
 from .seccompcache import SeccompProgram
@@ -216,12 +215,11 @@ def fork_init(
     mounts: Sequence[ContainerMount],
     spec: ContainerSpec,
     stdio: tuple[int, int, int],
-    cgroup: Cgroup | None,
     seccomp: SeccompProgram,
 ) -> InitProcess:
-    """Fork the container's PID 1 (the monitor unshared the pid namespace in enter_namespaces). It joins its cgroup
-    at once, then waits for `release_init`, which the monitor calls once the root is mounted (`abort_init` instead
-    stops it). Its exec, or the error that stopped it, shows on the error pipe."""
+    """Fork the container's PID 1 (the monitor unshared the pid namespace in enter_namespaces). It waits for
+    `release_init`, which the monitor calls once the root is mounted (`abort_init` instead stops it). Its exec, or
+    the error that stopped it, shows on the error pipe."""
     config = ProcessConfig(
         args=spec.args, env=spec.env, cwd=spec.cwd, user=spec.user, hostname=spec.hostname, tty=spec.tty, init=spec.init
     )
@@ -238,8 +236,6 @@ def fork_init(
                 console_parent.close()
             for fd, target in zip(stdio, (0, 1, 2), strict=True):
                 os.dup2(fd, target)
-            if cgroup is not None:
-                _join_cgroup(cgroup)
             if os.read(go_r, 1) != b"1":
                 os._exit(0)  # the monitor gave up before the container could start
             os.close(go_r)
@@ -253,15 +249,6 @@ def fork_init(
     if console_child is not None:
         console_child.close()
     return InitProcess(pid, go_w, error_r, alive_w, console_parent)
-
-
-def _join_cgroup(cgroup: Cgroup) -> None:
-    """The container runs without the cgroup (and cannot be paused) when the machine will not make it."""
-    try:
-        cgroup.create()
-        cgroup.join()
-    except OSError:
-        pass
 
 
 def release_init(init: InitProcess) -> int | None:

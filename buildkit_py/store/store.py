@@ -26,28 +26,31 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from ..digest import Digest
 from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
-from .cache import CacheStore
 from .containers import ContainerRecords
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
-from .forms import FormStore
 from .images import ImageStore
 from .layers import LayerStore, remove_trash
 from .locking import sweep_dead_owners
-from .registry_records import RegistryRecords
 from .snapshots import SnapshotStore
-from .statcache import StatCache
-from .steplog import StepLogStore
 from .tags import TagStore
 from .volumes import VolumeRecords
+
+if TYPE_CHECKING:
+    from .cache import CacheStore
+    from .forms import FormStore
+    from .registry_records import RegistryRecords
+    from .statcache import StatCache
+    from .steplog import StepLogStore
 
 __all__ = ["MIN_ID_PREFIX", "Store", "default_root"]
 
@@ -88,14 +91,41 @@ class Store:
         self.layers = LayerStore(self.db, self.blobs, self.snapshots, self.damage)
         self.images = ImageStore(self.db, self.blobs, self.layers)
         self.tags = TagStore(self.db)
-        self.cache = CacheStore(self.db, self.layers)
-        self.stat_cache = StatCache(self.db)
-        self.steps = StepLogStore(self.db)
-        self.forms = FormStore(self.db, self.blobs)
-        self.registry = RegistryRecords(self.db)
         self.containers = ContainerRecords(self.db)
         self.volumes = VolumeRecords(self.db, self.root)
         sweep_dead_owners(self.tmp_dir)
+
+    # What only builds use is made, and its module imported, on first use: `pybuild run` starts quicker without.
+
+    @cached_property
+    def cache(self) -> CacheStore:
+        from .cache import CacheStore
+
+        return CacheStore(self.db, self.layers)
+
+    @cached_property
+    def stat_cache(self) -> StatCache:
+        from .statcache import StatCache
+
+        return StatCache(self.db)
+
+    @cached_property
+    def steps(self) -> StepLogStore:
+        from .steplog import StepLogStore
+
+        return StepLogStore(self.db)
+
+    @cached_property
+    def forms(self) -> FormStore:
+        from .forms import FormStore
+
+        return FormStore(self.db, self.blobs)
+
+    @cached_property
+    def registry(self) -> RegistryRecords:
+        from .registry_records import RegistryRecords
+
+        return RegistryRecords(self.db)
 
     def close(self) -> None:
         self.db.close()
