@@ -116,5 +116,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+# Commands that hold no file, thread or connection open once they return, so the process may end at once: tearing
+# the interpreter down (every module, every object) costs more than the container a `run --rm` starts.
+_EXIT_AT_ONCE = frozenset({"run", "start", "exec", "attach"})
+
+
+def entry() -> None:
+    """The `pybuild` command."""
+    arguments = sys.argv[1:]
+    status = main(arguments)
+    if _command_in(arguments) in _EXIT_AT_ONCE:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

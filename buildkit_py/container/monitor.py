@@ -50,7 +50,6 @@ from .runtime import (
     release_init,
     wait_network,
 )
-from .seccompcache import default_program
 from .spec import ContainerSpec
 
 __all__ = ["Monitor", "serve"]
@@ -194,7 +193,6 @@ class Monitor:
         """Everything up to the container's command running: slirp4netns is started first and waited for last."""
         plan = rootfs_plan(self.store, row, spec)
         self.slirp = enter_namespaces(spec, self.layout.directory)
-        seccomp = default_program(init_layer_dir(self.layout.root))  # from the host, never from the image
         self.cgroup = freezer_cgroup(self.container_id)  # made by the first `pause` (cgroups.py)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"rootfs-{owner_tag()}", dir=self.store.tmp_dir))
         root = PreparedRoot(self.scratch)
@@ -214,7 +212,7 @@ class Monitor:
             stdio = (in_r, out_w, err_w)
             child_fds += [out_w, err_w]
             self.outputs = {out_r: "stdout", err_r: "stderr"}
-        init = fork_init(root, plan.mounts, spec, stdio, seccomp)
+        init = fork_init(root, plan.mounts, spec, stdio, init_layer_dir(self.layout.root))
         self.init_pid = init.pid
         self.alive_w = init.alive_w
         for fd in child_fds:

@@ -29,7 +29,7 @@ from ..exec.network import SlirpHelper, prepare_slirp, release_slirp, resolv_con
 from ..exec.overlay import mount_overlay
 from .mounts import ContainerMount, mount_all, prepare_staging
 from .process import ProcessConfig, exec_process
-from .seccompcache import SeccompProgram
+from .seccompcache import SeccompProgram, default_program
 from .spec import BIND, TMPFS, VOLUME, ContainerSpec, PortSpec
 from .volumes import fill_volume
 
@@ -215,9 +215,10 @@ def fork_init(
     mounts: Sequence[ContainerMount],
     spec: ContainerSpec,
     stdio: tuple[int, int, int],
-    seccomp: SeccompProgram,
+    state_dir: Path,
 ) -> InitProcess:
-    """Fork the container's PID 1 (the monitor unshared the pid namespace in enter_namespaces). It waits for
+    """Fork the container's PID 1 (the monitor unshared the pid namespace in enter_namespaces). It reads its seccomp
+    filter (the store's compiled copy, in `state_dir`: from the host, never the image), then waits for
     `release_init`, which the monitor calls once the root is mounted (`abort_init` instead stops it). Its exec, or
     the error that stopped it, shows on the error pipe."""
     config = ProcessConfig(
@@ -236,6 +237,7 @@ def fork_init(
                 console_parent.close()
             for fd, target in zip(stdio, (0, 1, 2), strict=True):
                 os.dup2(fd, target)
+            seccomp = default_program(state_dir)
             if os.read(go_r, 1) != b"1":
                 os._exit(0)  # the monitor gave up before the container could start
             os.close(go_r)
@@ -254,7 +256,10 @@ def fork_init(
 def release_init(init: InitProcess) -> int | None:
     """Let the container's first process go on; returns the pty master (terminal containers) once it has exec'd,
     and raises the error that stopped it."""
-    os.write(init.go_w, b"1")
+    try:
+        os.write(init.go_w, b"1")
+    except BrokenPipeError:
+        pass  # it stopped on an error of its own, which the error pipe holds
     os.close(init.go_w)
     init.go_w = -1
     return _wait_started(init)

@@ -15,9 +15,12 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import protocol as p
-from .session import Session, await_start
+
+if TYPE_CHECKING:
+    from .session import Session
 
 __all__ = ["MonitorHandle", "fork_monitor"]
 
@@ -44,6 +47,8 @@ class MonitorHandle:
         self.sock.close()
 
     def _order(self, kind: int, document: dict[str, object]) -> tuple[Session, str]:
+        from .session import await_start  # after the fork: the command imports it while the monitor works
+
         try:
             self.sock.sendall(p.encode_json(kind, document))
         except OSError:
