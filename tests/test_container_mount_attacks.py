@@ -1,7 +1,7 @@
 """Mount targets a hostile container controls: its own read-write layer between runs, and a volume another running
 container shares. Every mount must land beneath the container's root, and nothing may be made outside it: targets
 are resolved inside the root (the container's symlinks followed there) and then opened by descriptor without
-following any symlink (container/mounts.py)."""
+following any symlink (container/paths.py, mounts.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from container_helpers import Pybuild, build_base, unique, wait_until
 from helpers import BASE_IMAGE
 
-from buildkit_py.container import mounts
-from buildkit_py.container.mounts import open_target
+from buildkit_py.container import paths
+from buildkit_py.container.paths import open_in_root
 from buildkit_py.container.volumes import fill_volume
 from buildkit_py.fs import beneath
 
@@ -43,7 +43,7 @@ def host_target() -> Iterator[Path]:
     path.rmdir()
 
 
-# -- open_target: the resolution itself, on plain folders ----------------------------------------------------------
+# -- open_in_root: the resolution itself, on plain folders ----------------------------------------------------------
 
 
 @pytest.fixture(params=["openat2", "stepwise"])
@@ -68,13 +68,13 @@ def test_targets_resolve_inside_the_root_and_missing_folders_are_made(tmp_path: 
     (root / "host").symlink_to(tmp_path)  # the host's folder above the root: inside, it names /<that path>
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
-        assert _where(open_target(root_fd, root, "/abs/deep")) == str(root / "real" / "deep")
-        assert _where(open_target(root_fd, root, "/up/new/er")) == str(root / "real" / "new" / "er")
-        assert _where(open_target(root_fd, root, "/host/x")) == str(root / tmp_path.relative_to("/") / "x")
-        assert _where(open_target(root_fd, root, "/file", make="file")) == str(root / "file")
+        assert _where(open_in_root(root_fd, root, "/abs/deep")) == str(root / "real" / "deep")
+        assert _where(open_in_root(root_fd, root, "/up/new/er")) == str(root / "real" / "new" / "er")
+        assert _where(open_in_root(root_fd, root, "/host/x")) == str(root / tmp_path.relative_to("/") / "x")
+        assert _where(open_in_root(root_fd, root, "/file", make="file")) == str(root / "file")
         assert (root / "file").is_file()
         with pytest.raises(FileNotFoundError):
-            open_target(root_fd, root, "/absent", make=None)
+            open_in_root(root_fd, root, "/absent", make=None)
     finally:
         os.close(root_fd)
     assert not (tmp_path / "x").exists()
@@ -83,7 +83,7 @@ def test_targets_resolve_inside_the_root_and_missing_folders_are_made(tmp_path: 
 def _swap_after_resolution(monkeypatch: pytest.MonkeyPatch, path: Path, link_target: Path) -> None:
     """Replace the folder `path` by a symlink to `link_target` right after the target is resolved: the race a
     volume shared with a running container allows, made certain."""
-    resolve = mounts.resolve_in_root
+    resolve = paths.resolve_in_root
 
     def resolve_then_swap(base: Path, container_path: str, follow_final: bool = True) -> Path:
         resolved = resolve(base, container_path, follow_final)
@@ -91,7 +91,7 @@ def _swap_after_resolution(monkeypatch: pytest.MonkeyPatch, path: Path, link_tar
         path.symlink_to(link_target)
         return resolved
 
-    monkeypatch.setattr(mounts, "resolve_in_root", resolve_then_swap)
+    monkeypatch.setattr(paths, "resolve_in_root", resolve_then_swap)
 
 
 def test_a_folder_swapped_for_a_symlink_after_resolution_is_refused(
@@ -105,7 +105,7 @@ def test_a_folder_swapped_for_a_symlink_after_resolution_is_refused(
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
         with pytest.raises(OSError) as caught:
-            open_target(root_fd, root, "/vol/sub/mnt", make="dir")
+            open_in_root(root_fd, root, "/vol/sub/mnt", make="dir")
         assert caught.value.errno in (errno.ELOOP, errno.ENOTDIR)
     finally:
         os.close(root_fd)
@@ -123,7 +123,7 @@ def test_a_target_swapped_for_a_symlink_after_resolution_is_refused(
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
         with pytest.raises(OSError) as caught:
-            open_target(root_fd, root, "/vol/mnt", make="dir")
+            open_in_root(root_fd, root, "/vol/mnt", make="dir")
         assert caught.value.errno == errno.ELOOP
     finally:
         os.close(root_fd)
@@ -135,7 +135,7 @@ def test_a_dangling_symlink_target_is_made_inside_the_root(tmp_path: Path, way: 
     (root / "dangling").symlink_to("/nowhere/at/all")
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
-        assert _where(open_target(root_fd, root, "/dangling", make="file")) == str(root / "nowhere" / "at" / "all")
+        assert _where(open_in_root(root_fd, root, "/dangling", make="file")) == str(root / "nowhere" / "at" / "all")
     finally:
         os.close(root_fd)
     assert (root / "nowhere" / "at" / "all").is_file()

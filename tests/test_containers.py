@@ -3,11 +3,13 @@ each command a process of its own, on a store of the test's own with the busybox
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import socket
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -286,6 +288,43 @@ def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: P
     pb.ok("cp", str(tmp_path / "secret"), f"{name}:/rootlink/")
     assert secret.read_text() == "host secret\n"
     pb.ok("rm", name)
+
+
+def test_cp_tar_streams_never_land_outside_the_container(pb: Pybuild, tmp_path: Path) -> None:
+    """A hostile tar on stdin, into a running container whose folder holds symlinks out: every entry lands inside
+    its root (names cleaned inside the folder, symlinks resolved inside the root), nothing on the host."""
+    name = unique()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c",
+          f"mkdir -p /dst; ln -s {outside} /dst/hostlink; ln -s ../../../../.. /dst/up; sleep 300")  # fmt: skip
+    upload = io.BytesIO()
+    with tarfile.open(fileobj=upload, mode="w") as archive:
+        for entry, data in (("../../../one", b"1"), ("/abs/two", b"2"), ("hostlink/three", b"3"), ("up/four", b"4")):
+            member = tarfile.TarInfo(entry)
+            member.size, member.uid, member.gid = len(data), 1234, 4321
+            archive.addfile(member, io.BytesIO(data))
+        escape = tarfile.TarInfo("five")
+        escape.type, escape.linkname = tarfile.LNKTYPE, "../../../../../etc/passwd"
+        archive.addfile(escape)
+    result = subprocess.run(
+        pb.argv("cp", "-", f"{name}:/dst"), input=upload.getvalue(), capture_output=True, check=False
+    )
+    assert result.returncode == 1 and b"Error processing tar file" in result.stderr  # the link's target is missing
+    seen = pb.ok("exec", name, "sh", "-c", f"cat /dst/one /dst/abs/two {outside}/three /four; stat -c %u:%g /dst/one")
+    assert seen == "12341234:4321\n"
+    assert list(outside.iterdir()) == [] and not Path("/four").exists() and not Path("/abs").exists()
+
+    out = tmp_path / "out"
+    out.mkdir()
+    pb.ok("cp", f"{name}:/dst/one", str(out / "plain"))
+    pb.ok("cp", "-a", f"{name}:/dst/one", str(out / "archived"))
+    assert (out / "plain").stat().st_uid == os.getuid()
+    assert ((out / "archived").stat().st_uid, (out / "archived").stat().st_gid) == (1234, 4321)  # Docker's docs
+    followed = subprocess.run(pb.argv("cp", "-L", f"{name}:/dst/up", "-"), capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(followed)) as archive:  # the link climbs no higher than the root
+        assert "/bin/busybox" in archive.getnames()
+    pb.ok("rm", "-f", name)
 
 
 def test_pause_and_unpause(pb: Pybuild) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,11 @@ from pathlib import Path
 from ..errors import ExecError
 from ..exec import syscalls as sc
 from ..exec.hardening import DEV_TMPFS, harden_kernel_paths, populate_dev
-from ..exec.rootpath import resolve_in_root
 from ..fs.beneath import open_beneath
+from .paths import open_in_root
 from .spec import BIND, TMPFS
 
-__all__ = ["ContainerMount", "mount_all", "open_target", "prepare_staging"]
+__all__ = ["ContainerMount", "mount_all", "prepare_staging"]
 
 ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
@@ -59,62 +58,6 @@ def _fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _relative(root: Path, container_path: str) -> list[str]:
-    """The components of `container_path` after the container's symlinks, followed inside `root`."""
-    resolved = resolve_in_root(root, container_path)
-    return list(resolved.relative_to(root).parts)
-
-
-def _refuse_link(fd: int, container_path: str) -> None:
-    if stat.S_ISLNK(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), container_path)
-
-
-def open_target(root_fd: int, root: Path, container_path: str, make: str | None = "dir") -> int:
-    """An O_PATH descriptor of `container_path` beneath the root (`root` names the same folder as `root_fd`), made
-    when missing (`make`: "dir", "file", or None to fail with ENOENT). OSError (ELOOP for a symlink, ENOTDIR, ...)
-    when the path cannot be reached without leaving the root."""
-    parts = _relative(root, container_path)
-    fd = open_beneath(root_fd, ".", _DIR)
-    try:
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            try:
-                child = open_beneath(fd, part, os.O_PATH if last else _DIR)
-            except FileNotFoundError:
-                if make is None:
-                    raise
-                child = _make(fd, part, "file" if last and make == "file" else "dir")
-            if last:
-                _refuse_link(child, container_path)
-            os.close(fd)
-            fd = child
-        return fd
-    except OSError as error:
-        os.close(fd)
-        error.filename = container_path
-        raise
-
-
-def _make(dir_fd: int, name: str, kind: str) -> int:
-    """Create `name` in `dir_fd` (or find what a racing process made) and open it, following no symlink."""
-    if kind == "file":
-        try:
-            created = os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd
-            )
-        except FileExistsError:
-            return open_beneath(dir_fd, name, os.O_PATH)
-        os.close(created)
-        return open_beneath(dir_fd, name, os.O_PATH)
-    try:
-        os.mkdir(name, 0o755, dir_fd=dir_fd)
-    except FileExistsError:
-        pass
-    return open_beneath(dir_fd, name, _DIR)
-
-
 def _mount_on(fd: int, source: str | Path | None, fstype: str | None, flags: int, data: str | None, what: str) -> None:
     try:
         sc.mount(source, _fd_path(fd), fstype, flags, data)
@@ -124,7 +67,7 @@ def _mount_on(fd: int, source: str | Path | None, fstype: str | None, flags: int
 
 def _target(root_fd: int, root: Path, container_path: str, make: str | None) -> int:
     try:
-        return open_target(root_fd, root, container_path, make)
+        return open_in_root(root_fd, root, container_path, make)
     except OSError as error:
         reason = (
             "it is a symlink, or one is on the way" if error.errno == errno.ELOOP else os.strerror(error.errno or 0)
