@@ -109,17 +109,42 @@ def test_published_port_reaches_the_container(pb: Pybuild) -> None:
     pb.ok("run", "-d", "--name", name, "-p", f"{port}:80", BASE_IMAGE, "sh", "-c",
           "echo served > /index.html; exec httpd -f -p 80 -h /")  # fmt: skip
 
-    def fetch() -> bytes:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
-                client.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
-                return client.makefile("rb").read()
-        except OSError:
-            return b""
-
-    assert wait_until(lambda: b"served" in fetch())
+    assert wait_until(lambda: b"served" in _fetch(port))
     assert f"0.0.0.0:{port}->80/tcp" in pb.ok("ps", "--filter", f"name={name}")
     pb.ok("rm", "-f", name)
+
+
+def _fetch(port: int) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            return client.makefile("rb").read()
+    except OSError:
+        return b""
+
+
+def test_random_host_ports_port_and_publish_all(pb: Pybuild) -> None:
+    serve = "echo served > /index.html; httpd -p 8080 -h /; exec httpd -f -p 80 -h /"
+    exposing, tag = unique(), f"exposing/{unique()}:1"
+    pb.ok("create", "--name", exposing, BASE_IMAGE, "true")
+    pb.ok("commit", "-c", "EXPOSE 8080 53/udp", exposing, tag)
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "-p", "80", "-p", "127.0.0.1::81/udp", "-P", tag, "sh", "-c", serve)
+    mappings = dict(line.split(" -> ") for line in pb.ok("port", name).splitlines())
+    assert set(mappings) == {"80/tcp", "81/udp", "8080/tcp", "53/udp"}
+    assert mappings["81/udp"].startswith("127.0.0.1:") and mappings["80/tcp"].startswith("0.0.0.0:")
+    assert pb.ok("port", name, "80") == mappings["80/tcp"] + "\n"
+    for private in ("80/tcp", "8080/tcp"):
+        assert wait_until(lambda private=private: b"served" in _fetch(int(mappings[private].rpartition(":")[2])))
+    assert pb.run("port", name, "82").returncode == 1
+    record = _record(pb, name)
+    assert record["HostConfig"]["PortBindings"]["80/tcp"] == [{"HostIp": "", "HostPort": ""}]  # type: ignore[index]
+    given = record["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]  # type: ignore[index]
+    assert f"0.0.0.0:{given}" == mappings["80/tcp"]
+    pb.ok("stop", "-t", "0", name)
+    assert pb.ok("port", name) == "" and pb.ok("ps", "-a", "--filter", f"name={name}", "--format", "{{.Ports}}") == "\n"
+    pb.ok("rm", name, exposing)
+    pb.ok("rmi", tag)
 
 
 # -- lifecycle -----------------------------------------------------------------------------------------------------

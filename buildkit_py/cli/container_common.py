@@ -26,7 +26,8 @@ def add_create_options(parser: argparse.ArgumentParser) -> None:
     add("-u", "--user", default=None, help="user[:group] to run as")
     add("--entrypoint", default=None, help="override the image's ENTRYPOINT")
     add("-h", "--hostname", default="", help="the container's host name")
-    add("-p", "--publish", action="append", default=[], help="publish a port: [IP:]HOST:CONTAINER[/udp]")
+    add("-p", "--publish", action="append", default=[], help="publish a port: [[IP:][HOST]:]CONTAINER[/udp]")
+    add("-P", "--publish-all", action="store_true", help="publish every port the image exposes, on random ports")
     add("-v", "--volume", action="append", default=[], help="HOST:CTR[:ro], NAME:CTR[:ro] or /CTR")
     add("--mount", action="append", default=[], help="type=bind|volume|tmpfs,source=...,target=...[,readonly]")
     add("--tmpfs", action="append", default=[], help="a tmpfs: /path[:size=64m,mode=1777]")
@@ -65,6 +66,7 @@ def run_option_fields(args: argparse.Namespace, attach_stdin: bool = False) -> d
         "interactive": args.interactive,
         "auto_remove": args.auto_remove,
         "attach_stdin": attach_stdin,
+        "publish_all": args.publish_all,
     }
 
 

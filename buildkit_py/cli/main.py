@@ -46,6 +46,7 @@ COMMAND_MODULES = (
     "attach",
     "commit",
     "cp",
+    "port",
     "export",
     "top",
     "pause",

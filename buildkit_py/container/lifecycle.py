@@ -63,6 +63,7 @@ def reconcile(store: Store, row: ContainerRow) -> ContainerRow:
             pid=0,
             monitor_pid=0,
             monitor_start=0,
+            ports="",
             exit_code=137,
             finished_at=time.time(),
             error="the container's monitor process died",

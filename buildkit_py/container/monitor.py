@@ -44,13 +44,14 @@ from .procinfo import start_time
 from .runtime import (
     PreparedRoot,
     abort_init,
+    assign_host_ports,
     enter_namespaces,
     fork_init,
     prepare_rootfs,
     release_init,
     wait_network,
 )
-from .spec import ContainerSpec
+from .spec import ContainerSpec, PortSpec, ports_to_json
 
 __all__ = ["Monitor", "serve"]
 
@@ -144,6 +145,7 @@ class Monitor:
         self.log: LogWriter | None = None
         self.slirp: SlirpHelper | None = None
         self.scratch: Path | None = None
+        self.ports: tuple[PortSpec, ...] = ()
 
     # -- lifetime --------------------------------------------------------------------------------------------
 
@@ -180,7 +182,9 @@ class Monitor:
             self._fail(previous_state, spec, message, code)
             self._clean_up()
             return
-        self.store.containers.transition(self.container_id, RUNNING_STATES, pid=self.init_pid)
+        self.store.containers.transition(
+            self.container_id, RUNNING_STATES, pid=self.init_pid, ports=ports_to_json(self.ports)
+        )
         self._send_now(self.starter, p.encode_json(p.STARTED, {"pid": self.init_pid, "container": self.container_id}))
         self._add_client(self.starter, hello)
         status = self._loop(listener)
@@ -192,6 +196,7 @@ class Monitor:
     def _start(self, row: ContainerRow, spec: ContainerSpec) -> None:
         """Everything up to the container's command running: slirp4netns is started first and waited for last."""
         plan = rootfs_plan(self.store, row, spec)
+        self.ports = assign_host_ports(spec.ports) if spec.network == "default" else ()
         self.slirp = enter_namespaces(spec, self.layout.directory)
         self.cgroup = freezer_cgroup(self.container_id)  # made by the first `pause` (cgroups.py)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"rootfs-{owner_tag()}", dir=self.store.tmp_dir))
@@ -222,7 +227,7 @@ class Monitor:
             self.pidfd = os.pidfd_open(init.pid)
             prepare_rootfs(plan, root, spec)
             self.log = LogWriter(self.layout.log)
-            wait_network(self.slirp, spec, self.layout.directory)
+            wait_network(self.slirp, self.ports, self.layout.directory)
             master = release_init(init)
         except BaseException:
             abort_init(init)
@@ -282,6 +287,7 @@ class Monitor:
                 pid=0,
                 monitor_pid=0,
                 monitor_start=0,
+                ports="",
                 exit_code=status,
                 finished_at=time.time(),
             )

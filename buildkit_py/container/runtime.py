@@ -19,7 +19,7 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ContainerError, ExecError
@@ -39,6 +39,7 @@ __all__ = [
     "RootfsPlan",
     "abort_init",
     "add_port_forwards",
+    "assign_host_ports",
     "enter_namespaces",
     "fork_init",
     "prepare_rootfs",
@@ -119,13 +120,27 @@ def enter_namespaces(spec: ContainerSpec, directory: Path) -> SlirpHelper | None
     return slirp
 
 
-def wait_network(slirp: SlirpHelper | None, spec: ContainerSpec, directory: Path) -> None:
+def assign_host_ports(ports: Sequence[PortSpec]) -> tuple[PortSpec, ...]:
+    """The ports with a random host port (0) given one the host has free now, as the kernel picks an ephemeral port
+    for a bind to port 0. Called in the host's network namespace, before the container's is made."""
+    assigned = []
+    for port in ports:
+        if port.host_port == 0:
+            kind = socket.SOCK_DGRAM if port.protocol == "udp" else socket.SOCK_STREAM
+            with socket.socket(socket.AF_INET, kind) as probe:
+                probe.bind((port.host_ip or "0.0.0.0", 0))
+                port = replace(port, host_port=probe.getsockname()[1])
+        assigned.append(port)
+    return tuple(assigned)
+
+
+def wait_network(slirp: SlirpHelper | None, ports: Sequence[PortSpec], directory: Path) -> None:
     """Wait until slirp4netns has configured the namespace, then publish the container's ports through it."""
     if slirp is None:
         return
     wait_slirp(slirp)
-    if spec.ports:
-        add_port_forwards(directory, spec.ports)
+    if ports:
+        add_port_forwards(directory, ports)
 
 
 def add_port_forwards(directory: Path, ports: Sequence[PortSpec]) -> None:

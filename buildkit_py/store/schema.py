@@ -12,6 +12,7 @@ and on a fresh one (where every earlier migration has just run).
     3  how long each step in the step log took (for `pybuild graph`'s critical path)
     4  a layer may be kept as its snapshot plus a recipe that rebuilds its tar, instead of the tar itself
     5  containers, named volumes, and which containers use which volumes
+    6  the host ports a running container's published ports were given (random ones are picked at each start)
 """
 
 from __future__ import annotations
@@ -244,11 +245,17 @@ def _version_5(connection: sqlite3.Connection, root: Path) -> None:
     _execute_all(connection, _VERSION_5)
 
 
+def _version_6(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    connection.execute("ALTER TABLE containers ADD COLUMN ports TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
     Migration(3, "step durations", _version_3),
     Migration(4, "layers kept as snapshot and recipe", _version_4),
     Migration(5, "containers and volumes", _version_5),
+    Migration(6, "published ports of running containers", _version_6),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
