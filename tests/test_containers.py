@@ -20,6 +20,7 @@ from container_helpers import Pybuild, build_base, mounts_under, process_exists,
 from helpers import BASE_IMAGE
 
 from buildkit_py.container.cgroups import freezer_cgroup, pid_namespace_members
+from buildkit_py.container.detachkeys import parse_detach_keys
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, overlay)")
 
@@ -349,6 +350,30 @@ def test_cp_tar_streams_never_land_outside_the_container(pb: Pybuild, tmp_path: 
     followed = subprocess.run(pb.argv("cp", "-L", f"{name}:/dst/up", "-"), capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(followed)) as archive:  # the link climbs no higher than the root
         assert "/bin/busybox" in archive.getnames()
+    pb.ok("rm", "-f", name)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [(None, b"\x10\x11"), ("ctrl-a,x", b"\x01x"), ("ctrl-@,ctrl-[,ctrl-_,DEL", b"\x00\x1b\x1f\x7f"), ("Q", b"Q")],
+)
+def test_detach_keys_in_docker_syntax(keys: str | None, expected: bytes) -> None:
+    assert parse_detach_keys(keys) == expected
+
+
+def test_detach_keys_without_a_terminal(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "-i", "--name", name, BASE_IMAGE, "cat")
+    attached = subprocess.run(pb.argv("attach", "--detach-keys", "q", name), input=b"hello\nq", capture_output=True,
+                              timeout=60, check=False)  # fmt: skip
+    assert attached.returncode == 0
+    assert wait_until(lambda: pb.ok("logs", name) == "hello\n")  # what came before the keys reached it
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    for command in (["attach", "--detach-keys", "ctrl-1", name], ["exec", "--detach-keys", "ctrlq", name, "true"]):
+        result = pb.run(*command)
+        assert result.returncode == 1 and "Invalid escape keys" in result.stderr
+    result = pb.run("run", "--rm", "--detach-keys", "nope", BASE_IMAGE, "true")
+    assert result.returncode == 125 and "Invalid escape keys (nope) provided" in result.stderr
     pb.ok("rm", "-f", name)
 
 

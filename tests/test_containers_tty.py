@@ -119,3 +119,31 @@ def test_attach_without_tty_ctrl_c_stops_the_container(pb: Pybuild, tmux: Tmux) 
         "Exited (130)"
     ))  # fmt: skip
     pb.ok("rm", name)
+
+
+def test_detach_keys_for_run_and_attach(pb: Pybuild, tmux: Tmux) -> None:
+    name = unique()
+    tmux.start(pb.argv("run", "-it", "--detach-keys", "ctrl-a,x", "--name", name, BASE_IMAGE, "sh"))
+    assert tmux.shows("/ #")
+    tmux("send-keys", "C-p", "C-q", "echo still-attached", "Enter")  # the default keys are just keys now
+    assert tmux.shows("\nstill-attached")
+    tmux("send-keys", "C-a", "x")
+    assert tmux.shows("exit=0")
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    tmux.kill()
+
+    again = Tmux()
+    try:
+        again.start(pb.argv("attach", "--detach-keys", "ctrl-x", name))
+
+        def prompt() -> bool:
+            again("send-keys", "Enter")
+            return "/ #" in again.screen()
+
+        assert wait_until(prompt, step=0.3)
+        again("send-keys", "C-x")
+        assert again.shows("exit=0")
+    finally:
+        again.kill()
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    pb.ok("rm", "-f", name)

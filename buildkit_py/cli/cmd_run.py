@@ -20,13 +20,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--sig-proxy", default="true", choices=("true", "false"), help="forward received signals to the container"
     )
+    parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     add_create_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..container.detachkeys import parse_detach_keys
     from ..container.spawn import fork_monitor
+    from ..errors import ContainerError
 
+    try:
+        detach_keys = parse_detach_keys(args.detach_keys)
+    except ContainerError as failure:
+        error(failure)
+        return 125
     monitor = fork_monitor(args.root)  # first: it imports and creates while we wait (container/spawn.py)
 
     from ..container.attach import relay, terminal_size
@@ -48,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(container_id)
         return 0
     try:
-        code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy == "true")
+        code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy == "true", detach_keys)
     finally:
         session.close()
     if code is None:

@@ -16,16 +16,23 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and forward signals")
     parser.add_argument("-i", "--interactive", action="store_true", help="attach the container's stdin")
+    parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..container.attach import relay, terminal_size
+    from ..container.detachkeys import parse_detach_keys
     from ..container.lifecycle import RUNNING_STATES, StartFailed, find, start_container
     from ..container.spawn import fork_monitor
     from ..container.spec import ContainerSpec
 
+    try:
+        detach_keys = parse_detach_keys(args.detach_keys)
+    except BuildError as failure:
+        error(failure)
+        return 1
     attach = args.attach or args.interactive
     if attach and len(args.containers) > 1:
         error("you cannot start and attach multiple containers at once")
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             print(name)
             continue
         try:
-            code = relay(session.endpoint(), bool(hello["stdin"]), spec.tty, not spec.tty)
+            code = relay(session.endpoint(), bool(hello["stdin"]), spec.tty, not spec.tty, detach_keys)
         finally:
             session.close()
         return 0 if code is None else code

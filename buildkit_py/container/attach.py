@@ -21,10 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import protocol as p
+from .detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["DETACH_KEYS", "Endpoint", "relay", "terminal_size"]
-
-DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q
+__all__ = ["Endpoint", "relay", "terminal_size"]
 _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -86,7 +85,9 @@ def _output(frames: list[tuple[int, bytes]]) -> tuple[bool, int | None]:
     return False, None
 
 
-def relay(endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_keys: bytes = DETACH_KEYS) -> int | None:
+def relay(
+    endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_keys: bytes = DEFAULT_DETACH_KEYS
+) -> int | None:
     """Run the session; the container's exit code, or None when we detached or the container went away."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

@@ -28,6 +28,7 @@ from ..store.containers import ContainerRow
 from . import protocol as p
 from .attach import Endpoint, relay
 from .cgroups import Cgroup, freezer_cgroup
+from .detachkeys import DEFAULT_DETACH_KEYS
 from .layout import init_layer_dir
 from .process import ProcessConfig, exec_process, exit_code_of_error
 from .procinfo import parent_of
@@ -44,6 +45,7 @@ class ExecOptions:
     config: ProcessConfig
     interactive: bool = False
     detach: bool = False
+    detach_keys: bytes = DEFAULT_DETACH_KEYS
 
 
 def setns(fd: int) -> None:
@@ -125,7 +127,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
         os.waitpid(helper, 0)
         return 0
     endpoint = _endpoint(helper, ours, master, options.interactive)
-    code = relay(endpoint, options.interactive, tty, sig_proxy=not tty)
+    code = relay(endpoint, options.interactive, tty, not tty, options.detach_keys)
     return 0 if code is None else code
 
 
