@@ -26,16 +26,20 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..container.spawn import fork_monitor, take_early_monitor
+
+    monitor = take_early_monitor() or fork_monitor()  # forked first: see container/spawn.py
+    monitor.root = args.root
+
     from ..container.detachkeys import parse_detach_keys
-    from ..container.spawn import fork_monitor
     from ..errors import ContainerError
 
     try:
         detach_keys = parse_detach_keys(args.detach_keys)
     except ContainerError as failure:
+        monitor.close()
         error(failure)
         return 125
-    monitor = fork_monitor(args.root)  # first: it imports and creates while we wait (container/spawn.py)
 
     from ..container.attach import relay, terminal_size
     from ..container.session import StartFailed

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import BuildError
-
 # Each command lives in cli/cmd_<name>.py with `register(subparsers)`, which sets `func(args) -> int` as default.
 COMMAND_MODULES = (
     "build",
@@ -98,7 +96,14 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser(_command_in(arguments))
+    command = _command_in(arguments)
+    if command == "run":
+        from ..container.spawn import fork_early
+
+        fork_early()  # the container's monitor imports what it needs while we parse (container/spawn.py)
+    from ..errors import BuildError  # after that fork: it is the first module that costs
+
+    parser = make_parser(command)
     args = parser.parse_args(arguments)
     if not getattr(args, "func", None):
         parser.print_help()

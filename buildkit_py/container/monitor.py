@@ -61,15 +61,16 @@ _DRAIN_SECONDS = 2.0
 RUNNING_STATES = ("running", "paused")
 
 
-def serve(root: Path | None, starter: socket.socket) -> None:
+def serve(starter: socket.socket) -> None:
     """A forked monitor's life (spawn.py): wait on `starter` for START (or CREATE, then create the container), then
     start that container and watch it."""
     _detach_stdio()
-    store = Store(root)  # its own connection, opened while the command that forked it goes on
     frame = p.read_frame(starter, p.FrameReader(), [])
     if frame is None or frame[0] not in (p.START, p.CREATE):
         return  # the command changed its mind (a bad image, a name taken)
     order = p.decode_json(frame[1])
+    root = order.get("root")
+    store = Store(Path(root) if isinstance(root, str) else None)  # a connection of its own
     hello = order.get("hello")
     container_id = order.get("container") if frame[0] == p.START else _create(store, order, starter)
     if not isinstance(container_id, str) or not isinstance(hello, dict):
