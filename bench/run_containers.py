@@ -1,14 +1,21 @@
 """`pybuild run --rm IMAGE true` beside `docker run --rm` and `podman run --rm`: median wall time of N runs each,
-interleaved, on one busybox image (built by pybuild, loaded into Docker and podman from `pybuild save`).
+interleaved, on one busybox image (built by pybuild, loaded into Docker and podman from `pybuild save`); each also
+with `--network none` (no slirp4netns for pybuild, no network set-up for Docker).
 
     python3 bench/run_containers.py [--runs 15] [--root DIR]
 
-Not a test: prints a table and the ratios (issue 13's goal: pybuild at most a third of Docker's time).
+Not a test: prints a table and the ratios (issue 13's goal: pybuild at most a third of Docker's time), with the
+load average before and after, the date and the commit. pybuild's modules are compiled first (`compileall`), as an
+installed package's are: this environment sets PYTHONDONTWRITEBYTECODE, and without bytecode every run would
+compile the sources again. Docker is /usr/bin/docker (the 20.10 client of the 20.10 daemon) when present.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import datetime
+import os
 import shutil
 import statistics
 import subprocess
@@ -46,16 +53,23 @@ def main() -> int:
     tag = f"pybuild-bench/run-{uuid.uuid4().hex[:8]}:1"
     with Store(root) as store:
         build(base_context(work), tags=[BASE_IMAGE, tag], store=store)
+    compileall.compile_dir(REPO / "buildkit_py", quiet=1)
     pybuild = [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(root)]
     archive = work / "image.tar"
     subprocess.run([*pybuild, "save", "-o", str(archive), tag], check=True, cwd=REPO)
-    engines: dict[str, list[str]] = {"pybuild": [*pybuild, "run", "--rm", tag, "true"]}
-    if shutil.which("docker"):
-        subprocess.run(["docker", "load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
-        engines["docker"] = ["docker", "run", "--rm", tag, "true"]
+    engines: dict[str, list[str]] = {
+        "pybuild": [*pybuild, "run", "--rm", tag, "true"],
+        "pybuild --network none": [*pybuild, "run", "--rm", "--network", "none", tag, "true"],
+    }
+    docker = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else shutil.which("docker")
+    if docker:
+        subprocess.run([docker, "load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
+        engines["docker"] = [docker, "run", "--rm", tag, "true"]
+        engines["docker --network none"] = [docker, "run", "--rm", "--network", "none", tag, "true"]
     if shutil.which("podman"):
         subprocess.run(["podman", "load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
         engines["podman"] = ["podman", "run", "--rm", f"localhost/{tag}", "true"]
+    load_before = os.getloadavg()
     try:
         for name, command in list(engines.items()):
             warm = subprocess.run(command, capture_output=True, text=True, check=False)  # warm caches
@@ -69,18 +83,27 @@ def main() -> int:
                 if seconds is not None:
                     times[name].append(seconds)
     finally:
-        if "docker" in engines:
-            subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
+        if docker and "docker" in engines:
+            subprocess.run([docker, "rmi", "-f", tag], check=False, capture_output=True)
         if "podman" in engines:
             subprocess.run(["podman", "rmi", "-f", tag], check=False, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()
     times = {name: values for name, values in times.items() if values}
     medians = {name: statistics.median(values) for name, values in times.items()}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True, cwd=REPO
+    ).stdout
+    print(
+        f"{datetime.date.today()}, pybuild at {commit.strip()}, load average {load_before[0]:.2f} before and "
+        f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs)\n"
+    )
     print(f"`run --rm IMAGE true`, median of {args.runs} interleaved runs (seconds)\n")
-    print("| engine | runs that succeeded | median | min | max | pybuild ÷ engine |")
+    print("| engine | runs that succeeded | median | min | max | pybuild ÷ engine (same network) |")
     print("|---|---|---|---|---|---|")
     for name, values in times.items():
-        ratio = medians["pybuild"] / medians[name]
+        mine = "pybuild --network none" if "none" in name else "pybuild"
+        ratio = medians[mine] / medians[name]
         line = f"| {name} | {len(values)}/{args.runs} | {medians[name]:.3f} | {min(values):.3f} | {max(values):.3f} "
         print(line + f"| {ratio:.2f} |")
     if "docker" in medians and "pybuild" in medians:

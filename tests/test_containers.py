@@ -3,11 +3,13 @@ each command a process of its own, on a store of the test's own with the busybox
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import socket
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,11 @@ from pathlib import Path
 import pytest
 from container_helpers import Pybuild, build_base, mounts_under, process_exists, unique, wait_until
 from helpers import BASE_IMAGE
+
+from buildkit_py.container.cgroups import freezer_cgroup, pid_namespace_members
+from buildkit_py.container.detachkeys import parse_detach_keys
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, overlay)")
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +110,42 @@ def test_published_port_reaches_the_container(pb: Pybuild) -> None:
     pb.ok("run", "-d", "--name", name, "-p", f"{port}:80", BASE_IMAGE, "sh", "-c",
           "echo served > /index.html; exec httpd -f -p 80 -h /")  # fmt: skip
 
-    def fetch() -> bytes:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
-                client.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
-                return client.makefile("rb").read()
-        except OSError:
-            return b""
-
-    assert wait_until(lambda: b"served" in fetch())
+    assert wait_until(lambda: b"served" in _fetch(port))
     assert f"0.0.0.0:{port}->80/tcp" in pb.ok("ps", "--filter", f"name={name}")
     pb.ok("rm", "-f", name)
+
+
+def _fetch(port: int) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            return client.makefile("rb").read()
+    except OSError:
+        return b""
+
+
+def test_random_host_ports_port_and_publish_all(pb: Pybuild) -> None:
+    serve = "echo served > /index.html; httpd -p 8080 -h /; exec httpd -f -p 80 -h /"
+    exposing, tag = unique(), f"exposing/{unique()}:1"
+    pb.ok("create", "--name", exposing, BASE_IMAGE, "true")
+    pb.ok("commit", "-c", "EXPOSE 8080 53/udp", exposing, tag)
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "-p", "80", "-p", "127.0.0.1::81/udp", "-P", tag, "sh", "-c", serve)
+    mappings = dict(line.split(" -> ") for line in pb.ok("port", name).splitlines())
+    assert set(mappings) == {"80/tcp", "81/udp", "8080/tcp", "53/udp"}
+    assert mappings["81/udp"].startswith("127.0.0.1:") and mappings["80/tcp"].startswith("0.0.0.0:")
+    assert pb.ok("port", name, "80") == mappings["80/tcp"] + "\n"
+    for private in ("80/tcp", "8080/tcp"):
+        assert wait_until(lambda private=private: b"served" in _fetch(int(mappings[private].rpartition(":")[2])))
+    assert pb.run("port", name, "82").returncode == 1
+    record = _record(pb, name)
+    assert record["HostConfig"]["PortBindings"]["80/tcp"] == [{"HostIp": "", "HostPort": ""}]  # type: ignore[index]
+    given = record["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]  # type: ignore[index]
+    assert f"0.0.0.0:{given}" == mappings["80/tcp"]
+    pb.ok("stop", "-t", "0", name)
+    assert pb.ok("port", name) == "" and pb.ok("ps", "-a", "--filter", f"name={name}", "--format", "{{.Ports}}") == "\n"
+    pb.ok("rm", name, exposing)
+    pb.ok("rmi", tag)
 
 
 # -- lifecycle -----------------------------------------------------------------------------------------------------
@@ -284,11 +316,78 @@ def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: P
     pb.ok("rm", name)
 
 
+def test_cp_tar_streams_never_land_outside_the_container(pb: Pybuild, tmp_path: Path) -> None:
+    """A hostile tar on stdin, into a running container whose folder holds symlinks out: every entry lands inside
+    its root (names cleaned inside the folder, symlinks resolved inside the root), nothing on the host."""
+    name = unique()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c",
+          f"mkdir -p /dst; ln -s {outside} /dst/hostlink; ln -s ../../../../.. /dst/up; sleep 300")  # fmt: skip
+    upload = io.BytesIO()
+    with tarfile.open(fileobj=upload, mode="w") as archive:
+        for entry, data in (("../../../one", b"1"), ("/abs/two", b"2"), ("hostlink/three", b"3"), ("up/four", b"4")):
+            member = tarfile.TarInfo(entry)
+            member.size, member.uid, member.gid = len(data), 1234, 4321
+            archive.addfile(member, io.BytesIO(data))
+        escape = tarfile.TarInfo("five")
+        escape.type, escape.linkname = tarfile.LNKTYPE, "../../../../../etc/passwd"
+        archive.addfile(escape)
+    result = subprocess.run(
+        pb.argv("cp", "-", f"{name}:/dst"), input=upload.getvalue(), capture_output=True, check=False
+    )
+    assert result.returncode == 1 and b"Error processing tar file" in result.stderr  # the link's target is missing
+    seen = pb.ok("exec", name, "sh", "-c", f"cat /dst/one /dst/abs/two {outside}/three /four; stat -c %u:%g /dst/one")
+    assert seen == "12341234:4321\n"
+    assert list(outside.iterdir()) == [] and not Path("/four").exists() and not Path("/abs").exists()
+
+    out = tmp_path / "out"
+    out.mkdir()
+    pb.ok("cp", f"{name}:/dst/one", str(out / "plain"))
+    pb.ok("cp", "-a", f"{name}:/dst/one", str(out / "archived"))
+    assert (out / "plain").stat().st_uid == os.getuid()
+    assert ((out / "archived").stat().st_uid, (out / "archived").stat().st_gid) == (1234, 4321)  # Docker's docs
+    followed = subprocess.run(pb.argv("cp", "-L", f"{name}:/dst/up", "-"), capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(followed)) as archive:  # the link climbs no higher than the root
+        assert "/bin/busybox" in archive.getnames()
+    pb.ok("rm", "-f", name)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [(None, b"\x10\x11"), ("ctrl-a,x", b"\x01x"), ("ctrl-@,ctrl-[,ctrl-_,DEL", b"\x00\x1b\x1f\x7f"), ("Q", b"Q")],
+)
+def test_detach_keys_in_docker_syntax(keys: str | None, expected: bytes) -> None:
+    assert parse_detach_keys(keys) == expected
+
+
+def test_detach_keys_without_a_terminal(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "-i", "--name", name, BASE_IMAGE, "cat")
+    attached = subprocess.run(pb.argv("attach", "--detach-keys", "q", name), input=b"hello\nq", capture_output=True,
+                              timeout=60, check=False)  # fmt: skip
+    assert attached.returncode == 0
+    assert wait_until(lambda: pb.ok("logs", name) == "hello\n")  # what came before the keys reached it
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    for command in (["attach", "--detach-keys", "ctrl-1", name], ["exec", "--detach-keys", "ctrlq", name, "true"]):
+        result = pb.run(*command)
+        assert result.returncode == 1 and "Invalid escape keys" in result.stderr
+    result = pb.run("run", "--rm", "--detach-keys", "nope", BASE_IMAGE, "true")
+    assert result.returncode == 125 and "Invalid escape keys (nope) provided" in result.stderr
+    pb.ok("rm", "-f", name)
+
+
 def test_pause_and_unpause(pb: Pybuild) -> None:
     name = unique()
-    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c", "while true; do date +%s%N > /tick; sleep 0.05; done")
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c",
+          "sleep 300 & while true; do date +%s%N > /tick; sleep 0.05; done")  # fmt: skip
+    pb.ok("exec", "-d", name, "sleep", "301")
+    init_pid = int(_record(pb, name)["State"]["Pid"])  # type: ignore[index,call-overload]
+    assert wait_until(lambda: len(pid_namespace_members(init_pid)) >= 3)
     pb.ok("pause", name)
     assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").strip().endswith("(Paused)")
+    cgroup = freezer_cgroup(_record(pb, name)["Id"])  # type: ignore[arg-type]
+    assert cgroup is not None and set(pid_namespace_members(init_pid)) <= set(cgroup.pids())  # all of them frozen
     assert "is paused" in pb.run("exec", name, "true").stderr
     pb.ok("unpause", name)
     assert pb.ok("exec", name, "true") == ""

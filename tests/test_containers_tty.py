@@ -98,6 +98,7 @@ def test_exec_it(pb: Pybuild, tmux: Tmux) -> None:
     tmux("send-keys", "tty; cat /proc/1/cmdline; echo", "Enter")
     assert tmux.shows("sleep300")
     tmux("send-keys", "sleep 60", "Enter")
+    assert wait_until(lambda: "sleep 60" in pb.ok("top", name))  # Ctrl-C before it runs would reach the shell
     tmux("send-keys", "C-c")
     tmux("send-keys", "exit 6", "Enter")
     assert tmux.shows("exit=6")
@@ -115,3 +116,31 @@ def test_attach_without_tty_ctrl_c_stops_the_container(pb: Pybuild, tmux: Tmux) 
         "Exited (130)"
     ))  # fmt: skip
     pb.ok("rm", name)
+
+
+def test_detach_keys_for_run_and_attach(pb: Pybuild, tmux: Tmux) -> None:
+    name = unique()
+    tmux.start(pb.argv("run", "-it", "--detach-keys", "ctrl-a,x", "--name", name, BASE_IMAGE, "sh"))
+    assert tmux.shows("/ #")
+    tmux("send-keys", "C-p", "C-q", "echo still-attached", "Enter")  # the default keys are just keys now
+    assert tmux.shows("\nstill-attached")
+    tmux("send-keys", "C-a", "x")
+    assert tmux.shows("exit=0")
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    tmux.kill()
+
+    again = Tmux()
+    try:
+        again.start(pb.argv("attach", "--detach-keys", "ctrl-x", name))
+
+        def prompt() -> bool:
+            again("send-keys", "Enter")
+            return "/ #" in again.screen()
+
+        assert wait_until(prompt, step=0.3)
+        again("send-keys", "C-x")
+        assert again.shows("exit=0")
+    finally:
+        again.kill()
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    pb.ok("rm", "-f", name)

@@ -4,6 +4,8 @@ and exit codes of `run`, volumes and binds, `logs`, `ps` columns, `diff` lists, 
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import subprocess
 import tarfile
@@ -169,3 +171,89 @@ def test_logs_ps_diff_commit_export(engines: Engines, tmp_path: Path) -> None:
         with tarfile.open(path) as archive:
             exported[engine] = {member.name.rstrip("/") for member in archive.getmembers()}
     assert exported["pybuild"] == exported["docker"]
+
+
+def _tar_entries(data: bytes) -> list[tuple[str, str, int, int, int, str, bytes]]:
+    """What a `cp ... -` stream holds, as both engines must agree on it: names, types, modes, owners, links, bytes."""
+    entries = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as archive:
+        for member in archive:
+            content = b""
+            if member.isreg():
+                extracted = archive.extractfile(member)
+                assert extracted is not None
+                content = extracted.read()
+            kind = "dir" if member.isdir() else "sym" if member.issym() else "link" if member.islnk() else "file"
+            entries.append(
+                (member.name.rstrip("/"), kind, member.mode & 0o7777, member.uid, member.gid, member.linkname, content)
+            )
+    return entries
+
+
+def _tree(root: Path) -> list[tuple[str, int, int, int, str, bytes]]:
+    found = []
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        link = os.readlink(path) if path.is_symlink() else ""
+        content = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+        found.append((str(path.relative_to(root)), info.st_mode, info.st_uid, info.st_gid, link, content))
+    return found
+
+
+def test_cp_tar_streams_and_paths(engines: Engines, tmp_path: Path) -> None:
+    name = unique()
+    engines.docker_names.append(name)
+    script = (
+        "mkdir -p /d/e /dst /dst2; echo x > /d/e/f; chown 1000:1000 /d/e/f; chmod 640 /d/e/f; ln -s e /d/l; "
+        "ln -s /d/e/f /lnk; ln -s / /dst/escape"
+    )
+    docker, ours = engines.both("run", "--name", name, engines.image, "sh", "-c", script)
+    assert ours.returncode == docker.returncode == 0, (docker.stderr, ours.stderr)
+
+    def streams(*args: str) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
+        docker = subprocess.run([DOCKER, *args], capture_output=True, timeout=300, check=False)
+        ours = subprocess.run(engines.pb.argv(*args), capture_output=True, timeout=300, check=False)
+        return docker, ours
+
+    for flags, source in [([], "/d"), ([], "/d/."), ([], "/d/l/"), ([], "/d/e/f"), ([], "/lnk"), (["-L"], "/lnk")]:
+        docker_out, our_out = streams("cp", *flags, f"{name}:{source}", "-")
+        assert our_out.returncode == docker_out.returncode == 0, (source, docker_out.stderr, our_out.stderr)
+        assert _tar_entries(our_out.stdout) == _tar_entries(docker_out.stdout), (flags, source)
+    docker_out, our_out = streams("cp", f"{name}:/nope", "-")
+    assert our_out.returncode == docker_out.returncode == 1
+
+    upload = tmp_path / "upload.tar"
+    with tarfile.open(upload, "w") as archive:
+        for entry_name, data in (("top/f", b"uploaded\n"), ("escape/through-the-link", b"stays inside\n")):
+            member = tarfile.TarInfo(entry_name)
+            member.size, member.uid, member.gid, member.mode = len(data), 1234, 1234, 0o640
+            archive.addfile(member, io.BytesIO(data))
+    for engine_argv in ([DOCKER], engines.pb.argv()):
+        with open(upload, "rb") as stdin:
+            done = subprocess.run(
+                [*engine_argv, "cp", "-", f"{name}:/dst"], stdin=stdin, capture_output=True, check=False
+            )
+        assert done.returncode == 0, done.stderr
+    for landed in ("/dst", "/through-the-link"):  # a symlink in the container resolves inside its root
+        docker_out, our_out = streams("cp", f"{name}:{landed}", "-")
+        assert our_out.returncode == docker_out.returncode == 0, (landed, docker_out.stderr, our_out.stderr)
+        assert _tar_entries(our_out.stdout) == _tar_entries(docker_out.stdout), landed
+    assert not Path("/through-the-link").exists()
+    docker_out, our_out = streams("cp", "-", f"{name}:/d/e/f")
+    assert our_out.returncode == docker_out.returncode == 1
+
+    local = tmp_path / "local"
+    (local / "sub").mkdir(parents=True)
+    (local / "sub" / "g").write_text("local\n")
+    os.chown(local / "sub" / "g", 4321, 4321)
+    for flags in ([], ["-a"]):
+        docker, ours = engines.both("cp", *flags, str(local), f"{name}:/dst2")
+        assert ours.returncode == docker.returncode == 0, (docker.stderr, ours.stderr)
+        docker_out, our_out = streams("cp", f"{name}:/dst2", "-")
+        assert _tar_entries(our_out.stdout) == _tar_entries(docker_out.stdout), flags
+    for engine, runner in (("docker", engines.docker), ("pybuild", engines.pb.run)):
+        (tmp_path / engine).mkdir()
+        assert runner("cp", f"{name}:/d", str(tmp_path / engine)).returncode == 0
+        assert runner("cp", f"{name}:/d/.", str(tmp_path / engine / "content")).returncode == 0
+        assert runner("cp", f"{name}:/d/e/f", str(tmp_path / engine / "renamed")).returncode == 0
+    assert _tree(tmp_path / "pybuild") == _tree(tmp_path / "docker")

@@ -1,4 +1,4 @@
-"""pybuild attach: attach our terminal (or stdio) to a running container; Ctrl-P Ctrl-Q detaches."""
+"""pybuild attach: attach our terminal (or stdio) to a running container; Ctrl-P Ctrl-Q (or --detach-keys) detaches."""
 
 from __future__ import annotations
 
@@ -18,17 +18,19 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
     parser.add_argument("--sig-proxy", default="true", choices=("true", "false"), help="forward received signals")
-    parser.add_argument("--detach-keys", default=None, help="not supported: the detach keys are ctrl-p,ctrl-q")
+    parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("container", metavar="CONTAINER")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..container.attach import relay, terminal_size
+    from ..container.detachkeys import parse_detach_keys
     from ..container.lifecycle import RUNNING_STATES, connect, find, reconcile
     from ..container.spec import ContainerSpec
 
     try:
+        detach_keys = parse_detach_keys(args.detach_keys)
         store = open_store(args)
         row = find(store, args.container)
     except BuildError as failure:
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         error("You cannot attach to a stopped container, start it first")
         return 1
     try:
-        code = relay(session.endpoint(), stdin, spec.tty, args.sig_proxy == "true")
+        code = relay(session.endpoint(), stdin, spec.tty, args.sig_proxy == "true", detach_keys)
     finally:
         session.close()
     if code is None:

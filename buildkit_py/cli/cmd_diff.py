@@ -84,7 +84,7 @@ def container_diff(args: argparse.Namespace) -> int:
     from ..container.changes import container_changes
     from ..container.layout import ContainerLayout
     from ..container.lifecycle import find
-    from ..container.rootfs import image_lowers
+    from ..container.plan import image_lowers
     from ..errors import BuildError
 
     try:

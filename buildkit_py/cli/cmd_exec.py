@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-e", "--env", action="append", default=[], help="set an environment variable")
     parser.add_argument("-u", "--user", default=None, help="user[:group] (default: the container's)")
     parser.add_argument("-w", "--workdir", default=None, help="working directory (default: the container's)")
+    parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     parser.set_defaults(func=run)
@@ -30,6 +31,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from ..container.detachkeys import parse_detach_keys
     from ..container.execin import ExecFailed, ExecOptions, exec_in_container
     from ..container.lifecycle import find
     from ..container.options import _replace_or_append
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         error("exec needs a command")
         return 1
     try:
+        detach_keys = parse_detach_keys(args.detach_keys)
         store = open_store(args)
         row = find(store, args.container)
         spec = ContainerSpec.from_json(row.spec)
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             hostname=spec.hostname,
             tty=args.tty,
         )
-        return exec_in_container(store, row, ExecOptions(config, args.interactive, args.detach))
+        return exec_in_container(store, row, ExecOptions(config, args.interactive, args.detach, detach_keys))
     except ExecFailed as failure:
         error(failure)
         return failure.code

@@ -35,7 +35,7 @@ def _print(entry: Any, timestamps: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..container.layout import ContainerLayout
-    from ..container.lifecycle import RUNNING_STATES, find, reconcile
+    from ..container.lifecycle import RUNNING_STATES, find
     from ..container.logread import follow_entries, parse_log_time, select_entries
 
     try:
@@ -53,13 +53,8 @@ def run(args: argparse.Namespace) -> int:
         _print(entry, args.timestamps)
     if not args.follow or row.state not in RUNNING_STATES:
         return 0
-
-    def running() -> bool:
-        current = store.containers.get(row.container_id)
-        return current is not None and reconcile(store, current).state in RUNNING_STATES
-
     try:
-        for entry in follow_entries(path, offset, running):
+        for entry in follow_entries(path, offset, row.monitor_pid, row.monitor_start):
             if until is not None and entry.time_ns > until:
                 return 0
             _print(entry, args.timestamps)

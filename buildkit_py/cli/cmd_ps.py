@@ -46,7 +46,7 @@ def _ellipsis(text: str, width: int) -> str:
 
 def _fields(row: Any, no_trunc: bool) -> dict[str, str]:
     from ..cli.formatting import age_of
-    from ..container.spec import ContainerSpec
+    from ..container.spec import ContainerSpec, ports_from_json
     from ..container.status import created_text, status_text
 
     spec = ContainerSpec.from_json(row.spec)
@@ -57,7 +57,7 @@ def _fields(row: Any, no_trunc: bool) -> dict[str, str]:
         "Command": json.dumps(command if no_trunc else _ellipsis(command, 20), ensure_ascii=False),
         "CreatedAt": created_text(row.created),
         "RunningFor": age_of(row.created),
-        "Ports": ", ".join(str(port) for port in spec.ports),
+        "Ports": ", ".join(str(port) for port in ports_from_json(row.ports)),  # while it runs, as Docker's
         "State": row.state,
         "Status": status_text(row),
         "Names": row.name,

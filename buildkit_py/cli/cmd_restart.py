@@ -18,12 +18,22 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..container.lifecycle import find, start_container, stop_container
+    from ..container.spawn import fork_monitor
 
+    monitors = iter(
+        [fork_monitor(args.root) for _ in args.containers]
+    )  # before the store opens: see container/spawn.py
     store = open_store(args)
 
     def restart(name: str) -> None:
-        stop_container(store, name, args.time)
-        session = start_container(store, find(store, name), {})
+        monitor = next(monitors)
+        try:
+            stop_container(store, name, args.time)
+            row = find(store, name)
+        except BaseException:
+            monitor.close()
+            raise
+        session = start_container(store, row, {}, monitor)
         session.close()
         print(name)
 

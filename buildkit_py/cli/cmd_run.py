@@ -6,9 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import BuildError
-from .common import open_store
-from .container_common import EXIT_OWN_ERROR, add_create_options, error, run_options
+from .container_common import add_create_options, error, run_option_fields
 
 
 def register(subparsers: Any) -> None:
@@ -22,40 +20,47 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--sig-proxy", default="true", choices=("true", "false"), help="forward received signals to the container"
     )
+    parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     add_create_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..container.spawn import fork_monitor, take_early_monitor
+
+    monitor = take_early_monitor() or fork_monitor()  # forked first: see container/spawn.py
+    monitor.root = args.root
+
+    from ..container.detachkeys import parse_detach_keys
+    from ..errors import ContainerError
+
+    try:
+        detach_keys = parse_detach_keys(args.detach_keys)
+    except ContainerError as failure:
+        monitor.close()
+        error(failure)
+        return 125
+
     from ..container.attach import relay, terminal_size
-    from ..container.lifecycle import StartFailed, create_container, start_container
+    from ..container.session import StartFailed
 
     attached_stdin = args.interactive and not args.detach
-    try:
-        store = open_store(args)
-        row = create_container(store, args.image, run_options(args, attach_stdin=attached_stdin), args.name)
-    except BuildError as failure:
-        error(failure)
-        return EXIT_OWN_ERROR
     hello: dict[str, object] = {}
     if not args.detach:
         hello = {"stdout": True, "stderr": True, "stdin": attached_stdin}
         if args.tty:
             hello["size"] = terminal_size(0) or terminal_size(1)
     try:
-        session = start_container(store, row, hello)
+        session, container_id = monitor.run(args.image, args.name, run_option_fields(args, attached_stdin), hello)
     except StartFailed as failure:
         error(failure)
         return failure.code
-    except BuildError as failure:
-        error(failure)
-        return EXIT_OWN_ERROR
     if args.detach:
         session.close()
-        print(row.container_id)
+        print(container_id)
         return 0
     try:
-        code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy == "true")
+        code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy == "true", detach_keys)
     finally:
         session.close()
     if code is None:

@@ -26,7 +26,8 @@ def add_create_options(parser: argparse.ArgumentParser) -> None:
     add("-u", "--user", default=None, help="user[:group] to run as")
     add("--entrypoint", default=None, help="override the image's ENTRYPOINT")
     add("-h", "--hostname", default="", help="the container's host name")
-    add("-p", "--publish", action="append", default=[], help="publish a port: [IP:]HOST:CONTAINER[/udp]")
+    add("-p", "--publish", action="append", default=[], help="publish a port: [[IP:][HOST]:]CONTAINER[/udp]")
+    add("-P", "--publish-all", action="store_true", help="publish every port the image exposes, on random ports")
     add("-v", "--volume", action="append", default=[], help="HOST:CTR[:ro], NAME:CTR[:ro] or /CTR")
     add("--mount", action="append", default=[], help="type=bind|volume|tmpfs,source=...,target=...[,readonly]")
     add("--tmpfs", action="append", default=[], help="a tmpfs: /path[:size=64m,mode=1777]")
@@ -40,32 +41,39 @@ def add_create_options(parser: argparse.ArgumentParser) -> None:
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
+def run_option_fields(args: argparse.Namespace, attach_stdin: bool = False) -> dict[str, object]:
+    """The fields of `container.options.RunOptions` from `run`/`create` flags, as plain data (`run` sends them to
+    its monitor, which creates the container)."""
+    return {
+        "command": list(args.command),
+        "entrypoint": args.entrypoint,
+        "env": list(args.env),
+        "env_files": list(args.env_file),
+        "workdir": args.workdir,
+        "user": args.user,
+        "hostname": args.hostname,
+        "ports": list(args.publish),
+        "volumes": list(args.volume),
+        "mounts": list(args.mount),
+        "tmpfs": list(args.tmpfs),
+        "network": args.network,
+        "read_only": args.read_only,
+        "init": args.init,
+        "stop_signal": args.stop_signal,
+        "stop_timeout": args.stop_timeout,
+        "labels": list(args.label),
+        "tty": args.tty,
+        "interactive": args.interactive,
+        "auto_remove": args.auto_remove,
+        "attach_stdin": attach_stdin,
+        "publish_all": args.publish_all,
+    }
+
+
 def run_options(args: argparse.Namespace, attach_stdin: bool = False) -> Any:
     from ..container.options import RunOptions
 
-    return RunOptions(
-        command=tuple(args.command),
-        entrypoint=args.entrypoint,
-        env=tuple(args.env),
-        env_files=tuple(args.env_file),
-        workdir=args.workdir,
-        user=args.user,
-        hostname=args.hostname,
-        ports=tuple(args.publish),
-        volumes=tuple(args.volume),
-        mounts=tuple(args.mount),
-        tmpfs=tuple(args.tmpfs),
-        network=args.network,
-        read_only=args.read_only,
-        init=args.init,
-        stop_signal=args.stop_signal,
-        stop_timeout=args.stop_timeout,
-        labels=tuple(args.label),
-        tty=args.tty,
-        interactive=args.interactive,
-        auto_remove=args.auto_remove,
-        attach_stdin=attach_stdin,
-    )
+    return RunOptions.from_fields(run_option_fields(args, attach_stdin))
 
 
 def error(message: object) -> None:

@@ -8,8 +8,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import BuildError, StepError
+if TYPE_CHECKING:
+    from ..errors import BuildError
 
 # Each command lives in cli/cmd_<name>.py with `register(subparsers)`, which sets `func(args) -> int` as default.
 COMMAND_MODULES = (
@@ -47,6 +49,7 @@ COMMAND_MODULES = (
     "attach",
     "commit",
     "cp",
+    "port",
     "export",
     "top",
     "pause",
@@ -125,6 +128,8 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
 def exit_status_of(error: BuildError) -> int:
     """1, except for a RUN that failed: its own exit status, as `docker build` with the classic builder exits
     (`RUN exit 3` exits 3; a step killed by signal N exits 128+N)."""
+    from ..errors import StepError
+
     if isinstance(error, StepError) and error.exit_status:
         return error.exit_status
     return 1
@@ -132,7 +137,14 @@ def exit_status_of(error: BuildError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = with_build_word(sys.argv[1:] if argv is None else argv)
-    parser = make_parser(_command_in(arguments))
+    command = _command_in(arguments)
+    if command == "run":
+        from ..container.spawn import fork_early
+
+        fork_early()  # the container's monitor imports what it needs while we parse (container/spawn.py)
+    from ..errors import BuildError  # after that fork: it is the first module that costs
+
+    parser = make_parser(command)
     args = parser.parse_args(arguments)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -155,5 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+# Commands that hold no file, thread or connection open once they return, so the process may end at once: tearing
+# the interpreter down (every module, every object) costs more than the container a `run --rm` starts.
+_EXIT_AT_ONCE = frozenset({"run", "start", "exec", "attach"})
+
+
+def entry() -> None:
+    """The `pybuild` command."""
+    arguments = sys.argv[1:]
+    status = main(arguments)
+    if _command_in(arguments) in _EXIT_AT_ONCE:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -18,13 +18,12 @@ import termios
 import tty as ttymodule
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import protocol as p
+from .detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["DETACH_KEYS", "Endpoint", "relay", "terminal_size"]
-
-DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q
+__all__ = ["Endpoint", "relay", "terminal_size"]
 _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -46,6 +45,7 @@ class Endpoint:
     close_stdin: Callable[[], None]
     send_signal: Callable[[int], None]
     send_resize: Callable[[list[int]], None]
+    received: list[tuple[int, bytes]] = field(default_factory=list)  # frames already read, before any select
 
 
 @contextmanager
@@ -72,7 +72,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def relay(endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_keys: bytes = DETACH_KEYS) -> int | None:
+def _output(frames: list[tuple[int, bytes]]) -> tuple[bool, int | None]:
+    """Write the container's output; (True, its exit code) once it has exited."""
+    for kind, payload in frames:
+        if kind == p.STDOUT:
+            _write_all(1, payload)
+        elif kind == p.STDERR:
+            _write_all(2, payload)
+        elif kind == p.EXIT:
+            code = p.decode_json(payload).get("code")
+            return True, code if isinstance(code, int) else None
+    return False, None
+
+
+def relay(
+    endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_keys: bytes = DEFAULT_DETACH_KEYS
+) -> int | None:
     """Run the session; the container's exit code, or None when we detached or the container went away."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -90,6 +105,9 @@ def relay(endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_ke
                 size = terminal_size(0) or terminal_size(1)
                 if size:
                     endpoint.send_resize(size)
+            finished, code = _output(endpoint.received)
+            if finished:
+                return code
             while True:
                 watch = [*endpoint.read_fds, wake_r] + ([0] if reading_stdin else [])
                 ready, _, _ = select.select(watch, [], [])
@@ -129,14 +147,9 @@ def relay(endpoint: Endpoint, stdin: bool, tty: bool, sig_proxy: bool, detach_ke
                     frames = endpoint.on_readable(fd)
                     if frames is None:
                         return None
-                    for kind, payload in frames:
-                        if kind == p.STDOUT:
-                            _write_all(1, payload)
-                        elif kind == p.STDERR:
-                            _write_all(2, payload)
-                        elif kind == p.EXIT:
-                            code = p.decode_json(payload).get("code")
-                            return code if isinstance(code, int) else None
+                    finished, code = _output(frames)
+                    if finished:
+                        return code
     finally:
         signal.set_wakeup_fd(previous_wakeup)
         for number, handler in previous_handlers.items():

@@ -33,7 +33,7 @@ def _paused(store: Store, row: ContainerRow, pause: bool) -> Iterator[None]:
         yield
         return
     try:
-        cgroup = find_cgroup(row.container_id)
+        cgroup = find_cgroup(row.container_id, row.pid)
     except BuildError:
         yield  # no freezer here: commit as Docker would without --pause
         return

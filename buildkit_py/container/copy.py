@@ -1,144 +1,178 @@
-"""`pybuild cp`: files between a container and the host. The container's tree is hostile: a path in it is resolved
-as the container would (symlinks inside its root), and then every component is opened beneath the root by
-descriptor, refusing symlinks, so a swap made while we copy fails (ELOOP) instead of leading out of the root."""
+"""`pybuild cp`: files between a container and the host, or a tar stream on stdin/stdout, as Docker 20.10 does it.
+
+Every copy goes through a tar stream (archive.py), as Docker's does between its client and its daemon: the source is
+written as entries named for the destination, and extracted into the destination's folder. The container's side is
+hostile: paths in it are resolved as the container would (symlinks inside its root) and every file is reached
+through descriptors beneath the root, so a swap made while we copy fails instead of leading out of it.
+
+Where the copy lands, as Docker decides it: into an existing folder under the source's name (its content for
+`SRC/.`); over an existing file; else under the destination's own name in its parent folder. Owners: a copy into a
+container keeps the source's uid and gid (with `-a`, the container's configured user, as Docker's daemon does); a
+copy to the host is owned by whoever runs `cp`, or keeps the container's owners with `-a`.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import stat
+import threading
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import ContainerError
 from ..exec.rootpath import resolve_in_root
-from ..fs.beneath import RootDir
+from ..exec.users import resolve_user
+from ..store.containers import ContainerRow
+from .archive import Owner, SourceEntry, extract_archive, source_entry, write_archive
+from .paths import open_in_root
+from .spec import ContainerSpec
 
-__all__ = ["copy_from_container", "copy_into_container"]
-
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _relative(root: Path, container_path: str, follow_final: bool) -> str:
-    resolved = resolve_in_root(root, container_path, follow_final=follow_final)
-    return resolved.relative_to(root).as_posix() if resolved != root else ""
-
-
-def _copy_out_fd(dir_fd: int, name: str, target: Path) -> None:
-    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    if stat.S_ISLNK(info.st_mode):
-        os.symlink(os.readlink(name, dir_fd=dir_fd), target)
-    elif stat.S_ISDIR(info.st_mode):
-        fd = os.open(name, _DIR, dir_fd=dir_fd)
-        try:
-            target.mkdir(exist_ok=True)
-            for child in sorted(os.listdir(fd)):
-                _copy_out_fd(fd, child, target / child)
-        finally:
-            os.close(fd)
-    elif stat.S_ISREG(info.st_mode):
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
-        with os.fdopen(fd, "rb") as reader, open(target, "wb") as writer:
-            shutil.copyfileobj(reader, writer, 1 << 20)
-    else:
-        return
-    if not stat.S_ISLNK(info.st_mode):
-        os.chmod(target, stat.S_IMODE(info.st_mode))
-        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+__all__ = [
+    "configured_owner",
+    "copy_from_container",
+    "copy_into_container",
+    "extract_into_container",
+    "stream_from_container",
+]
 
 
-def copy_from_container(root: Path, source: str, destination: Path) -> None:
-    """`cp CONTAINER:SOURCE DESTINATION` (DESTINATION an existing folder: into it, under the source's name)."""
-    relative = _relative(root, source, follow_final=source.endswith(("/", "/.")))
-    content_only = source.endswith("/.")
-    with RootDir(root) as tree:
-        parent, _, name = relative.rpartition("/")
-        try:
-            parent_fd = tree.open(parent or ".", _DIR)
-        except OSError as error:
-            raise ContainerError(f"Could not find the file {source} in container: {error.strerror}") from None
-        try:
-            if not name:
-                name = "."
-            try:
-                info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-            except OSError:
-                raise ContainerError(f"Could not find the file {source} in container") from None
-            if content_only and stat.S_ISDIR(info.st_mode):
-                destination.mkdir(exist_ok=True)
-                fd = os.open(name, _DIR, dir_fd=parent_fd)
-                try:
-                    for child in sorted(os.listdir(fd)):
-                        _copy_out_fd(fd, child, destination / child)
-                finally:
-                    os.close(fd)
-                return
-            target = destination / (Path(source.rstrip("/")).name or "root") if destination.is_dir() else destination
-            _copy_out_fd(parent_fd, name, target)
-        finally:
-            os.close(parent_fd)
-
-
-def _copy_in(source: Path, dir_fd: int, name: str) -> None:
-    info = os.lstat(source)
-    if stat.S_ISLNK(info.st_mode):
-        try:
-            os.unlink(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        os.symlink(os.readlink(source), name, dir_fd=dir_fd)
-        return
-    if stat.S_ISDIR(info.st_mode):
-        try:
-            os.mkdir(name, stat.S_IMODE(info.st_mode), dir_fd=dir_fd)
-        except FileExistsError:
-            pass
-        fd = os.open(name, _DIR, dir_fd=dir_fd)  # refuses a symlink the container put there
-        try:
-            for child in sorted(os.listdir(source)):
-                _copy_in(source / child, fd, child)
-            os.chmod(fd, stat.S_IMODE(info.st_mode))
-        finally:
-            os.close(fd)
-        return
-    if stat.S_ISREG(info.st_mode):
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, stat.S_IMODE(info.st_mode), dir_fd=dir_fd)
-        with open(source, "rb") as reader, os.fdopen(fd, "wb") as writer:
-            shutil.copyfileobj(reader, writer, 1 << 20)
-            os.chmod(writer.fileno(), stat.S_IMODE(info.st_mode))
-
-
-def copy_into_container(root: Path, source: Path, destination: str) -> None:
-    """`cp SOURCE CONTAINER:DESTINATION`."""
-    if not os.path.lexists(source):
-        raise ContainerError(f"lstat {source}: no such file or directory")
-    relative = _relative(root, destination, follow_final=True)
-    with RootDir(root) as tree:
-        try:
-            existing = tree.lstat(relative) if relative else os.lstat(root)
-        except OSError:
-            existing = None
-        if existing is not None and stat.S_ISDIR(existing.st_mode) and not str(source).endswith("/."):
-            parent, name = relative, source.name
-        else:
-            parent, _, name = relative.rpartition("/")
-        try:
-            parent_fd = tree.open(parent or ".", _DIR)
-        except OSError as error:
-            raise ContainerError(f"Could not find the file {destination} in container: {error.strerror}") from None
-        try:
-            if str(source).endswith("/.") and source.is_dir():
-                for child in sorted(os.listdir(source)):
-                    _copy_in(source / child, parent_fd if not name else _open_dir(parent_fd, name), child)
-            else:
-                _copy_in(source, parent_fd, name)
-        finally:
-            os.close(parent_fd)
-
-
-def _open_dir(parent_fd: int, name: str) -> int:
+def _container_source(root: Path, source: str, follow_link: bool, container: str) -> SourceEntry:
     try:
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
-    except FileExistsError:
-        pass
-    return os.open(name, _DIR, dir_fd=parent_fd)
+        return source_entry(root, source or "/", follow_link)
+    except OSError:
+        raise ContainerError(f"Could not find the file {source} in container {container}") from None
+
+
+def _archive_name(source: str, entry: SourceEntry, follow_link: bool) -> str:
+    """Docker's name for the top entry: the source's base name (with `-L`, the name of what its symlink leads to),
+    `.` for a folder's content, `/` for the root."""
+    if source.endswith("/.") and entry.is_dir:
+        return "."
+    if follow_link:
+        return entry.name or "/"
+    return os.path.basename(os.path.normpath(source).rstrip("/")) or "/"
+
+
+def stream_from_container(
+    root: Path, source: str, out: BinaryIO, follow_link: bool, container: str, opaque: frozenset[str] = frozenset()
+) -> None:
+    """`cp CONTAINER:SOURCE -`: a tar of the source on `out` (folders in `opaque` without their content)."""
+    entry = _container_source(root, source, follow_link, container)
+    write_archive(root, entry, out, _archive_name(source, entry, follow_link), opaque)
+
+
+def _piped(
+    root: Path,
+    entry: SourceEntry,
+    name: str,
+    dest_root: Path,
+    folder: str,
+    owner: Owner | None,
+    opaque: frozenset[str] = frozenset(),
+) -> None:
+    """Write the source's tar on one end of a pipe (a thread) while extracting it from the other into `folder` of
+    the tree `dest_root`."""
+    read_fd, write_fd = os.pipe()
+    failures: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(write_fd, "wb") as out:
+                write_archive(root, entry, out, name, opaque)
+        except BaseException as error:  # noqa: BLE001 - reported by the consumer's thread
+            failures.append(error)
+
+    writer = threading.Thread(target=produce, name="cp-tar")
+    writer.start()
+    try:
+        with open(read_fd, "rb") as stream:
+            extract_archive(dest_root, folder, stream, owner)
+    finally:
+        writer.join()
+    if failures:
+        raise ContainerError(f"cannot read {name}: {failures[0]}") from None
+
+
+def copy_from_container(
+    root: Path,
+    source: str,
+    destination: Path,
+    follow_link: bool,
+    archive: bool,
+    container: str,
+    opaque: frozenset[str] = frozenset(),
+) -> None:
+    """`cp CONTAINER:SOURCE DESTINATION` (a host path; folders in `opaque` are copied without their content)."""
+    entry = _container_source(root, source, follow_link, container)
+    if destination.is_dir():
+        folder, name = destination, _archive_name(source, entry, follow_link)
+    elif os.path.lexists(destination) and entry.is_dir:
+        raise ContainerError("cannot copy a directory to a file")
+    elif not os.path.lexists(destination) and str(destination).endswith("/"):
+        raise ContainerError(f"destination directory {destination} does not exist")
+    else:
+        folder, name = destination.parent, destination.name
+    if not folder.is_dir():
+        raise ContainerError(f"cannot copy to {destination}: its folder does not exist")
+    owner = None if archive else Owner(os.getuid(), os.getgid())
+    _piped(root, entry, name, folder, "/", owner, opaque)
+
+
+def _container_folder(root: Path, path: str, container: str) -> str:
+    """The container's folder `path`, resolved inside its root: ContainerError when there is nothing there,
+    NotADirectoryError when it is not a folder."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_in_root(root_fd, root, path, make=None)
+    except OSError:
+        raise ContainerError(f"Could not find the file {path} in container {container}") from None
+    finally:
+        os.close(root_fd)
+    try:
+        if not os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise NotADirectoryError(path)
+    finally:
+        os.close(fd)
+    return "/" + resolve_in_root(root, path).relative_to(root).as_posix()
+
+
+def copy_into_container(
+    root: Path, source: Path, destination: str, follow_link: bool, owner: Owner | None, container: str
+) -> None:
+    """`cp SOURCE CONTAINER:DESTINATION` (SOURCE a host path)."""
+    local = os.path.join(os.getcwd(), source)  # as given: a trailing `/` or `/.` counts
+    if not os.path.lexists(local):
+        raise ContainerError(f"lstat {source}: no such file or directory")
+    entry = source_entry(Path("/"), local, follow_link)
+    destination = destination or "/"
+    renamed = None
+    try:
+        folder = _container_folder(root, destination, container)
+    except NotADirectoryError:
+        if entry.is_dir:
+            raise ContainerError("cannot copy a directory to a file") from None
+        renamed = os.path.basename(destination.rstrip("/"))
+    except ContainerError:
+        renamed = os.path.basename(destination.rstrip("/"))
+    if renamed is not None:
+        folder = _container_folder(root, os.path.dirname(destination.rstrip("/")) or "/", container)
+    name = renamed or _archive_name(str(source), entry, follow_link)
+    _piped(Path("/"), entry, name, root, folder, owner)
+
+
+def extract_into_container(root: Path, stream: BinaryIO, destination: str, owner: Owner | None, container: str) -> None:
+    """`cp - CONTAINER:DESTINATION`: a tar from `stream`, extracted into the container's folder."""
+    try:
+        folder = _container_folder(root, destination or "/", container)
+    except (ContainerError, NotADirectoryError):
+        raise ContainerError(f'destination "{container}:{destination}" must be a directory') from None
+    extract_archive(root, folder, stream, owner)
+
+
+def configured_owner(root: Path, row: ContainerRow) -> Owner | None:
+    """`cp -a` into a container: Docker's daemon gives every entry the container's configured user (its uid and
+    primary gid, looked up in the container's /etc/passwd), and keeps the archive's owners when there is none."""
+    user = ContainerSpec.from_json(row.spec).user
+    if not user:
+        return None
+    resolved = resolve_user(root, user)
+    return Owner(resolved.uid, resolved.gid)

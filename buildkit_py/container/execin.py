@@ -23,13 +23,16 @@ from dataclasses import dataclass
 
 from ..errors import ContainerError, ExecError
 from ..exec import wire
-from ..exec.seccomp import prepare_default_filter
 from ..store import Store
 from ..store.containers import ContainerRow
 from . import protocol as p
 from .attach import Endpoint, relay
 from .cgroups import Cgroup, freezer_cgroup
+from .detachkeys import DEFAULT_DETACH_KEYS
+from .layout import init_layer_dir
 from .process import ProcessConfig, exec_process, exit_code_of_error
+from .procinfo import parent_of
+from .seccompcache import SeccompProgram, default_program
 
 __all__ = ["ExecOptions", "exec_in_container"]
 
@@ -42,6 +45,7 @@ class ExecOptions:
     config: ProcessConfig
     interactive: bool = False
     detach: bool = False
+    detach_keys: bytes = DEFAULT_DETACH_KEYS
 
 
 def setns(fd: int) -> None:
@@ -50,17 +54,8 @@ def setns(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def _parent_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return 0
-    return int(text[text.rfind(b")") + 2 :].split()[1])
-
-
 def _open_namespaces(row: ContainerRow) -> list[int]:
-    if row.pid <= 0 or _parent_of(row.pid) != row.monitor_pid:
+    if row.pid <= 0 or parent_of(row.pid) != row.monitor_pid:
         raise ContainerError(f"Container {row.container_id} is not running")
     fds: list[int] = []
     try:
@@ -70,7 +65,7 @@ def _open_namespaces(row: ContainerRow) -> list[int]:
         for fd in fds:
             os.close(fd)
         raise ContainerError(f"Container {row.container_id} is not running") from None
-    if _parent_of(row.pid) != row.monitor_pid:  # still the monitor's child once the descriptors are held
+    if parent_of(row.pid) != row.monitor_pid:  # still the monitor's child once the descriptors are held
         for fd in fds:
             os.close(fd)
         raise ContainerError(f"Container {row.container_id} is not running")
@@ -83,7 +78,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
         raise ContainerError(f"Container {row.container_id} is paused, unpause the container before exec")
     if row.state != "running":
         raise ContainerError(f"Container {row.container_id} is not running")
-    prepare_default_filter()  # loaded before the fork: after setns the helper sees only the container's files
+    seccomp = default_program(init_layer_dir(store.root))  # before setns: from the host, never the container
     namespaces = _open_namespaces(row)
     cgroup = freezer_cgroup(row.container_id)
     tty = options.config.tty
@@ -104,7 +99,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
     store.close()
     helper = os.fork()
     if helper == 0:
-        _helper(namespaces, cgroup, stdio, options, console_theirs, error_w, ours, console_ours)
+        _helper(namespaces, cgroup, stdio, options, seccomp, console_theirs, error_w, ours, console_ours)
     for fd in (*namespaces, *theirs, error_w, null):
         os.close(fd)
     if console_theirs is not None:
@@ -132,7 +127,7 @@ def exec_in_container(store: Store, row: ContainerRow, options: ExecOptions) -> 
         os.waitpid(helper, 0)
         return 0
     endpoint = _endpoint(helper, ours, master, options.interactive)
-    code = relay(endpoint, options.interactive, tty, sig_proxy=not tty)
+    code = relay(endpoint, options.interactive, tty, not tty, options.detach_keys)
     return 0 if code is None else code
 
 
@@ -147,6 +142,7 @@ def _helper(
     cgroup: Cgroup | None,
     stdio: tuple[int, int, int],
     options: ExecOptions,
+    seccomp: SeccompProgram,
     console: socket.socket | None,
     error_w: int,
     ours: list[int],
@@ -162,6 +158,8 @@ def _helper(
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
+            for fd in (0, 1, 2):
+                os.dup2(stdio[0], fd)  # /dev/null: the `exec -d` command returns, and its output is closed
         if cgroup is not None and cgroup.path.is_dir():
             try:
                 cgroup.join()
@@ -175,7 +173,7 @@ def _helper(
             try:
                 for fd, target in zip(stdio, (0, 1, 2), strict=True):
                     os.dup2(fd, target)
-                exec_process(options.config, console, None)
+                exec_process(options.config, seccomp, console, None)
             except BaseException as exc:  # noqa: BLE001 - reported to the exec command
                 os.write(error_w, wire.encode_error(exc))
             finally:

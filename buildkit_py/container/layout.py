@@ -4,7 +4,9 @@
 <root>/containers/<id>/work         overlay's work dir
 <root>/containers/<id>/<id>-json.log   the log, in Docker's json-file format
 <root>/containers/<id>/attach.sock  the monitor's socket (reached through /proc/self/fd: paths may be long)
-<root>/containers/<id>/rootfs       where the monitor mounts the container's root, in its own mount namespace
+
+The monitor mounts the container's root in its own mount namespace, on a folder of the store's temp space named
+after it (`<root>/tmp/rootfs-@<pid>...`), so that removing the container never waits for that mount to go.
 """
 
 from __future__ import annotations
@@ -40,10 +42,6 @@ class ContainerLayout:
         return self.directory / "work"
 
     @property
-    def rootfs(self) -> Path:
-        return self.directory / "rootfs"
-
-    @property
     def log(self) -> Path:
         return self.directory / f"{self.container_id}-json.log"
 
@@ -51,7 +49,7 @@ class ContainerLayout:
 
     def make(self) -> None:
         self.directory.mkdir(parents=True, mode=0o700)
-        for path in (self.upper, self.work, self.rootfs):
+        for path in (self.upper, self.work):
             path.mkdir(mode=0o755)
 
     def remove(self) -> None:

@@ -7,29 +7,23 @@ noticed by `reconcile`, which every reader calls, and recorded as exited.
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
-import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
-from ..exec.initlayer import ensure_init_layer
 from ..image.stored import image_config
-from ..layer.snapshots import snapshot_path
 from ..store import Store
 from ..store.containers import ContainerRow
 from . import protocol as p
-from .attach import Endpoint
 from .cgroups import freezer_cgroup
-from .layout import ContainerLayout, init_layer_dir
+from .layout import ContainerLayout
 from .names import check_name, random_name
 from .options import RunOptions, build_spec
 from .procinfo import is_alive
-from .runtime import RootfsPlan, to_mounts
+from .session import Session, StartFailed
 from .signals import parse_signal
+from .spawn import MonitorHandle, fork_monitor
 from .spec import BIND, VOLUME, ContainerSpec
 
 __all__ = [
@@ -52,62 +46,6 @@ __all__ = [
 
 RUNNING_STATES = ("running", "paused")
 STOPPED_STATES = ("created", "exited")
-_CONNECT_SECONDS = 5.0
-
-
-class StartFailed(ContainerError):
-    """The container could not start; `code` is Docker's exit code for it (125, 126, 127)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Session:
-    """A connection to a running container's monitor."""
-
-    sock: socket.socket
-    reader: p.FrameReader
-    pending: list[tuple[int, bytes]]
-
-    def next_frame(self) -> tuple[int, bytes] | None:
-        return p.read_frame(self.sock, self.reader, self.pending)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def endpoint(self) -> Endpoint:
-        """This session as attach.relay drives it."""
-
-        def on_readable(fd: int) -> list[tuple[int, bytes]] | None:
-            del fd
-            frames, self.pending[:] = list(self.pending), []
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionError:
-                data = b""
-            if not data:
-                return frames or None
-            return frames + self.reader.feed(data)
-
-        def quietly(frame: bytes) -> None:
-            try:
-                self.sock.sendall(frame)
-            except OSError:
-                pass
-
-        return Endpoint(
-            read_fds=[self.sock.fileno()],
-            on_readable=on_readable,
-            send_stdin=lambda data: quietly(p.encode(p.STDIN, data)),
-            close_stdin=lambda: quietly(p.encode(p.STDIN_EOF)),
-            send_signal=lambda number: quietly(p.encode_json(p.SIGNAL, {"signal": number})),
-            send_resize=lambda size: quietly(p.encode_json(p.RESIZE, {"size": size})),
-        )
 
 
 # -- reading records ---------------------------------------------------------------------------------------------
@@ -125,6 +63,7 @@ def reconcile(store: Store, row: ContainerRow) -> ContainerRow:
             pid=0,
             monitor_pid=0,
             monitor_start=0,
+            ports="",
             exit_code=137,
             finished_at=time.time(),
             error="the container's monitor process died",
@@ -159,7 +98,7 @@ def create_container(store: Store, image: str, options: RunOptions, name: str | 
     """Record a new container (not started): checks everything first, so a failure leaves nothing behind."""
     image_id, _ = store.lookup(image)
     config = image_config(store, image_id)
-    container_id = secrets.token_hex(32)
+    container_id = os.urandom(32).hex()
     spec = build_spec(config.config, options, container_id)
     if name is not None:
         name = check_name(name)
@@ -210,64 +149,28 @@ def create_container(store: Store, image: str, options: RunOptions, name: str | 
 # -- start -------------------------------------------------------------------------------------------------------
 
 
-def rootfs_plan(store: Store, row: ContainerRow, spec: ContainerSpec) -> RootfsPlan:
-    from ..digest import Digest
-
-    layout = ContainerLayout(store.root, row.container_id)
-    init_layer = ensure_init_layer(init_layer_dir(store.root))
-    diff_ids = store.images.chain(Digest.parse(row.image_id))
-    lowers = (init_layer, *(snapshot_path(store, diff_id) for diff_id in reversed(diff_ids)))
-    volume_paths = {
-        mount.source: store.volumes.data_path(mount.source) for mount in spec.mounts if mount.kind == VOLUME
-    }
-    fill = tuple(
-        (mount.target, volume_paths[mount.source])
-        for mount in spec.mounts
-        if mount.kind == VOLUME and mount.copy_image_content
-    )
-    for path in volume_paths.values():
-        path.mkdir(parents=True, exist_ok=True)
-    return RootfsPlan(
-        lowers=lowers,
-        upper=layout.upper,
-        work=layout.work,
-        scratch=layout.rootfs,
-        mounts=to_mounts(spec, volume_paths),
-        fill_volumes=fill,
-    )
-
-
-def start_container(store: Store, row: ContainerRow, hello: dict[str, object]) -> Session:
-    """Start the container's monitor and wait until its command runs (StartFailed when it cannot); returns the
-    monitor's first client connection, attached as `hello` asks."""
-    from .monitor import spawn_monitor
-
-    if os.geteuid() != 0:
-        raise ContainerError("running containers needs root (namespaces and overlay mounts)")
-    row = reconcile(store, row)
-    if row.state in RUNNING_STATES:
-        raise ConflictError(f"container {row.container_id[:12]} is already running")
-    spec = ContainerSpec.from_json(row.spec)
-    plan = rootfs_plan(store, row, spec)
-    sock = spawn_monitor(store, row.container_id, plan)
-    session = Session(sock, p.FrameReader(), [])
+def start_container(
+    store: Store, row: ContainerRow, hello: dict[str, object], monitor: MonitorHandle | None = None
+) -> Session:
+    """Have a monitor start the container, and wait until its command runs (StartFailed when it cannot); returns the
+    monitor's first client connection, attached as `hello` asks. `monitor` is one forked before `store` was opened
+    (`fork_monitor`); without it one is forked now, after closing the store's database connection, which no fork
+    may carry."""
     try:
-        session.send(p.encode_json(p.HELLO, hello))
-    except OSError:
-        pass
-    frame = session.next_frame()
-    if frame is None:
-        session.close()
-        raise StartFailed("the container's monitor exited before starting the container", 125)
-    kind, payload = frame
-    if kind == p.FAILED:
-        session.close()
-        document = p.decode_json(payload)
-        code = document.get("code")
-        raise StartFailed(str(document.get("message", "")), code if isinstance(code, int) else 125)
-    if kind != p.STARTED:
-        session.close()
-        raise StartFailed("the container's monitor answered out of turn", 125)
+        if os.geteuid() != 0:
+            raise ContainerError("running containers needs root (namespaces and overlay mounts)")
+        row = reconcile(store, row)
+        if row.state in RUNNING_STATES:
+            raise ConflictError(f"container {row.container_id[:12]} is already running")
+    except BaseException:
+        if monitor is not None:
+            monitor.close()
+        raise
+    if monitor is None:
+        store.close()
+        monitor = fork_monitor(store.root)
+    session, _ = monitor.start(row.container_id, hello)
+    store.close()  # now, while the monitor has its own open: closing the last connection would checkpoint the WAL
     return session
 
 
@@ -275,20 +178,13 @@ def start_container(store: Store, row: ContainerRow, hello: dict[str, object]) -
 
 
 def connect(store: Store, row: ContainerRow, hello: dict[str, object]) -> Session | None:
-    """A session with the running container's monitor, or None when it is not (or no longer) running."""
-    layout = ContainerLayout(store.root, row.container_id)
-    deadline = time.monotonic() + _CONNECT_SECONDS
-    while True:
-        try:
-            sock = layout.connect()
-            break
-        except OSError as error:
-            if error.errno not in (errno.ENOENT, errno.ECONNREFUSED) or time.monotonic() > deadline:
-                return None
-            current = store.containers.get(row.container_id)
-            if current is None or reconcile(store, current).state not in RUNNING_STATES:
-                return None
-            time.sleep(0.02)  # the monitor is still setting up
+    """A session with the running container's monitor, or None when it is not (or no longer) running. The monitor
+    listens before its record says running, so a connection made while it is still starting the container waits
+    in its backlog."""
+    try:
+        sock = ContainerLayout(store.root, row.container_id).connect()
+    except OSError:
+        return None
     session = Session(sock, p.FrameReader(), [])
     try:
         session.send(p.encode_json(p.HELLO, hello))

@@ -1,8 +1,8 @@
 """The monitor: one small process per running container (like podman's conmon), and no daemon.
 
-`spawn_monitor` forks it off the `pybuild` command that starts the container: setsid and a double fork, its stdio on
-/dev/null, so it outlives that command (and a `kill -9` of it). The monitor enters the container's namespaces, mounts
-its root (runtime.py), starts its PID 1, and then owns the container's stdio or terminal:
+`spawn.fork_monitor` forks it off the `pybuild` command that starts the container: a new session, its stdio on
+/dev/null, so it outlives that command (and a `kill -9` of it). Told which container to start, the monitor claims its record,
+enters its namespaces, mounts its root (runtime.py), starts its PID 1, and then owns its stdio or terminal:
 
 - every line of output goes to `<id>-json.log` (logs.py) and to the clients attached on its socket (protocol.py);
 - clients send stdin, terminal sizes and signals (stop, kill, attach's proxied Ctrl-C) through it;
@@ -10,7 +10,7 @@ its root (runtime.py), starts its PID 1, and then owns the container's stdio or 
   `--rm` container, tells attached clients the exit code, and exits; every mount it made was in its own mount
   namespace, so nothing is left mounted.
 
-The command that started it is its first client: it gets STARTED, or FAILED with Docker's exit code (125, 126, 127).
+The command that forked it is its first client: it gets STARTED, or FAILED with Docker's exit code (125, 126, 127).
 """
 
 from __future__ import annotations
@@ -22,27 +22,38 @@ import selectors
 import signal
 import socket
 import struct
-import sys
+import tempfile
 import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BuildError, ConflictError, ContainerNotFound
+from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
 from ..exec import syscalls as sc
 from ..exec.network import SlirpHelper, stop_slirp
-from ..exec.seccomp import prepare_default_filter
 from ..store import Store
+from ..store.containers import ContainerRow
+from ..store.locking import owner_tag
 from . import protocol as p
 from .cgroups import Cgroup, freezer_cgroup
-from .layout import ContainerLayout
+from .layout import ContainerLayout, init_layer_dir
 from .logs import LogWriter
+from .plan import rootfs_plan
 from .process import exit_code_of_error
 from .procinfo import start_time
-from .runtime import RootfsPlan, add_port_forwards, enter_namespaces, prepare_rootfs, start_init, wait_started
-from .spec import ContainerSpec
+from .runtime import (
+    PreparedRoot,
+    abort_init,
+    assign_host_ports,
+    enter_namespaces,
+    fork_init,
+    prepare_rootfs,
+    release_init,
+    wait_network,
+)
+from .spec import ContainerSpec, PortSpec, ports_to_json
 
-__all__ = ["spawn_monitor"]
+__all__ = ["Monitor", "serve"]
 
 _READ = 65536
 _CLIENT_BUFFER_LIMIT = 16 << 20
@@ -50,39 +61,55 @@ _DRAIN_SECONDS = 2.0
 RUNNING_STATES = ("running", "paused")
 
 
-def spawn_monitor(store: Store, container_id: str, plan: RootfsPlan) -> socket.socket:
-    """Start the container's monitor, detached from this process; returns the socket of its first client."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    store.close()  # no database connection may cross the fork
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        status = 0
-        try:
-            ours.close()
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            _detach_stdio(ContainerLayout(store.root, container_id))
-            Monitor(store.root, container_id, theirs, plan).run()
-        except BaseException:  # noqa: BLE001 - a monitor never returns into the command that forked it
-            status = 1
-        finally:
-            os._exit(status)
-    theirs.close()
-    os.waitpid(pid, 0)
-    return ours
-
-
-def _detach_stdio(layout: ContainerLayout) -> None:
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.close(null)
-    diagnostics = os.open(layout.directory / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(diagnostics, 1)
+def serve(starter: socket.socket) -> None:
+    """A forked monitor's life (spawn.py): wait on `starter` for START (or CREATE, then create the container), then
+    start that container and watch it."""
+    _detach_stdio()
+    frame = p.read_frame(starter, p.FrameReader(), [])
+    if frame is None or frame[0] not in (p.START, p.CREATE):
+        return  # the command changed its mind (a bad image, a name taken)
+    order = p.decode_json(frame[1])
+    root = order.get("root")
+    store = Store(Path(root) if isinstance(root, str) else None)  # a connection of its own
+    hello = order.get("hello")
+    container_id = order.get("container") if frame[0] == p.START else _create(store, order, starter)
+    if not isinstance(container_id, str) or not isinstance(hello, dict):
+        return
+    layout = ContainerLayout(store.root, container_id)
+    diagnostics = os.open(
+        layout.directory / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+    )
     os.dup2(diagnostics, 2)
     os.close(diagnostics)
+    Monitor(store, container_id, starter).run(hello)
+
+
+def _create(store: Store, order: dict[str, object], starter: socket.socket) -> str | None:
+    """`pybuild run`'s container, created here: its id, or None once the reason it cannot be is sent (125)."""
+    from .lifecycle import create_container
+    from .options import RunOptions
+
+    image, name, fields = order.get("image"), order.get("name"), order.get("options")
+    try:
+        if not isinstance(image, str) or not isinstance(name, str | None) or not isinstance(fields, dict):
+            raise ContainerError("malformed message on the container's socket")
+        row = create_container(store, image, RunOptions.from_fields(fields), name)
+        if os.geteuid() != 0:
+            raise ContainerError("running containers needs root (namespaces and overlay mounts)")
+    except BuildError as error:
+        try:
+            starter.sendall(p.encode_json(p.FAILED, {"message": str(error), "code": 125}))
+        except OSError:
+            pass
+        return None
+    return row.container_id
+
+
+def _detach_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
     for number in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(number, signal.SIG_IGN)
 
@@ -100,17 +127,16 @@ class _Client:
 
 
 class Monitor:
-    def __init__(self, root: Path, container_id: str, starter: socket.socket, plan: RootfsPlan) -> None:
-        self.root = root
+    def __init__(self, store: Store, container_id: str, starter: socket.socket) -> None:
         self.container_id = container_id
-        self.layout = ContainerLayout(root, container_id)
-        self.plan = plan
-        self.store = Store(root)
+        self.layout = ContainerLayout(store.root, container_id)
+        self.store = store
         self.selector = selectors.DefaultSelector()
         self.clients: dict[int, _Client] = {}
         self.starter = _Client(starter, starter=True)
         self.init_pid = 0
         self.pidfd = -1
+        self.alive_w = -1
         self.stdin_fd = -1  # our end of the container's stdin (pipe, or the pty master)
         self.outputs: dict[int, str] = {}  # fd -> stream name
         self.stdin_pending = bytearray()
@@ -118,18 +144,19 @@ class Monitor:
         self.tty_master = -1
         self.cgroup: Cgroup | None = None
         self.log: LogWriter | None = None
+        self.slirp: SlirpHelper | None = None
+        self.scratch: Path | None = None
+        self.ports: tuple[PortSpec, ...] = ()
 
     # -- lifetime --------------------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, hello: dict[str, object]) -> None:
         row = self.store.containers.get(self.container_id)
         if row is None:
             return
         spec = ContainerSpec.from_json(row.spec)
-        hello = self._starter_hello()
-        if hello is None:
-            return
         previous_state = row.state
+        listener = self.layout.listen()  # before the record says running: a client that reads it can connect
         try:
             self.store.containers.transition(
                 self.container_id,
@@ -144,49 +171,37 @@ class Monitor:
                 error="",
             )
         except (ConflictError, ContainerNotFound) as error:
+            listener.close()
             self._send_now(self.starter, p.encode_json(p.FAILED, {"message": str(error), "code": 125}))
             return
-        slirp = None
         try:
-            slirp = self._start(spec)
+            self._start(row, spec)
         except BaseException as error:  # noqa: BLE001 - every failure is reported and recorded
+            listener.close()
             message = str(error) if isinstance(error, BuildError) else f"{type(error).__name__}: {error}"
             code = exit_code_of_error(message) if "exec:" in message or "executable" in message else 125
             self._fail(previous_state, spec, message, code)
+            self._clean_up()
             return
-        self.store.containers.transition(self.container_id, RUNNING_STATES, pid=self.init_pid)
-        self._send_now(self.starter, p.encode_json(p.STARTED, {"pid": self.init_pid}))
+        self.store.containers.transition(
+            self.container_id, RUNNING_STATES, pid=self.init_pid, ports=ports_to_json(self.ports)
+        )
+        self._send_now(self.starter, p.encode_json(p.STARTED, {"pid": self.init_pid, "container": self.container_id}))
         self._add_client(self.starter, hello)
-        status = self._loop()
-        if slirp is not None:
-            stop_slirp(slirp)
+        status = self._loop(listener)
+        if self.slirp is not None:
+            stop_slirp(self.slirp, wait=False)  # it stops while the exit is recorded
         self._finish(spec, status)
+        self._clean_up()
 
-    def _starter_hello(self) -> dict[str, object] | None:
-        pending: list[tuple[int, bytes]] = []
-        frame = p.read_frame(self.starter.sock, self.starter.reader, pending)
-        if frame is None or frame[0] != p.HELLO:
-            return None
-        hello = p.decode_json(frame[1])
-        for kind, payload in pending:  # stdin sent right behind the hello
-            if kind == p.STDIN:
-                self.stdin_pending += payload
-            elif kind == p.STDIN_EOF:
-                self.stdin_eof = True
-        return hello
-
-    def _start(self, spec: ContainerSpec) -> SlirpHelper | None:
-        prepare_default_filter()  # loads libseccomp now: after pivot_root the container's init sees only the image
-        self.cgroup = freezer_cgroup(self.container_id)
-        if self.cgroup is not None:
-            try:
-                self.cgroup.create()
-            except OSError:
-                self.cgroup = None
-        slirp = enter_namespaces(spec, self.layout.directory)
-        if spec.ports and slirp is not None:
-            add_port_forwards(self.layout.directory, spec.ports)
-        merged, etc_dir, placed, empty = prepare_rootfs(self.plan, spec)
+    def _start(self, row: ContainerRow, spec: ContainerSpec) -> None:
+        """Everything up to the container's command running: slirp4netns is started first and waited for last."""
+        plan = rootfs_plan(self.store, row, spec)
+        self.ports = assign_host_ports(spec.ports) if spec.network == "default" else ()
+        self.slirp = enter_namespaces(spec, self.layout.directory)
+        self.cgroup = freezer_cgroup(self.container_id)  # made by the first `pause` (cgroups.py)
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"rootfs-{owner_tag()}", dir=self.store.tmp_dir))
+        root = PreparedRoot(self.scratch)
         null = os.open(os.devnull, os.O_RDWR)
         child_fds: list[int] = []
         if spec.tty:
@@ -203,39 +218,46 @@ class Monitor:
             stdio = (in_r, out_w, err_w)
             child_fds += [out_w, err_w]
             self.outputs = {out_r: "stdout", err_r: "stderr"}
-        self.log = LogWriter(self.layout.log)
-        init = start_init(merged, etc_dir, placed, empty, spec, stdio, self.cgroup)
+        init = fork_init(root, plan.mounts, spec, stdio, init_layer_dir(self.layout.root))
         self.init_pid = init.pid
-        self.pidfd = os.pidfd_open(init.pid)
+        self.alive_w = init.alive_w
         for fd in child_fds:
             os.close(fd)
         os.close(null)
         try:
-            master = wait_started(init)
+            self.pidfd = os.pidfd_open(init.pid)
+            prepare_rootfs(plan, root, spec)
+            self.log = LogWriter(self.layout.log)
+            wait_network(self.slirp, self.ports, self.layout.directory)
+            master = release_init(init)
         except BaseException:
-            os.close(init.alive_w)
-            os.waitpid(init.pid, 0)
+            abort_init(init)
             raise
-        self.alive_w = init.alive_w
         if master is not None:
             self.tty_master = master
             self.stdin_fd = master if spec.open_stdin else -1
             self.outputs = {master: "stdout"}
-        return slirp
 
-    def _unmount(self) -> None:
-        """Let go of the root's mounts now (they would go with this process anyway), so `--rm` can delete it."""
-        try:
-            sc.umount2(self.plan.scratch, sc.MNT_DETACH)
-        except OSError:
-            pass
+    def _clean_up(self) -> None:
+        """What nobody waits for, done once the clients have their answer: the mounts (which would go with this
+        process anyway; a detached unmount waits for an RCU grace period), the cgroup, slirp4netns."""
+        if self.scratch is not None:
+            try:
+                sc.umount2(self.scratch, sc.MNT_DETACH)
+            except OSError:
+                pass
+            try:
+                self.scratch.rmdir()
+            except OSError:
+                pass
+        if self.cgroup is not None and self.cgroup.path.is_dir():
+            self.cgroup.remove()
+        if self.slirp is not None:
+            stop_slirp(self.slirp)
 
     def _fail(self, previous_state: str, spec: ContainerSpec, message: str, code: int) -> None:
-        self._unmount()
         if self.log is not None:
             self.log.close()
-        if self.cgroup is not None:
-            self.cgroup.remove()
         try:
             self.store.containers.transition(
                 self.container_id,
@@ -256,11 +278,8 @@ class Monitor:
         self._send_now(self.starter, p.encode_json(p.FAILED, {"message": message, "code": code}))
 
     def _finish(self, spec: ContainerSpec, status: int) -> None:
-        self._unmount()
         if self.log is not None:
             self.log.close()
-        if self.cgroup is not None:
-            self.cgroup.remove()
         try:
             self.store.containers.transition(
                 self.container_id,
@@ -269,6 +288,7 @@ class Monitor:
                 pid=0,
                 monitor_pid=0,
                 monitor_start=0,
+                ports="",
                 exit_code=status,
                 finished_at=time.time(),
             )
@@ -297,8 +317,7 @@ class Monitor:
         self.clients[client.sock.fileno()] = client
         self.selector.register(client.sock, selectors.EVENT_READ, client)
 
-    def _loop(self) -> int:
-        listener = self.layout.listen()
+    def _loop(self, listener: socket.socket) -> int:
         self.selector.register(listener, selectors.EVENT_READ, "listen")
         self.selector.register(self.pidfd, selectors.EVENT_READ, "exit")
         for fd in self.outputs:
@@ -433,7 +452,7 @@ class Monitor:
             signal.pidfd_send_signal(self.pidfd, number)
         except ProcessLookupError:
             return
-        if number == signal.SIGKILL and self.cgroup is not None:
+        if number == signal.SIGKILL and self.cgroup is not None and self.cgroup.path.is_dir():
             try:
                 self.cgroup.freeze(False)  # a frozen process cannot die
             except (BuildError, OSError):

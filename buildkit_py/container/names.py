@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 
 from ..errors import ContainerError
 
@@ -29,5 +29,6 @@ def check_name(name: str) -> str:
 
 
 def random_name(attempt: int = 0) -> str:
-    name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
-    return f"{name}{secrets.randbelow(10)}" if attempt else name
+    """A name to show, not a secret (Docker draws it with math/rand)."""
+    name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SURNAMES)}"
+    return f"{name}{random.randrange(10)}" if attempt else name

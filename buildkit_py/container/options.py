@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,16 @@ from ..store.volumes import check_volume_name
 from .signals import parse_signal, signal_name
 from .spec import BIND, TMPFS, VOLUME, ContainerSpec, MountSpec, PortSpec
 
-__all__ = ["RunOptions", "build_spec", "parse_mount", "parse_port", "parse_size", "parse_tmpfs", "parse_volume"]
+__all__ = [
+    "RunOptions",
+    "build_spec",
+    "exposed_ports",
+    "parse_mount",
+    "parse_port",
+    "parse_size",
+    "parse_tmpfs",
+    "parse_volume",
+]
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE)
 
@@ -48,6 +57,23 @@ class RunOptions:
     interactive: bool = False
     auto_remove: bool = False
     attach_stdin: bool = False  # `run` in the foreground with -i: the container's stdin closes with ours
+    publish_all: bool = False  # -P
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> RunOptions:
+        """The options from their fields as JSON carried them (lists for tuples); ContainerError for anything else."""
+        values: dict[str, object] = {}
+        for name, value in fields.items():
+            if name not in _RUN_OPTION_FIELDS:
+                raise ContainerError(f"unknown run option {name!r}")
+            values[name] = tuple(str(item) for item in value) if isinstance(value, list) else value
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise ContainerError(f"bad run options: {error}") from None
+
+
+_RUN_OPTION_FIELDS = frozenset(RunOptions.__dataclass_fields__)
 
 
 def parse_size(text: str) -> int:
@@ -81,7 +107,7 @@ def parse_volume(spec: str) -> MountSpec:
                 raise ContainerError(f"invalid mode: {parts[2]}")
         readonly = "ro" in modes
     if len(parts) == 1:
-        return MountSpec(VOLUME, _absolute(parts[0], spec), secrets.token_hex(32), anonymous=True)
+        return MountSpec(VOLUME, _absolute(parts[0], spec), os.urandom(32).hex(), anonymous=True)
     source, target = parts[0], _absolute(parts[1], spec)
     if source.startswith("/"):
         return MountSpec(BIND, target, os.path.normpath(source), readonly)
@@ -135,7 +161,7 @@ def parse_mount(text: str) -> MountSpec:
     if kind == VOLUME:
         nocopy = _bool(fields.pop("volume-nocopy", "false"), "volume-nocopy")
         if not source:
-            return MountSpec(VOLUME, target, secrets.token_hex(32), readonly, anonymous=True)
+            return MountSpec(VOLUME, target, os.urandom(32).hex(), readonly, anonymous=True)
         return MountSpec(VOLUME, target, check_volume_name(source), readonly, copy_image_content=not nocopy)
     if kind == TMPFS:
         if source:
@@ -166,28 +192,46 @@ def parse_tmpfs(text: str) -> MountSpec:
     return MountSpec(TMPFS, os.path.normpath(target), "", readonly, size_bytes=size, mode=mode)
 
 
-def _port_number(text: str, spec: str) -> int:
+def _port(text: str, what: str, spec: str, allow_random: bool = False) -> int:
+    if allow_random and text == "":
+        return 0  # a random host port, picked when the container starts
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ContainerError(f"Invalid containerPort: {spec}" if text else f"Invalid hostPort: {spec}")
+        raise ContainerError(f"Invalid {what}: {text or spec}")
     return int(text)
 
 
 def parse_port(spec: str) -> PortSpec:
-    """`-p [IP:]HOST:CONTAINER[/tcp|udp]`."""
+    """`-p [[IP:][HOST]:]CONTAINER[/tcp|udp]` (Docker's nat.ParsePortSpec): no HOST, or an empty one, publishes
+    the container's port on a random host port."""
     body, _, protocol = spec.partition("/")
     protocol = protocol or "tcp"
     if protocol not in ("tcp", "udp"):
         raise ContainerError(f"invalid proto: {protocol}")
-    parts = body.rsplit(":", 2)
-    if len(parts) == 1:
-        raise ContainerError(f"publishing a port needs a host port: -p HOST:{body} (no random host ports)")
+    if body.startswith("["):
+        raise ContainerError(f"publishing a port on an IPv6 address is not supported: {spec}")
+    parts = body.split(":")
+    if len(parts) > 3:
+        raise ContainerError(f'invalid port specification: "{spec}"')
+    container = _port(parts[-1], "containerPort", spec)
+    host = _port(parts[-2], "hostPort", spec, allow_random=True) if len(parts) >= 2 else 0
     host_ip = parts[0] if len(parts) == 3 else ""
-    host, container = parts[-2], parts[-1]
-    if not host.isdigit() or not 0 < int(host) < 65536:
-        raise ContainerError(f"Invalid hostPort: {host}")
-    if not container.isdigit() or not 0 < int(container) < 65536:
-        raise ContainerError(f"Invalid containerPort: {container}")
-    return PortSpec(int(host), int(container), protocol, host_ip)
+    if host_ip:
+        try:
+            socket.inet_pton(socket.AF_INET, host_ip)
+        except OSError:
+            raise ContainerError(f"Invalid ip address: {host_ip}") from None
+    return PortSpec(host, container, protocol, host_ip)
+
+
+def exposed_ports(image: ContainerConfig, published: Sequence[PortSpec]) -> list[PortSpec]:
+    """`-P`: every port the image EXPOSEs (`80/tcp`, `53/udp`) that `-p` did not publish, on random host ports."""
+    taken = {(port.container_port, port.protocol) for port in published}
+    ports = []
+    for exposed in image.exposed_ports:
+        number, _, protocol = exposed.partition("/")
+        if number.isdigit() and (int(number), protocol or "tcp") not in taken:
+            ports.append(PortSpec(0, int(number), protocol or "tcp"))
+    return ports
 
 
 def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
@@ -262,8 +306,12 @@ def build_spec(image: ContainerConfig, options: RunOptions, container_id: str) -
     for volume in image.volumes:
         target = os.path.normpath(volume) if volume.startswith("/") else "/" + volume
         if target not in targets:
-            mounts.append(MountSpec(VOLUME, target, secrets.token_hex(32), anonymous=True))
+            mounts.append(MountSpec(VOLUME, target, os.urandom(32).hex(), anonymous=True))
             targets.append(target)
+
+    ports = [parse_port(text) for text in options.ports]
+    if options.publish_all:
+        ports += exposed_ports(image, ports)
 
     stop_signal = options.stop_signal or image.stop_signal or "SIGTERM"
     stop_signal = signal_name(parse_signal(stop_signal))
@@ -291,5 +339,5 @@ def build_spec(image: ContainerConfig, options: RunOptions, container_id: str) -
         stop_timeout=10 if options.stop_timeout is None else options.stop_timeout,
         labels=tuple(sorted(labels.items())),
         mounts=tuple(mounts),
-        ports=tuple(parse_port(text) for text in options.ports),
+        ports=tuple(ports),
     )

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from ..errors import ExecError
 from ..exec import syscalls as sc
-from ..exec.sandbox import DEFAULT_PATH, look_path
-from ..exec.seccomp import prepare_default_filter
+from ..exec.lookpath import look_path
 from ..exec.users import resolve_user
+from ..image.config import DEFAULT_PATH
+from .seccompcache import SeccompProgram
 
 __all__ = ["ProcessConfig", "exec_process", "exit_code_of_error"]
 
@@ -80,7 +81,9 @@ def _environment(config: ProcessConfig, home: str) -> dict[str, str]:
     return env
 
 
-def exec_process(config: ProcessConfig, console: socket.socket | None, parent_alive: int | None) -> None:
+def exec_process(
+    config: ProcessConfig, seccomp: SeccompProgram, console: socket.socket | None, parent_alive: int | None
+) -> None:
     """Harden, switch user, and execve the command (or become its init first). Returns only by raising ExecError."""
     if not config.args:
         raise ExecError("no command specified")
@@ -92,7 +95,7 @@ def exec_process(config: ProcessConfig, console: socket.socket | None, parent_al
         os.makedirs(cwd, mode=0o755, exist_ok=True)
     sc.drop_bounding_set(sc.DOCKER_DEFAULT_CAPS)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-    prepare_default_filter().load()
+    seccomp.load()
     os.setgroups(list(dict.fromkeys((user.gid, *user.additional_gids))))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)

@@ -3,7 +3,7 @@ process for good: a reused pid has a later start time."""
 
 from __future__ import annotations
 
-__all__ = ["is_alive", "start_time"]
+__all__ = ["is_alive", "parent_of", "start_time"]
 
 
 def start_time(pid: int) -> int:
@@ -29,3 +29,13 @@ def is_alive(pid: int, started: int) -> bool:
     except OSError:
         return False
     return text[text.rfind(b")") + 2 :][:1] != b"Z"
+
+
+def parent_of(pid: int) -> int:
+    """The process's parent pid, or 0 when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return 0
+    return int(text[text.rfind(b")") + 2 :].split()[1])

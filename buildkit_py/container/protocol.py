@@ -1,7 +1,9 @@
 """The monitor's socket protocol: frames of one kind byte, a 4-byte length, and the payload.
 
-A client first sends a HELLO (JSON: which streams it wants, whether it sends stdin, its terminal size); the monitor
-answers the client that started the container with STARTED or FAILED (JSON), and every attached client with
+A client first sends a HELLO (JSON: which streams it wants, whether it sends stdin, its terminal size). A monitor is
+forked before it knows its container: the command that forked it sends START (JSON: the container's id and that
+command's hello), or CREATE (the image, name and run options of a container to create first), and gets STARTED
+(JSON: the container's id and its first process's pid) or FAILED (JSON: a message and Docker's exit code), and every attached client with
 STDOUT/STDERR data and, at the end, EXIT (JSON: the exit code). Clients send STDIN data, STDIN_EOF, RESIZE (JSON
 rows/cols) and SIGNAL (JSON number). JSON only, small and bounded: either side may be the other's adversary.
 """
@@ -16,11 +18,13 @@ from typing import Any
 from ..errors import ContainerError
 
 __all__ = [
+    "CREATE",
     "EXIT",
     "FAILED",
     "HELLO",
     "RESIZE",
     "SIGNAL",
+    "START",
     "STARTED",
     "STDERR",
     "STDIN",
@@ -32,7 +36,7 @@ __all__ = [
     "encode_json",
 ]
 
-HELLO, STARTED, FAILED, STDOUT, STDERR, EXIT, STDIN, STDIN_EOF, RESIZE, SIGNAL = range(1, 11)
+HELLO, STARTED, FAILED, STDOUT, STDERR, EXIT, STDIN, STDIN_EOF, RESIZE, SIGNAL, START, CREATE = range(1, 13)
 _HEADER = struct.Struct("!BI")
 MAX_FRAME = 1 << 20
 

@@ -12,26 +12,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..digest import Digest
 from ..errors import ContainerError
 from ..exec import syscalls as sc
-from ..exec.initlayer import ensure_init_layer
-from ..exec.sandbox import mount_overlay
-from ..layer.snapshots import snapshot_path
+from ..exec.overlay import mount_overlay
 from ..store import Store
 from ..store.containers import ContainerRow
-from .layout import ContainerLayout, init_layer_dir
+from .layout import ContainerLayout
+from .plan import image_lowers
 
-__all__ = ["container_root", "image_lowers"]
+__all__ = ["container_root", "kernel_mounts"]
 
 _private = False
-
-
-def image_lowers(store: Store, row: ContainerRow) -> tuple[Path, ...]:
-    """The init layer and the image's layer snapshots, topmost first."""
-    diff_ids = store.images.chain(Digest.parse(row.image_id))
-    init_layer = ensure_init_layer(init_layer_dir(store.root))
-    return (init_layer, *(snapshot_path(store, diff_id) for diff_id in reversed(diff_ids)))
 
 
 @contextmanager
@@ -63,3 +54,25 @@ def container_root(store: Store, row: ContainerRow, writable: bool = False, live
             yield target
         finally:
             sc.umount2(target, sc.MNT_DETACH)
+
+
+# What `cp` out of a running container shows of these is their mountpoint, as Docker's copy of the container's root
+# filesystem (which never has them mounted) does.
+_KERNEL_FILESYSTEMS = frozenset({"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs"})
+
+
+def kernel_mounts(row: ContainerRow) -> frozenset[str]:
+    """The running container's mountpoints (relative to its root) of /proc, /sys, its /dev and their like."""
+    if row.state not in ("running", "paused") or row.pid <= 0:
+        return frozenset()
+    try:
+        lines = Path(f"/proc/{row.pid}/mountinfo").read_text().splitlines()
+    except OSError:
+        return frozenset()
+    found = {"dev"}  # a tmpfs of device nodes made at start, not the root's /dev
+    for line in lines:
+        fields, _, after = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 4 and after.split()[:1] and after.split()[0] in _KERNEL_FILESYSTEMS:
+            found.add(parts[4].encode().decode("unicode_escape").strip("/"))
+    return frozenset(found)

@@ -3,11 +3,14 @@
     monitor (new mount, uts, ipc and net namespaces; the overlay mounted on a private tmpfs; holds the stdio)
       ├── slirp4netns for the default network, with an API socket for `-p` forwards
       └── PID 1 of a new pid namespace: its own copy of the mounts, /proc, /dev, /sys with Docker's masks,
-          volumes and binds, pivot_root, then process.exec_process (user, capabilities, seccomp, execve)
+          volumes and binds (mounts.py: through descriptors, beneath the root), pivot_root, then
+          process.exec_process (user, capabilities, seccomp, execve)
 
-The mount code is the RUN sandbox's (exec/sandbox.py); what differs: the upper dir is the container's own and lasts
-across runs, volumes are filled from the image on first use, the rootfs may be read-only, and stdio is the
-monitor's (pipes, or a terminal whose master comes back over a socket).
+The same isolation as the RUN sandbox (exec/sandbox.py); what differs: the upper dir is the container's own and
+lasts across runs, volumes are filled from the image on first use, mount targets may have been planted by the
+container itself, the rootfs may be read-only, and stdio is the monitor's (pipes, or a terminal whose master comes
+back over a socket). The monitor starts slirp4netns first and waits for it last, so the network comes up while the
+root is being mounted.
 """
 
 from __future__ import annotations
@@ -16,22 +19,34 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ContainerError, ExecError
 from ..exec import syscalls as sc
 from ..exec import wire
-from ..exec.executor import AnyMount, Mount, ProcessSpec, TmpfsMount
-from ..exec.network import SlirpHelper, prepare_slirp, slirp_binary, start_slirp
-from ..exec.rootpath import resolve_in_root
-from ..exec.sandbox import PlacedMount, _etc_files, _mount_container_fs, _mount_stubs, _namespace_flags, mount_overlay
-from .cgroups import Cgroup
+from ..exec.network import SlirpHelper, prepare_slirp, release_slirp, resolv_conf_for, slirp_binary, wait_slirp
+from ..exec.overlay import mount_overlay
+from .mounts import ContainerMount, mount_all, prepare_staging
 from .process import ProcessConfig, exec_process
-from .spec import BIND, TMPFS, ContainerSpec, PortSpec
+from .seccompcache import SeccompProgram, default_program
+from .spec import BIND, TMPFS, VOLUME, ContainerSpec, PortSpec
 from .volumes import fill_volume
 
-__all__ = ["InitProcess", "RootfsPlan", "add_port_forwards", "enter_namespaces", "prepare_rootfs", "start_init"]
+__all__ = [
+    "InitProcess",
+    "PreparedRoot",
+    "RootfsPlan",
+    "abort_init",
+    "add_port_forwards",
+    "assign_host_ports",
+    "enter_namespaces",
+    "fork_init",
+    "prepare_rootfs",
+    "release_init",
+    "to_mounts",
+    "wait_network",
+]
 
 SLIRP_SOCKET = "slirp.sock"
 GUEST_ADDRESS = "10.0.2.100"  # slirp4netns --configure's address for the namespace
@@ -42,22 +57,47 @@ class RootfsPlan:
     lowers: tuple[Path, ...]  # init layer first, then the image's layers, topmost first
     upper: Path
     work: Path
-    scratch: Path  # the monitor mounts a private tmpfs here
-    mounts: tuple[AnyMount, ...]
+    mounts: tuple[ContainerMount, ...]
     fill_volumes: tuple[tuple[str, Path], ...]  # (target, volume data) to fill from the image when empty
+
+
+@dataclass(frozen=True)
+class PreparedRoot:
+    """Where the monitor mounts the root: a private tmpfs on `scratch` holding the overlay, the /etc files and a
+    staging folder."""
+
+    scratch: Path
+
+    @property
+    def merged(self) -> Path:
+        return self.scratch / "root"
+
+    @property
+    def etc_dir(self) -> Path:
+        return self.scratch / "etc"
+
+    @property
+    def staging(self) -> Path:
+        return self.scratch / "staging"
 
 
 @dataclass
 class InitProcess:
     pid: int
+    go_w: int
     error_r: int
     alive_w: int
     console: socket.socket | None
 
 
+def _namespace_flags(network: str) -> int:
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
+    return flags if network == "host" else flags | sc.CLONE_NEWNET
+
+
 def enter_namespaces(spec: ContainerSpec, directory: Path) -> SlirpHelper | None:
-    """Move the calling monitor into the container's new namespaces (all but pid) and start its network."""
-    flags = _namespace_flags(spec.network)
+    """Move the calling monitor into the container's new namespaces (all but pid) and start its network, which
+    comes up while the caller goes on (`wait_network`)."""
     slirp = None
     if spec.network == "default":
         extra = (f"--api-socket={SLIRP_SOCKET}",) if spec.ports else ()
@@ -69,14 +109,38 @@ def enter_namespaces(spec: ContainerSpec, directory: Path) -> SlirpHelper | None
             os.chdir(previous)
     elif spec.ports and spec.network != "host":
         raise ContainerError("port publishing needs the default network (not --network=none)")
+    flags = _namespace_flags(spec.network)
     sc.unshare(flags)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     if flags & sc.CLONE_NEWNET:
         sc.loopback_up()
     if slirp is not None:
-        start_slirp(slirp, os.getpid())
+        release_slirp(slirp, os.getpid())
     sc.sethostname(spec.hostname)
     return slirp
+
+
+def assign_host_ports(ports: Sequence[PortSpec]) -> tuple[PortSpec, ...]:
+    """The ports with a random host port (0) given one the host has free now, as the kernel picks an ephemeral port
+    for a bind to port 0. Called in the host's network namespace, before the container's is made."""
+    assigned = []
+    for port in ports:
+        if port.host_port == 0:
+            kind = socket.SOCK_DGRAM if port.protocol == "udp" else socket.SOCK_STREAM
+            with socket.socket(socket.AF_INET, kind) as probe:
+                probe.bind((port.host_ip or "0.0.0.0", 0))
+                port = replace(port, host_port=probe.getsockname()[1])
+        assigned.append(port)
+    return tuple(assigned)
+
+
+def wait_network(slirp: SlirpHelper | None, ports: Sequence[PortSpec], directory: Path) -> None:
+    """Wait until slirp4netns has configured the namespace, then publish the container's ports through it."""
+    if slirp is None:
+        return
+    wait_slirp(slirp)
+    if ports:
+        add_port_forwards(directory, ports)
 
 
 def add_port_forwards(directory: Path, ports: Sequence[PortSpec]) -> None:
@@ -113,23 +177,32 @@ def add_port_forwards(directory: Path, ports: Sequence[PortSpec]) -> None:
         os.close(fd)
 
 
-def prepare_rootfs(plan: RootfsPlan, spec: ContainerSpec) -> tuple[Path, Path, list[PlacedMount], Path]:
-    """In the monitor's mount namespace: the overlay, the /etc files, mountpoints, and volumes filled from the image.
-    Returns (merged root, etc folder, placed mounts, an empty folder)."""
-    sc.mount("tmpfs", plan.scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0700")
-    merged = plan.scratch / "root"
-    merged.mkdir()
-    empty = plan.scratch / "empty"
-    empty.mkdir(mode=0o755)
-    mount_overlay(plan.lowers, merged, plan.upper, plan.work, flags=sc.MS_NODEV)
-    etc_dir = plan.scratch / "etc"
-    _etc_files(etc_dir, ProcessSpec(args=(), hostname=spec.hostname, network=spec.network))
-    (etc_dir / "hosts").write_text(_hosts(spec))
+def _write_etc_files(directory: Path, spec: ContainerSpec) -> None:
+    directory.mkdir()
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    contents = {
+        "hosts": _hosts(spec),
+        "hostname": spec.hostname + "\n",
+        "resolv.conf": resolv_conf_for(resolv, spec.network),
+    }
+    for name, text in contents.items():
+        path = directory / name
+        path.write_text(text)
+        path.chmod(0o644)
+
+
+def prepare_rootfs(plan: RootfsPlan, root: PreparedRoot, spec: ContainerSpec) -> None:
+    """In the monitor's mount namespace: the overlay, the /etc files, and volumes filled from the image."""
+    sc.mount("tmpfs", root.scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0700")
+    root.merged.mkdir()
+    mount_overlay(plan.lowers, root.merged, plan.upper, plan.work, flags=sc.MS_NODEV)
+    _write_etc_files(root.etc_dir, spec)
     for target, data in plan.fill_volumes:
-        source = resolve_in_root(merged, target)
-        fill_volume(source, data)
-    placed, _ = _mount_stubs(merged, plan.mounts, [None] * len(plan.mounts))
-    return merged, etc_dir, placed, empty
+        fill_volume(root.merged, target, data)
+    prepare_staging(root.staging)
 
 
 def _hosts(spec: ContainerSpec) -> str:
@@ -152,70 +225,92 @@ def _hosts(spec: ContainerSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_init(
-    merged: Path,
-    etc_dir: Path,
-    placed: Sequence[PlacedMount],
-    empty: Path,
+def fork_init(
+    root: PreparedRoot,
+    mounts: Sequence[ContainerMount],
     spec: ContainerSpec,
     stdio: tuple[int, int, int],
-    cgroup: Cgroup | None,
+    state_dir: Path,
 ) -> InitProcess:
-    """Fork the container's PID 1 (the monitor unshared the pid namespace in enter_namespaces). Its exec (or the error that stopped it) shows on the
-    returned error pipe; with a terminal, the pty master arrives on `console` first."""
+    """Fork the container's PID 1 (the monitor unshared the pid namespace in enter_namespaces). It reads its seccomp
+    filter (the store's compiled copy, in `state_dir`: from the host, never the image), then waits for
+    `release_init`, which the monitor calls once the root is mounted (`abort_init` instead stops it). Its exec, or
+    the error that stopped it, shows on the error pipe."""
     config = ProcessConfig(
         args=spec.args, env=spec.env, cwd=spec.cwd, user=spec.user, hostname=spec.hostname, tty=spec.tty, init=spec.init
     )
+    go_r, go_w = os.pipe()
     error_r, error_w = os.pipe()
     alive_r, alive_w = os.pipe()
     console_parent, console_child = socket.socketpair() if spec.tty else (None, None)
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(error_r)
-            os.close(alive_w)
+            for fd in (go_w, error_r, alive_w):
+                os.close(fd)
             if console_parent is not None:
                 console_parent.close()
             for fd, target in zip(stdio, (0, 1, 2), strict=True):
                 os.dup2(fd, target)
-            _init(merged, etc_dir, placed, empty, spec, config, cgroup, console_child, alive_r)
+            seccomp = default_program(state_dir)
+            if os.read(go_r, 1) != b"1":
+                os._exit(0)  # the monitor gave up before the container could start
+            os.close(go_r)
+            _init(root, mounts, spec, config, seccomp, console_child, alive_r)
         except BaseException as exc:  # noqa: BLE001 - everything must reach the monitor
             os.write(error_w, wire.encode_error(exc))
         finally:
             os._exit(127)
-    os.close(error_w)
-    os.close(alive_r)
+    for fd in (go_r, error_w, alive_r):
+        os.close(fd)
     if console_child is not None:
         console_child.close()
-    return InitProcess(pid, error_r, alive_w, console_parent)
+    return InitProcess(pid, go_w, error_r, alive_w, console_parent)
+
+
+def release_init(init: InitProcess) -> int | None:
+    """Let the container's first process go on; returns the pty master (terminal containers) once it has exec'd,
+    and raises the error that stopped it."""
+    try:
+        os.write(init.go_w, b"1")
+    except BrokenPipeError:
+        pass  # it stopped on an error of its own, which the error pipe holds
+    os.close(init.go_w)
+    init.go_w = -1
+    return _wait_started(init)
+
+
+def abort_init(init: InitProcess) -> None:
+    """Stop the container's first process before it runs anything, and reap it."""
+    for fd in (init.go_w, init.alive_w):
+        if fd >= 0:
+            os.close(fd)
+    init.go_w = init.alive_w = -1
+    os.waitpid(init.pid, 0)
 
 
 def _init(
-    merged: Path,
-    etc_dir: Path,
-    placed: Sequence[PlacedMount],
-    empty: Path,
+    root: PreparedRoot,
+    mounts: Sequence[ContainerMount],
     spec: ContainerSpec,
     config: ProcessConfig,
-    cgroup: Cgroup | None,
+    seccomp: SeccompProgram,
     console: socket.socket | None,
     alive_r: int,
 ) -> None:
-    sc.unshare(sc.CLONE_NEWNS)
-    if cgroup is not None:
-        cgroup.join()
+    sc.unshare(sc.CLONE_NEWNS)  # our own copy: descriptors opened from here on can be mount targets
+    root_fd = mount_all(root.merged, root.etc_dir, mounts, root.staging)
     if spec.read_only:
-        sc.mount(None, merged, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NODEV)
-    _mount_container_fs(merged, etc_dir, placed, empty, hardened=True)
-    os.chdir(merged)
+        sc.mount(None, f"/proc/self/fd/{root_fd}", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NODEV)
+    os.fchdir(root_fd)
+    os.close(root_fd)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
-    exec_process(config, console, alive_r)
+    exec_process(config, seccomp, console, alive_r)
 
 
-def wait_started(init: InitProcess) -> int | None:
-    """The pty master (terminal containers), once the init has exec'd; raises the error that stopped it."""
+def _wait_started(init: InitProcess) -> int | None:
     master = None
     if init.console is not None:
         try:
@@ -236,13 +331,12 @@ def wait_started(init: InitProcess) -> int | None:
     return master
 
 
-def to_mounts(spec: ContainerSpec, volume_paths: dict[str, Path]) -> tuple[AnyMount, ...]:
-    mounts: list[AnyMount] = []
+def to_mounts(spec: ContainerSpec, volume_paths: dict[str, Path]) -> tuple[ContainerMount, ...]:
+    mounts: list[ContainerMount] = []
     for mount in spec.mounts:
-        if mount.kind == BIND:
-            mounts.append(Mount(Path(mount.source), mount.target, mount.readonly))
-        elif mount.kind == TMPFS:
-            mounts.append(TmpfsMount(mount.target, mount.size_bytes or None, mount.mode, mount.readonly))
+        if mount.kind == TMPFS:
+            mounts.append(ContainerMount(TMPFS, mount.target, None, mount.readonly, mount.size_bytes, mount.mode))
         else:
-            mounts.append(Mount(volume_paths[mount.source], mount.target, mount.readonly))
+            source = volume_paths[mount.source] if mount.kind == VOLUME else Path(mount.source)
+            mounts.append(ContainerMount(BIND, mount.target, source, mount.readonly))
     return tuple(mounts)

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BIND", "TMPFS", "VOLUME", "ContainerSpec", "MountSpec", "PortSpec"]
+__all__ = ["BIND", "TMPFS", "VOLUME", "ContainerSpec", "MountSpec", "PortSpec", "ports_from_json", "ports_to_json"]
 
 BIND = "bind"
 VOLUME = "volume"
@@ -33,7 +33,7 @@ class MountSpec:
 
 @dataclass(frozen=True)
 class PortSpec:
-    """`-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`."""
+    """`-p [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`; host port 0 until the container starts and is given one."""
 
     host_port: int
     container_port: int
@@ -41,8 +41,21 @@ class PortSpec:
     host_ip: str = ""
 
     def __str__(self) -> str:
+        """As `docker ps` shows a published port: `0.0.0.0:49153->80/tcp`."""
         host = self.host_ip or "0.0.0.0"
         return f"{host}:{self.host_port}->{self.container_port}/{self.protocol}"
+
+    @property
+    def private(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
+
+
+def ports_to_json(ports: tuple[PortSpec, ...]) -> str:
+    return json.dumps([asdict(port) for port in ports]) if ports else ""
+
+
+def ports_from_json(text: str) -> tuple[PortSpec, ...]:
+    return tuple(PortSpec(**port) for port in json.loads(text)) if text else ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 from ..analyze.units import human_duration
 from ..store.containers import ContainerRow
 from .logs import rfc3339_nano
-from .spec import ContainerSpec
+from .spec import ContainerSpec, PortSpec, ports_from_json
 
 __all__ = ["inspect_document", "status_text", "timestamp"]
 
@@ -72,11 +72,9 @@ def inspect_document(row: ContainerRow, log_path: str, volume_paths: dict[str, s
             "NetworkMode": "bridge" if spec.network == "default" else spec.network,
             "ReadonlyRootfs": spec.read_only,
             "Init": spec.init,
-            "PortBindings": {
-                f"{port.container_port}/{port.protocol}": [{"HostIp": port.host_ip, "HostPort": str(port.host_port)}]
-                for port in spec.ports
-            },
+            "PortBindings": _bindings(spec.ports, requested=True),
         },
+        "NetworkSettings": {"Ports": _bindings(ports_from_json(row.ports), requested=False)},
         "Mounts": mounts,
         "Config": {
             "Hostname": spec.hostname,
@@ -95,6 +93,17 @@ def inspect_document(row: ContainerRow, log_path: str, volume_paths: dict[str, s
             "StopTimeout": spec.stop_timeout,
         },
     }
+
+
+def _bindings(ports: tuple[PortSpec, ...], requested: bool) -> dict[str, list[dict[str, str]]]:
+    """Docker's port maps: `{"80/tcp": [{"HostIp": "", "HostPort": ""}]}` as asked for (a random port is ""), or
+    `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}]}` as given."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for port in ports:
+        host_ip = port.host_ip if requested else port.host_ip or "0.0.0.0"
+        host_port = str(port.host_port) if port.host_port else ""
+        found.setdefault(port.private, []).append({"HostIp": host_ip, "HostPort": host_port})
+    return found
 
 
 def created_text(seconds: float) -> str:

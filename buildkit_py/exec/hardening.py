@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import syscalls as sc
 
-__all__ = ["DEFAULT_DEVICES", "MASKED_PATHS", "READONLY_PATHS", "harden_kernel_paths", "mount_dev"]
+__all__ = ["DEFAULT_DEVICES", "MASKED_PATHS", "READONLY_PATHS", "harden_kernel_paths", "mount_dev", "populate_dev"]
 
 MASKED_PATHS = (
     "proc/asound",
@@ -42,9 +42,18 @@ _DEV_SYMLINKS = (
 _NOSUID_NODEV_NOEXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
+DEV_TMPFS = ("tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME, "mode=755,size=65536k")
+
+
 def mount_dev(dev: Path) -> None:
     """A minimal /dev at `dev`: Docker's default device nodes, a private devpts, shm and mqueue."""
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    source, fstype, flags, options = DEV_TMPFS
+    sc.mount(source, dev, fstype, flags, options)
+    populate_dev(dev)
+
+
+def populate_dev(dev: Path) -> None:
+    """Fill the fresh tmpfs at `dev` (mounted with DEV_TMPFS) as `mount_dev` does."""
     for name in DEFAULT_DEVICES:
         (dev / name).touch(mode=0o666)
         sc.mount(f"/dev/{name}", dev / name, None, sc.MS_BIND)

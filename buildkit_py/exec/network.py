@@ -27,10 +27,12 @@ __all__ = [
     "SlirpHelper",
     "host_gateway",
     "prepare_slirp",
+    "release_slirp",
     "resolv_conf_for",
     "slirp_binary",
     "start_slirp",
     "stop_slirp",
+    "wait_slirp",
 ]
 
 DNS_FORWARDER = "10.0.2.3"
@@ -107,8 +109,18 @@ def prepare_slirp(binary: str, extra_args: tuple[str, ...] = ()) -> SlirpHelper:
 
 def start_slirp(helper: SlirpHelper, target_pid: int) -> None:
     """Attach the helper to `target_pid`'s network namespace and wait until the interface is configured."""
+    release_slirp(helper, target_pid)
+    wait_slirp(helper)
+
+
+def release_slirp(helper: SlirpHelper, target_pid: int) -> None:
+    """Let the helper exec slirp4netns for `target_pid`'s network namespace; `wait_slirp` waits until it is up, so
+    the caller may do other work while it starts."""
     os.write(helper.go_w, str(target_pid).encode())
     os.close(helper.go_w)
+
+
+def wait_slirp(helper: SlirpHelper) -> None:
     readable, _, _ = select.select([helper.ready_r], [], [], _READY_SECONDS)
     ready = os.read(helper.ready_r, 1) if readable else b""
     os.close(helper.ready_r)
@@ -116,12 +128,16 @@ def start_slirp(helper: SlirpHelper, target_pid: int) -> None:
         raise ExecError("slirp4netns did not bring up the step's network (is /dev/net/tun available?)")
 
 
-def stop_slirp(helper: SlirpHelper) -> None:
-    os.close(helper.exit_w)
-    try:
-        os.waitpid(helper.pid, 0)
-    except ChildProcessError:
-        pass
+def stop_slirp(helper: SlirpHelper, wait: bool = True) -> None:
+    """Close its exit pipe, which stops it; with `wait`, also reap it (a later call with `wait` reaps it)."""
+    if helper.exit_w >= 0:
+        os.close(helper.exit_w)
+        helper.exit_w = -1
+    if wait:
+        try:
+            os.waitpid(helper.pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _is_loopback(address: str) -> bool:

@@ -16,7 +16,6 @@ never hold that descriptor.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import select
@@ -42,14 +41,15 @@ from .executor import (
     TmpfsMount,
 )
 from .hardening import harden_kernel_paths, mount_dev
+from .lookpath import look_path
 from .mountsources import prepare_sources
 from .network import prepare_slirp, resolv_conf_for, slirp_binary, start_slirp, stop_slirp
+from .overlay import mount_overlay
 from .rootpath import resolve_in_root
 from .seccomp import prepare_default_filter
 from .users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_OVERLAY_EXTRA = ",index=off,redirect_dir=off,metacopy=off"
 
 ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction]], None]
 
@@ -75,49 +75,6 @@ class FilesRequest:
 
 
 # -- mounts -----------------------------------------------------------------------------------------------------
-
-
-def _escape(path: str) -> str:
-    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
-
-
-def mount_overlay(
-    lowers: Sequence[Path], target: Path, upper: Path | None = None, work: Path | None = None, flags: int = 0
-) -> None:
-    """Mount an overlay of `lowers` (topmost first) at `target`; read-only when there is no upper.
-
-    Paths are passed relative to their common parent (we chdir there) so that many layers still fit in the one page
-    the kernel accepts for mount options."""
-    dirs = [os.fspath(path) for path in lowers]
-    if upper is not None and work is not None:
-        dirs += [os.fspath(upper), os.fspath(work)]
-    base = os.path.commonpath(dirs)
-    relative = [_escape(os.path.relpath(path, base)) for path in dirs]
-    options = "lowerdir=" + ":".join(relative[: len(lowers)])
-    if upper is not None:
-        options += f",upperdir={relative[-2]},workdir={relative[-1]}"
-    page_size = os.sysconf("SC_PAGE_SIZE")
-    if len(os.fsencode(options)) >= page_size:
-        raise ExecError(
-            f"overlay mount options are {len(os.fsencode(options))} bytes, more than the page size ({page_size}): "
-            f"too many layers ({len(lowers)}) under {base}"
-        )
-    if upper is None:
-        flags |= sc.MS_RDONLY
-    previous = os.getcwd()
-    os.chdir(base)
-    try:
-        candidates = [options + _OVERLAY_EXTRA, options] if len(options + _OVERLAY_EXTRA) < page_size else [options]
-        for index, candidate in enumerate(candidates):
-            try:
-                sc.mount("overlay", target, "overlay", flags, candidate)
-                return
-            except OSError as exc:
-                if exc.errno == errno.EINVAL and index + 1 < len(candidates):
-                    continue  # an older kernel that does not know one of the extra options
-                raise ExecError(f"cannot mount overlay on {target}: {exc.strerror} (options {candidate!r})") from exc
-    finally:
-        os.chdir(previous)
 
 
 def _bind(source: Path | str, target: Path | str, readonly: bool = False) -> None:
@@ -282,31 +239,6 @@ def _mount_container_fs(
         target = resolve_in_root(merged, place.mount.target)
         _create_missing(merged, target, place.wants_file)
         _mount_one(place.mount, target, empty, nodev, place.source)
-
-
-def _find_executable(path: str) -> str | None:
-    """Go's exec.findExecutable: None when runnable, else the reason."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        return f"stat {path}: {os.strerror(exc.errno or 0).lower()}"
-    if stat.S_ISDIR(mode) or not mode & 0o111:
-        return "permission denied"
-    return None
-
-
-def look_path(file: str, path_env: str) -> str:
-    """Go's exec.LookPath, with runc's error messages."""
-    if "/" in file:
-        reason = _find_executable(file)
-        if reason is not None:
-            raise ExecError(f'exec: "{file}": {reason}')
-        return file
-    for directory in path_env.split(":"):
-        candidate = os.path.join(directory or ".", file)
-        if _find_executable(candidate) is None:
-            return candidate
-    raise ExecError(f'exec: "{file}": executable file not found in $PATH')
 
 
 def _exec_user_process(process: ProcessSpec, parent_alive: int) -> None:

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import hashlib
+import os
 from dataclasses import dataclass
 
 from ..errors import ExecError
 
-__all__ = ["PreparedFilter", "SeccompRule", "default_rules", "prepare_default_filter"]
+__all__ = [
+    "PreparedFilter",
+    "SeccompRule",
+    "check_bpf",
+    "default_filter_identity",
+    "default_rules",
+    "load_bpf",
+    "prepare_default_filter",
+]
 
 _ALLOWED_NAMES = """
 accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 clock_adjtime clock_adjtime64
@@ -92,7 +101,7 @@ def _errno_action(number: int) -> int:
 
 
 def default_rules(machine: str | None = None) -> tuple[SeccompRule, ...]:
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     rules = [SeccompRule(name, _ACT_ALLOW) for name in (*_ALLOWED_NAMES.split(), *_ARCH_ALLOWED.get(machine, ()))]
     rules.append(SeccompRule("socket", _ACT_ALLOW, ((0, _CMP_NE, _AF_VSOCK, 0),)))
     rules.extend(SeccompRule("personality", _ACT_ALLOW, ((0, _CMP_EQ, persona, 0),)) for persona in _PERSONAS)
@@ -109,6 +118,20 @@ class _ArgCompare(ctypes.Structure):
         ("datum_a", ctypes.c_uint64),
         ("datum_b", ctypes.c_uint64),
     ]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_BPF_INSTRUCTION_BYTES = 8  # struct sock_filter
+_BPF_MAXINSNS = 4096
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 
 
 def _libseccomp() -> ctypes.CDLL:
@@ -128,6 +151,8 @@ def _libseccomp() -> ctypes.CDLL:
     library.seccomp_arch_resolve_name.restype = ctypes.c_uint32
     library.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
     library.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    library.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    library.seccomp_version.restype = ctypes.POINTER(_Version)
     library.seccomp_rule_add_array.argtypes = [
         ctypes.c_void_p,
         ctypes.c_uint32,
@@ -155,7 +180,7 @@ class PreparedFilter:
             raise ExecError("seccomp: cannot create a filter")
         self._context: int = context
         _check(self._library.seccomp_attr_set(context, _FLTATR_CTL_NNP, 0), "no_new_privs off")
-        for arch in _SUB_ARCHITECTURES.get(platform.machine(), ()):
+        for arch in _SUB_ARCHITECTURES.get(os.uname().machine, ()):
             token = self._library.seccomp_arch_resolve_name(arch.encode())
             if token:
                 result = self._library.seccomp_arch_add(context, token)
@@ -180,8 +205,47 @@ class PreparedFilter:
         """Install the filter on the calling thread; it is inherited across fork and execve."""
         _check(self._library.seccomp_load(self._context), "load")
 
+    def export_bpf(self) -> bytes:
+        """The filter compiled to the classic BPF program the kernel runs (what `load` installs), for `load_bpf`."""
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            _check(self._library.seccomp_export_bpf(self._context, fd), "export")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
 
 _prepared: list[PreparedFilter] = []
+
+
+def default_filter_identity() -> str:
+    """A name for the default filter as this code and this libseccomp compile it: a compiled program kept under it
+    (`export_bpf`) may be loaded instead of compiling again."""
+    version = _libseccomp().seccomp_version().contents
+    library = f"{version.major}.{version.minor}.{version.micro}"
+    text = repr((library, os.uname().machine, _SUB_ARCHITECTURES.get(os.uname().machine), default_rules()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def check_bpf(program: bytes) -> None:
+    """ExecError unless `program` has the shape of a classic BPF program the kernel accepts."""
+    count, remainder = divmod(len(program), _BPF_INSTRUCTION_BYTES)
+    if remainder or not 0 < count <= _BPF_MAXINSNS:
+        raise ExecError(f"seccomp: not a BPF program ({len(program)} bytes)")
+
+
+def load_bpf(program: bytes) -> None:
+    """Install a program made by `PreparedFilter.export_bpf` on the calling thread, as `PreparedFilter.load` does
+    (no_new_privs stays off: the caller must still hold CAP_SYS_ADMIN)."""
+    check_bpf(program)
+    instructions = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // _BPF_INSTRUCTION_BYTES, ctypes.addressof(instructions))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+        code = ctypes.get_errno()
+        raise ExecError(f"seccomp: load: {errno.errorcode.get(code, str(code))}")
 
 
 def prepare_default_filter() -> PreparedFilter:

@@ -41,6 +41,7 @@ class ContainerRow:
     error: str = ""
     restart_count: int = 0
     generation: int = 0
+    ports: str = ""  # while it runs: JSON, its published ports with the host ports they were given
 
 
 _COLUMNS = tuple(field.name for field in fields(ContainerRow))

@@ -139,7 +139,7 @@ class LayerStore:
             self._damage.refuse(diff_id)
         if row[0] is None:
             return self._blobs.open(diff_id)
-        from .recipes import RecipeReader  # not every command that opens a store reads layers
+        from .recipes import RecipeReader  # zstandard: not imported by commands that never read a layer's tar
 
         recipe = self._blobs.read_bytes(row[0])
         return RecipeReader(recipe, self._snapshots.path(diff_id), diff_id, int(row[1]))  # type: ignore[return-value]

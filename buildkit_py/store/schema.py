@@ -17,6 +17,7 @@ and on a fresh one (where every earlier migration has just run).
        tar), NULL until measured
     8  cache mounts (`RUN --mount=type=cache`): one row per instance of an id, and its folder under cache-mounts/
     9  the fingerprint of each project's last build, so that a no-op rebuild needs no build machinery
+    10 the host ports a running container's published ports were given (random ones are picked at each start)
 """
 
 from __future__ import annotations
@@ -298,6 +299,11 @@ def _version_9(connection: sqlite3.Connection, root: Path) -> None:
     )
 
 
+def _version_10(connection: sqlite3.Connection, root: Path) -> None:
+    del root
+    connection.execute("ALTER TABLE containers ADD COLUMN ports TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS = (
     Migration(1, "images, tags, layers, build cache records, the context stat cache", _version_1),
     Migration(2, "one database: step log, compressed forms, registry records, damage", _version_2),
@@ -308,5 +314,6 @@ MIGRATIONS = (
     Migration(7, "layer content sizes", _version_7),
     Migration(8, "cache mounts", _version_8),
     Migration(9, "build fingerprints", _version_9),
+    Migration(10, "published ports of running containers", _version_10),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

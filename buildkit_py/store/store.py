@@ -37,25 +37,25 @@ from ..digest import Digest
 from ..errors import ConflictError, ImageNotFound, InvalidDigest, StoreError
 from ..reference import InvalidReference, parse_reference
 from . import tempspace
-from .cache import CacheStore
 from .content import ContentStore
 from .damage import DamageRecords
 from .database import Database
-from .fingerprints import FingerprintRecords
-from .forms import FormStore
 from .images import ImageStore
 from .layers import LayerStore, remove_trash
 from .locking import sweep_dead_owners
-from .registry_records import RegistryRecords
 from .snapshots import SnapshotStore
-from .statcache import StatCache
-from .steplog import StepLogStore
 from .tags import TagStore
 
 if TYPE_CHECKING:
+    from .cache import CacheStore
     from .cachemounts import CacheMountStore
     from .containers import ContainerRecords
     from .downloads import DownloadRecords
+    from .fingerprints import FingerprintRecords
+    from .forms import FormStore
+    from .registry_records import RegistryRecords
+    from .statcache import StatCache
+    from .steplog import StepLogStore
     from .volumes import VolumeRecords
 
 __all__ = ["MIN_ID_PREFIX", "Store", "default_root"]
@@ -97,16 +97,45 @@ class Store:
         self.layers = LayerStore(self.db, self.blobs, self.snapshots, self.damage)
         self.images = ImageStore(self.db, self.blobs, self.layers)
         self.tags = TagStore(self.db)
-        self.cache = CacheStore(self.db, self.layers)
-        self.stat_cache = StatCache(self.db)
-        self.steps = StepLogStore(self.db)
-        self.forms = FormStore(self.db, self.blobs)
-        self.registry = RegistryRecords(self.db)
-        self.fingerprints = FingerprintRecords(self.db)
         sweep_dead_owners(self.tmp_dir)
 
-    # The records of containers, volumes, downloads and cache mounts are made on first use: a build that needs
-    # none of them does not load them.
+    # The other records are made, and their modules imported, on first use: a command loads only what it touches.
+
+    @cached_property
+    def cache(self) -> CacheStore:
+        from . import cache
+
+        return cache.CacheStore(self.db, self.layers)
+
+    @cached_property
+    def stat_cache(self) -> StatCache:
+        from . import statcache
+
+        return statcache.StatCache(self.db)
+
+    @cached_property
+    def steps(self) -> StepLogStore:
+        from . import steplog
+
+        return steplog.StepLogStore(self.db)
+
+    @cached_property
+    def forms(self) -> FormStore:
+        from . import forms
+
+        return forms.FormStore(self.db, self.blobs)
+
+    @cached_property
+    def registry(self) -> RegistryRecords:
+        from . import registry_records
+
+        return registry_records.RegistryRecords(self.db)
+
+    @cached_property
+    def fingerprints(self) -> FingerprintRecords:
+        from . import fingerprints
+
+        return fingerprints.FingerprintRecords(self.db)
 
     @cached_property
     def containers(self) -> ContainerRecords:
