@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -349,6 +350,10 @@ def _report(args: argparse.Namespace, image_id: Digest, tags: Sequence[str]) -> 
 def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int:
     if _noop(args, store, options):
         return 0
+    if not (getattr(args, "check", False) or args.explain) and os.geteuid() == 0:
+        from ..exec.forkserver import prestart
+
+        prestart()  # the sandbox's fork server starts while the frontend is loaded and the Dockerfile read
     from .. import builder
     from .progress import make_progress
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import ExecError
 from ..solver.ops import FileAction
 from .executor import AnyMount, OutputSink, ProcessSpec, RootfsSpec, SourceTree
-from .forkserver import ForkServerClient
+from .forkserver import take_prestarted
 from .initlayer import ensure_init_layer
 from .sandbox import ApplyActions, FilesRequest, RunRequest
 from .wire import MAX_ANSWER_BYTES, SandboxAnswer, decode_answer
@@ -42,7 +42,7 @@ class LinuxExecutor:
         self._lock = threading.Lock()
         self._running: set[int] = set()
         self._killed: set[int] = set()
-        self._server = ForkServerClient()
+        self._server = take_prestarted()
 
     def close(self) -> None:
         self._server.close()
