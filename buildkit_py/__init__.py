@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "build": "builder",
     "explain": "builder",
-    "check": "checking",
+    "check": "builder",
     "CheckResult": "checking",
     "plan_build": "builder",
     "BuildResult": "builder",

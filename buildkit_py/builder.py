@@ -36,6 +36,7 @@ from .solver.solver import BuildCache, Solver, SolveResult, SolveStats
 from .store import Store, default_root
 
 if TYPE_CHECKING:
+    from .checking import CheckResult
     from .remotecache.export import ExportReport
     from .remotecache.view import CacheView
 
@@ -190,9 +191,9 @@ def assemble_image(
 
 def _report_checks(options: BuildOptions, store: Store, progress: ProgressCallback) -> None:
     """BuildKit's lint warnings, printed before the steps run; with `# check=error=true`, the build stops."""
-    from .checking import check, format_warning
+    from .checking import check_options, format_warning
 
-    result = check(options, store=store)
+    result = check_options(options, store)
     for warning in result.warnings:
         progress(BuildMessage(format_warning(warning)))
     failure = result.failure
@@ -578,6 +579,21 @@ def explain(
     return list(graph_states(options, root=root, store=store, **fields).lines)
 
 
+def check(
+    options: BuildOptions | str | Path,
+    *,
+    root: str | Path | None = None,
+    store: Store | None = None,
+    **fields: Any,
+) -> CheckResult:
+    """Lint the Dockerfile of a build (its build args, .dockerignore and target count), building nothing.
+
+    `options` is a BuildOptions, or the context folder with option fields by name, as for `build()`."""
+    from .checking import check_options
+
+    return check_options(build_options(options, **fields), _open_store(store, root))
+
+
 __all__ = [
     "BuildOptions",
     "BuildResult",
@@ -585,6 +601,7 @@ __all__ = [
     "ImageNotFound",
     "build",
     "build_options",
+    "check",
     "explain",
     "graph_states",
     "plan_build",

@@ -1,12 +1,11 @@
-"""`check()`: BuildKit's lint rules over a build's Dockerfile, the library call behind `pybuild build --check` and
+"""`check_options()`: BuildKit's lint rules over a build's Dockerfile, the library call behind `pybuild build --check` and
 the warnings a build prints. Base images are looked up in the store only (a check never pulls): one that is not
 there is taken to set nothing but PATH."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .context.dockerignore import load_ignore_rules
 from .errors import DockerfileError, ImageNotFound, StoreError
@@ -14,12 +13,13 @@ from .frontend.lint import ImageFacts, LintConfig, LintWarning, file_config, lin
 from .frontend.parser import parse_dockerfile
 from .frontend.platforms import normalize_platform
 from .frontend.syntax import check_syntax
+from .options import read_dockerfile
 
 if TYPE_CHECKING:
-    from .builder import BuildOptions
+    from .options import BuildOptions
     from .store import Store
 
-__all__ = ["CheckResult", "check", "format_warning", "format_warning_detail"]
+__all__ = ["CheckResult", "check_options", "format_warning", "format_warning_detail"]
 
 
 @dataclass(frozen=True)
@@ -52,21 +52,8 @@ def _image_facts(store: Store, name: str) -> ImageFacts | None:
     )
 
 
-def check(
-    options: BuildOptions | str | Path,
-    *,
-    root: str | Path | None = None,
-    store: Store | None = None,
-    **fields: Any,
-) -> CheckResult:
-    """Lint the Dockerfile of a build (its build args, .dockerignore and target count), building nothing.
-
-    `options` is a BuildOptions, or the context folder with option fields by name, as for `build()`."""
-    from .builder import _open_store, build_options
-    from .options import read_dockerfile
-
-    options = build_options(options, **fields)
-    store = _open_store(store, root)
+def check_options(options: BuildOptions, store: Store) -> CheckResult:
+    """Lint the Dockerfile of a build (its build args, .dockerignore and target count), building nothing."""
     context = options.context.resolve()
     data, dockerfile_path, name = read_dockerfile(context, options.dockerfile, options.dockerfile_text)
     parsed = parse_dockerfile(data, name)

@@ -183,9 +183,8 @@ def lookup(store: Store, found: Fingerprint) -> NoopHit | None:
         if not store.images.has(image_id) or store.damage.get(image_id) is not None:
             return None
         chain = store.images.chain(image_id)
-        with store.db.read() as db:
-            if store.layers.missing(db, chain):
-                return None
+        if not store.layers.all_present(chain):
+            return None
         if any(store.damage.get(diff_id) is not None for diff_id in chain):
             return None
         steps = tuple((int(number), str(name), str(op)) for number, name, op in record["steps"])

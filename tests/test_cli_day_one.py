@@ -539,8 +539,8 @@ def _tar_stream(*members: tuple[str, bytes, bytes, str]) -> io.BytesIO:
 
 
 def test_a_hostile_stdin_context_lands_beneath_its_folder(tmp_path: Path) -> None:
-    from buildkit_py.context.stdin import context_from_stream
     from buildkit_py.errors import ContextError
+    from buildkit_py.stdin_context import context_from_stream
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(buildkit_py.__file__).resolve().parent
 ROOT = "buildkit_py"
 
 # Small modules of plain values that any package may use.
-SHARED = frozenset({"errors", "digest", "reference", "filemode", "gocsv", "gostring", ROOT})
+SHARED = frozenset({"errors", "digest", "reference", "filemode", "gocsv", "gostring", "units", ROOT})
 
 # What each top-level package (or module) of buildkit_py may import, besides itself and SHARED. Bottom up.
 MAY_IMPORT: dict[str, frozenset[str]] = {
@@ -30,6 +30,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "filemode": frozenset(),
     "gocsv": frozenset(),
     "gostring": frozenset(),
+    "units": frozenset(),
     "fs": frozenset(),
     "store": frozenset(),
     "layer": frozenset({"store"}),
@@ -46,6 +47,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "analyze": frozenset({"image", "store"}),
     "container": frozenset({"exec", "image", "layer", "store", "fs", "frontend"}),
     "options": frozenset(),
+    "stdin_context": frozenset({"exec"}),
     "fastpath": frozenset({"options", "context", "store"}),
     "reproduce": frozenset({"image", "store"}),
     "checking": frozenset({"options", "frontend", "context", "image", "store"}),
@@ -74,15 +76,6 @@ MAY_IMPORT_FOR_TYPES: dict[str, frozenset[str]] = {
     "options": frozenset({"frontend", "registry", "remotecache", "session"}),
     "remotecache": frozenset({"frontend"}),
 }
-
-# Imports that break the rules above today, each a known wart named in docs/architecture.md.
-EXCEPTIONS = frozenset(
-    {
-        ("buildkit_py.context.stdin", "buildkit_py.exec.archive"),  # `build -` extracts as ADD does: context <-> exec
-        ("buildkit_py.container.status", "buildkit_py.analyze.units"),  # Docker's duration wording for `ps`
-        ("buildkit_py.checking", "buildkit_py.builder"),  # build_options, _open_store: builder <-> checking
-    }
-)
 
 # Third-party and standard modules that belong to one layer only.
 OWNED_MODULES: dict[str, frozenset[str]] = {
@@ -187,7 +180,7 @@ def test_each_package_imports_only_the_layers_beneath_it() -> None:
         allowed = MAY_IMPORT[importer] | (
             MAY_IMPORT_FOR_TYPES.get(importer, frozenset()) if found.types_only else set()
         )
-        if imported not in allowed and (found.importer, found.imported) not in EXCEPTIONS:
+        if imported not in allowed:
             broken.append(f"{found.importer}:{found.line} imports {found.imported}")
     assert broken == []
 
@@ -196,12 +189,6 @@ def test_the_shared_modules_import_only_each_other() -> None:
     for found in _all_imports():
         if _ours(found) and _unit(found.importer) in SHARED:
             assert _unit(found.imported) in SHARED, f"{found.importer}:{found.line} imports {found.imported}"
-
-
-def test_the_exceptions_are_still_needed() -> None:
-    """An exception nobody needs any more goes, from here and from the document."""
-    pairs = {(found.importer, found.imported) for found in _all_imports()}
-    assert EXCEPTIONS <= pairs
 
 
 def test_the_cli_may_import_anything_and_nothing_imports_it() -> None:

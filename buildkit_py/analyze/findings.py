@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ..units import human_size
 from .changes import Filesystem, LayerChange, Placed
 from .filetree import FileEntry
 from .layers import Layer
-from .units import human_size
 
 LARGE_FILE = 1 << 20
 _CHMOD_RE = re.compile(r"\b(chmod|chown|chgrp)\b")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from ..units import human_size
 from .analysis import ImageAnalysis
 from .imagediff import ImageDiff
-from .units import human_size
 
 _PALETTE = (
     "#4e79a7",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..units import human_size
 from .analysis import ImageAnalysis
 from .dive_ci import RuleResult, summary
-from .units import human_size
 
 SHOWN = 10
 

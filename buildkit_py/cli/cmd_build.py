@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.context != "-":
         return _build(args, store, options_from_args(args))
-    from ..context.stdin import context_from_stream
+    from ..stdin_context import context_from_stream
 
     with store.temp_dir("stdin-context") as work:
         received = context_from_stream(sys.stdin.buffer, work)
@@ -424,9 +424,9 @@ def _verify(options: BuildOptions, store: Store, result: BuildResult, progress: 
 
 def _check(options: BuildOptions, store: Any) -> int:
     """`--check`: the findings, then a summary line; 1 when there is a finding, as `docker build --check`."""
-    from ..checking import check, format_warning_detail
+    from ..checking import check_options, format_warning_detail
 
-    result = check(options, store=store)
+    result = check_options(options, store)
     for warning in result.warnings:
         print(format_warning_detail(warning) + "\n")
     count = len(result.warnings)

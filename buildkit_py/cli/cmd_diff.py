@@ -30,13 +30,13 @@ def register(subparsers: Any) -> None:
 
 
 def _signed(size: int) -> str:
-    from ..analyze.units import human_size
+    from ..units import human_size
 
     return ("+" if size > 0 else "-" if size < 0 else "±") + human_size(abs(size))
 
 
 def render_text(result: ImageDiff, top: int) -> str:
-    from ..analyze.units import human_size
+    from ..units import human_size
 
     a, b = result.a, result.b
     lines = [

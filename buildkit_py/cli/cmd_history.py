@@ -98,7 +98,7 @@ def rows_of(store: Any, name: str) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analyze.units import docker_size
+    from ..units import docker_size
 
     with open_store(args) as store:
         rows = rows_of(store, args.image)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 def human_size(size: float) -> str:
     """Docker's units.HumanSizeWithPrecision(size, 3): decimal units, three significant digits (1.24MB, 512B)."""
-    from ..analyze.units import docker_size
+    from ..units import docker_size
 
     return docker_size(size)
 
@@ -37,7 +37,7 @@ def human_age(created: str) -> str:
 
 def age_of(timestamp: float) -> str:
     """Docker's "2 minutes ago" style of a Unix time."""
-    from ..analyze.units import human_duration
+    from ..units import human_duration
 
     return human_duration(max(0.0, time.time() - timestamp)) + " ago"
 

@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..analyze.units import human_duration
 from ..store.containers import ContainerRow
+from ..units import human_duration
 from .logs import rfc3339_nano
 from .spec import ContainerSpec, PortSpec, ports_from_json
 

@@ -161,6 +161,11 @@ class LayerStore:
             self._snapshots.try_commit(folder, diff_id)
         return self._snapshots.path(diff_id)
 
+    def all_present(self, chain: Sequence[Digest]) -> bool:
+        """Whether every layer of `chain` is recorded and its blob or snapshot is there."""
+        with self._db.read() as db:
+            return not self.missing(db, chain)
+
     def missing(self, db: sqlite3.Connection, chain: Sequence[Digest]) -> list[Digest]:
         """Inside a transaction: the layers of `chain` that are not recorded or whose blob is gone."""
         missing = []

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import BuildError, ContextError
-from ..exec.archive import extract_archive, is_archive
+from .errors import BuildError, ContextError
+from .exec.archive import extract_archive, is_archive
 
 __all__ = ["StdinContext", "context_from_stream"]
 
