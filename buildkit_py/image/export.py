@@ -29,11 +29,11 @@ from ..layer.generate import write_layer_tar
 from ..layer.snapshots import snapshot_path
 from ..layer.unpack import unpack_layer
 from ..layer.whiteout import is_opaque, is_overlay_xattr, is_whiteout
-from ..transfer import TransferCallback
 from .stored import image_config
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..transfer import TransferCallback
 
 __all__ = ["ExportError", "check_output_spec", "export_image", "parse_output_spec", "write_flattened_tar"]
 
