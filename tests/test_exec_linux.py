@@ -515,7 +515,9 @@ def test_kill_all(sandbox: Sandbox) -> None:
 # -- file actions -----------------------------------------------------------------------------------------------
 
 
-def shim_apply_actions(dest_root: Path, sources: Mapping[str, Path], actions: Sequence[FileAction]) -> None:
+def shim_apply_actions(
+    dest_root: Path, sources: Mapping[str, Path], actions: Sequence[FileAction], counter: object = None
+) -> None:
     """Stands in for buildkit_py.exec.fileops until it lands: MkdirAction, and a naive single-file CopyAction."""
     for action in actions:
         if isinstance(action, MkdirAction):

@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(buildkit_py.__file__).resolve().parent
 ROOT = "buildkit_py"
 
 # Small modules of plain values that any package may use.
-SHARED = frozenset({"errors", "digest", "reference", "filemode", "gocsv", "gostring", "units", ROOT})
+SHARED = frozenset({"errors", "digest", "reference", "filemode", "gocsv", "gostring", "units", "transfer", ROOT})
 
 # What each top-level package (or module) of buildkit_py may import, besides itself and SHARED. Bottom up.
 MAY_IMPORT: dict[str, frozenset[str]] = {
@@ -31,6 +31,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "gocsv": frozenset(),
     "gostring": frozenset(),
     "units": frozenset(),
+    "transfer": frozenset(),
     "fs": frozenset(),
     "store": frozenset(),
     "layer": frozenset({"store"}),

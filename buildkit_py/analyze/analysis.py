@@ -22,13 +22,17 @@ class ImageAnalysis:
     largest_files: tuple[Placed, ...]
     largest_dirs: tuple[tuple[str, int], ...]
     findings: tuple[Finding, ...]
+    excluded_base_layers: int = 0  # the base image's layers left out of the efficiency figures (--exclude-base)
 
     @property
     def wasted_bytes(self) -> int:
         return self.efficiency.wasted_bytes
 
 
-def analyze_image(image: Image, top: int = TOP) -> ImageAnalysis:
+def analyze_image(image: Image, top: int = TOP, exclude_base: bool = False) -> ImageAnalysis:
+    """With `exclude_base`, the efficiency figures count only the layers above the base image (when it is known
+    which they are); otherwise they are dive's."""
+    excluded = image.base_layers if exclude_base else 0
     layer_files = [layer.files for layer in image.layers]
     final, changes = apply_layers(layer_files)
     files = [placed for placed in final.files() if not placed.entry.is_dir]
@@ -42,14 +46,15 @@ def analyze_image(image: Image, top: int = TOP) -> ImageAnalysis:
     largest_dirs = sorted(dir_sizes.items(), key=lambda item: (-item[1], item[0]))[:top]
     return ImageAnalysis(
         image=image,
-        efficiency=efficiency(layer_files),
+        efficiency=efficiency(layer_files, base_layers=excluded),
         changes=tuple(changes),
         largest_files=tuple(largest),
         largest_dirs=tuple(largest_dirs),
         findings=tuple(find(image.layers, changes, final)),
+        excluded_base_layers=excluded,
     )
 
 
-def analyze(source: Store, name: str, top: int = TOP) -> ImageAnalysis:
+def analyze(source: Store, name: str, top: int = TOP, exclude_base: bool = False) -> ImageAnalysis:
     """Analyse an image in the store by name or id; reads only tar headers."""
-    return analyze_image(load_image(source, name), top=top)
+    return analyze_image(load_image(source, name), top=top, exclude_base=exclude_base)

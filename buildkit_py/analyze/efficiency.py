@@ -8,6 +8,11 @@ sum(smallest) / sum(cumulative) over all paths, 1.0 when nothing has a size.
 
 Two of dive's quirks are kept on purpose so the numbers match: a whiteout whose target is not in the layers below
 stops the walk of the rest of that layer, and an implicit directory (no tar entry of its own) counts as a file.
+
+With `base_layers` (analyze --exclude-base), the first layers are the base image's and only the others count: a path
+is seen only in layers above the base, a whiteout is worth only what it hides of those layers (deleting the base's
+apt lists wastes nothing the Dockerfile could save), and the user's bytes are those above the base. dive's own
+figures are the default, where only layer 0 is left out of the user's bytes.
 """
 
 from __future__ import annotations
@@ -57,26 +62,33 @@ class Efficiency:
         return sum(item.cumulative_size - item.min_size for item in self.inefficient)
 
 
-def _whiteout_size(below: Tree, node: Node) -> int | None:
-    """The bytes a whiteout hides; None when its target is missing (dive then abandons the layer)."""
-    hidden = below.get_node(node.path)
-    if hidden is None:
+def _whiteout_size(below: Tree, counted: Tree, node: Node) -> int | None:
+    """The bytes a whiteout hides of the `counted` layers; None when its target is missing from all the layers
+    `below` (dive then abandons the layer)."""
+    if below.get_node(node.path) is None:
         return None
-    if not hidden.is_dir:
+    hidden = counted.get_node(node.path)
+    if hidden is None or not hidden.is_dir:
         return 0
     return sum(child.size for child in hidden.visit_child_first())
 
 
-def efficiency(layers: Sequence[LayerFiles]) -> Efficiency:
+def efficiency(layers: Sequence[LayerFiles], base_layers: int = 0) -> Efficiency:
+    """dive's figures; with `base_layers`, those of the layers above the base only (see the module docstring)."""
     trees = [Tree.from_layer(layer) for layer in layers]
     by_path: dict[str, PathEfficiency] = {}
     order: list[PathEfficiency] = []
     # dive stacks trees[0..i-1] onto a copy of trees[0] for each whiteout; keep that stack as we go instead.
     below = trees[0].copy() if trees else Tree()
+    counted = below if not base_layers else Tree()  # the counted layers only, for what a whiteout hides
     for index, tree in enumerate(trees):
+        if index < base_layers:
+            if index:
+                below.stack(tree)
+            continue
         for node in tree.nodes(keep=lambda candidate: candidate.is_leaf):
             if node.is_whiteout:
-                size = _whiteout_size(below, node)
+                size = _whiteout_size(below, counted, node)
                 if size is None:
                     break
             else:
@@ -92,10 +104,13 @@ def efficiency(layers: Sequence[LayerFiles]) -> Efficiency:
             if data.count == 2:
                 order.append(data)
         below.stack(tree)
+        if counted is not below:
+            counted.stack(tree)
 
     minimum = sum(data.min_size for data in by_path.values())
     discovered = sum(data.cumulative_size for data in by_path.values())
     score = 1.0 if discovered == 0 else minimum / discovered
     inefficient = tuple(sorted(order, key=lambda data: (-data.cumulative_size, data.path)))
     sizes = [layer.content_size for layer in layers]
-    return Efficiency(score=score, inefficient=inefficient, size_bytes=sum(sizes), user_size_bytes=sum(sizes[1:]))
+    user_sizes = sizes[base_layers:] if base_layers else sizes[1:]
+    return Efficiency(score=score, inefficient=inefficient, size_bytes=sum(sizes), user_size_bytes=sum(user_sizes))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..units import human_size
+from .caches import cache_root
 from .changes import Filesystem, LayerChange, Placed
 from .filetree import FileEntry
 from .layers import Layer
@@ -27,6 +28,7 @@ class Finding:
     file_count: int
     cause: str
     fix: str
+    in_base: bool = False  # the wasted bytes are in a layer of the base image, out of this Dockerfile's reach
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -39,62 +41,9 @@ class Finding:
             "paths": list(self.paths),
             "cause": self.cause,
             "fix": self.fix,
+            "inBaseImage": self.in_base,
         }
 
-
-@dataclass(frozen=True)
-class _Pattern:
-    label: str
-    match: Callable[[str], str]  # the cache root the path lies under, "" when it does not
-    fix: str
-
-
-def _under(prefix: str) -> Callable[[str], str]:
-    return lambda path: prefix if path == prefix or path.startswith(prefix + "/") else ""
-
-
-def _segment(name: str) -> Callable[[str], str]:
-    marker = "/" + name + "/"
-
-    def match(path: str) -> str:
-        position = path.find(marker)
-        return path[: position + len(marker) - 1] if position >= 0 else ""
-
-    return match
-
-
-CACHE_PATTERNS = (
-    _Pattern(
-        "apt package lists",
-        _under("/var/lib/apt/lists"),
-        "end the same RUN with `&& rm -rf /var/lib/apt/lists/*`, or use RUN --mount=type=cache,target=/var/lib/apt",
-    ),
-    _Pattern(
-        "apt package cache",
-        _under("/var/cache/apt"),
-        "run `apt-get clean` in the same RUN, or use RUN --mount=type=cache,target=/var/cache/apt",
-    ),
-    _Pattern(
-        "pip cache",
-        _under("/root/.cache/pip"),
-        "use `pip install --no-cache-dir`, or RUN --mount=type=cache,target=/root/.cache/pip",
-    ),
-    _Pattern(
-        "apk cache",
-        _under("/var/cache/apk"),
-        "use `apk add --no-cache`, or RUN --mount=type=cache,target=/var/cache/apk",
-    ),
-    _Pattern(
-        "node_modules/.cache",
-        _segment("node_modules/.cache"),
-        "delete node_modules/.cache in the same RUN, or mount it with RUN --mount=type=cache",
-    ),
-    _Pattern(
-        "Python bytecode cache",
-        _segment("__pycache__"),
-        "set ENV PYTHONDONTWRITEBYTECODE=1 before the RUN, or delete __pycache__ in the same RUN",
-    ),
-)
 
 BUILD_ONLY_PREFIXES = (
     "/tmp",
@@ -110,14 +59,6 @@ BUILD_ONLY_PREFIXES = (
 )
 
 
-def _cache_root(path: str) -> tuple[_Pattern, str] | None:
-    for pattern in CACHE_PATTERNS:
-        root = pattern.match(path)
-        if root:
-            return pattern, root
-    return None
-
-
 def _largest(entries: Iterable[FileEntry]) -> tuple[tuple[str, ...], int, int]:
     ordered = sorted(entries, key=lambda entry: (-entry.size, entry.path))
     paths = tuple(entry.path for entry in ordered[:_SHOWN_PATHS])
@@ -130,118 +71,186 @@ def _is_run(layer: Layer) -> bool:
     )
 
 
-def find(layers: Sequence[Layer], changes: Sequence[LayerChange], final: Filesystem) -> list[Finding]:
-    findings: list[Finding] = []
+SLIMMER_BASE = (
+    "no step of this Dockerfile can take bytes out of the base image's layers: use a slimmer base image (a -slim "
+    "or alpine variant), or a multi-stage build whose final stage starts from a smaller base"
+)
+_BASE_DELETED = (
+    "deleting a base image's files saves nothing, since its layers ship unchanged: drop the deletion, or use a "
+    "slimmer base image that does not have them"
+)
+_BASE_METADATA = (
+    "a mode or owner change copies each of the base image's files whole into a new layer: leave them as they are, "
+    "or use a base image whose files already have the mode and owner you need"
+)
+_BASE_OVERWRITTEN = (
+    "the base image's copy ships as well: rewrite fewer of its files, or use a base image that already has the "
+    "version you need"
+)
 
-    def add(kind: str, layer: Layer, entries: list[FileEntry], cause: str, fix: str) -> None:
+
+def _where(root_count: int, largest_root: str) -> str:
+    return f"in {largest_root}" if root_count == 1 else f"in {root_count} folders, the largest {largest_root}"
+
+
+class _Findings:
+    """Findings as they are found; each names the layer whose bytes are wasted."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.layers = layers
+        self.found: list[Finding] = []
+
+    def add(self, kind: str, layer: Layer, entries: list[FileEntry], cause: str, fix: str) -> None:
         paths, wasted, count = _largest(entries)
         if wasted <= 0:
             return
         cause = cause.format(count=count, files="file" if count == 1 else "files", size=human_size(wasted))
-        findings.append(Finding(kind, layer.index, layer.dockerfile_line, layer.step, wasted, paths, count, cause, fix))
+        self.found.append(
+            Finding(kind, layer.index, layer.dockerfile_line, layer.step, wasted, paths, count, cause, fix, layer.base)
+        )
 
-    # Package manager caches: whatever a layer writes under them ships with it, deleted later or not.
-    for layer in layers:
-        caches: dict[tuple[str, str], list[FileEntry]] = {}
-        for entry in layer.files.files():
-            found = None if entry.is_dir else _cache_root(entry.path)
-            if found is not None:
-                caches.setdefault((found[0].label, found[1]), []).append(entry)
-        for (label, root), entries in sorted(caches.items()):
-            pattern = next(pattern for pattern in CACHE_PATTERNS if pattern.label == label)
-            add(
-                "package-cache",
-                layer,
-                entries,
-                f"{label} left in the layer: {{count}} {{files}}, {{size}} in {root}",
-                pattern.fix,
-            )
+    def package_caches(self) -> None:
+        """Whatever a layer writes under a cache ships with it, deleted later or not: one finding per cache and
+        layer, however many folders it spans (a `__pycache__` in every package is one cause)."""
+        for layer in self.layers:
+            caches: dict[str, list[FileEntry]] = {}
+            roots: dict[str, dict[str, int]] = {}
+            patterns = {}
+            for entry in layer.files.files():
+                found = None if entry.is_dir else cache_root(entry.path)
+                if found is not None:
+                    pattern, root = found
+                    patterns[pattern.label] = pattern
+                    caches.setdefault(pattern.label, []).append(entry)
+                    sizes = roots.setdefault(pattern.label, {})
+                    sizes[root] = sizes.get(root, 0) + entry.size
+            for label, entries in sorted(caches.items()):
+                sizes = roots[label]
+                largest_root = min(sizes, key=lambda root: (-sizes[root], root))
+                place = "the base image's layer" if layer.base else "the layer"
+                self.add(
+                    "package-cache",
+                    layer,
+                    entries,
+                    f"{label} left in {place}: {{count}} {{files}}, {{size}}, {_where(len(sizes), largest_root)}",
+                    SLIMMER_BASE if layer.base else patterns[label].fix.format(root=largest_root),
+                )
 
-    for change in changes:
-        deleter = layers[change.index]
+    def deleted_later(self, change: LayerChange) -> None:
+        deleter = self.layers[change.index]
         by_origin: dict[int, list[FileEntry]] = {}
         for placed in change.deleted:
-            if _cache_root(placed.entry.path) is None:
+            if cache_root(placed.entry.path) is None:
                 by_origin.setdefault(placed.layer, []).append(placed.entry)
         for origin, entries in sorted(by_origin.items()):
-            source = layers[origin]
-            fix = (
-                f"delete them in the same RUN that creates them ({source.label}), or make them in a build stage "
-                "and COPY --from only what the image needs"
-                if _is_run(source)
-                else f"leave them out of what {source.label} copies (.dockerignore, or a narrower source path)"
-            )
-            add(
+            source = self.layers[origin]
+            if source.base:
+                fix = SLIMMER_BASE if deleter.base else _BASE_DELETED
+                added_by = f"the base image (layer {origin})"
+            else:
+                fix = (
+                    f"delete them in the same RUN that creates them ({source.label}), or make them in a build stage "
+                    "and COPY --from only what the image needs"
+                    if _is_run(source)
+                    else f"leave them out of what {source.label} copies (.dockerignore, or a narrower source path)"
+                )
+                added_by = source.label
+            self.add(
                 "deleted-later",
                 source,
                 entries,
-                f"{{count}} {{files}} ({{size}}) added by {source.label} deleted by {deleter.label}: "
+                f"{{count}} {{files}} ({{size}}) added by {added_by} deleted by {deleter.label}: "
                 f"the bytes still ship in layer {origin}",
                 fix,
             )
 
-        metadata_paths = {placed.entry.path for placed in change.metadata_only}
-        by_origin = {}
+    def metadata_copies(self, change: LayerChange) -> set[str]:
+        """Files a layer copied only to change mode or owner; returns their paths (they are not "overwritten")."""
+        deleter = self.layers[change.index]
+        by_origin: dict[int, list[FileEntry]] = {}
         for placed in change.metadata_only:
             by_origin.setdefault(placed.layer, []).append(placed.entry)
         metadata_bytes = sum(placed.entry.size for placed in change.metadata_only)
-        content_size = deleter.files.content_size
-        looks_like_chmod = bool(_CHMOD_RE.search(deleter.created_by)) or 2 * metadata_bytes >= content_size
-        if looks_like_chmod:
-            for origin, entries in sorted(by_origin.items()):
-                source = layers[origin]
-                target = f"the step that adds them ({source.label})"
-                fix = (
-                    f"set mode and owner where the files are added: COPY --chmod=... --chown=... in {target}"
-                    if not _is_run(source)
-                    else f"chmod/chown in {target} itself, in the same RUN"
-                )
-                add(
-                    "metadata-copy",
-                    deleter,
-                    entries,
-                    f"{deleter.label} copies {{count}} unchanged {{files}} ({{size}}) into a new layer only to change "
-                    "mode or owner",
-                    fix,
-                )
-        else:
-            metadata_paths = set()
+        looks_like_chmod = (
+            bool(_CHMOD_RE.search(deleter.created_by)) or 2 * metadata_bytes >= deleter.files.content_size
+        )
+        if not looks_like_chmod:
+            return set()
+        for origin, entries in sorted(by_origin.items()):
+            source = self.layers[origin]
+            target = f"the step that adds them ({source.label})"
+            if deleter.base:
+                fix = SLIMMER_BASE
+            elif source.base:
+                fix = _BASE_METADATA
+            elif _is_run(source):
+                fix = f"chmod/chown in {target} itself, in the same RUN"
+            else:
+                fix = f"set mode and owner where the files are added: COPY --chmod=... --chown=... in {target}"
+            self.add(
+                "metadata-copy",
+                deleter,
+                entries,
+                f"{deleter.label} copies {{count}} unchanged {{files}} ({{size}}) into a new layer only to change "
+                "mode or owner",
+                fix,
+            )
+        return {placed.entry.path for placed in change.metadata_only}
 
-        overwritten: dict[int, list[FileEntry]] = {}
+    def overwritten(self, change: LayerChange, metadata_paths: set[str]) -> None:
+        writer = self.layers[change.index]
+        by_origin: dict[int, list[FileEntry]] = {}
         for placed in change.replaced:
             if placed.entry.path not in metadata_paths:
-                overwritten.setdefault(placed.layer, []).append(placed.entry)
-        for origin, entries in sorted(overwritten.items()):
-            source = layers[origin]
-            add(
+                by_origin.setdefault(placed.layer, []).append(placed.entry)
+        for origin, entries in sorted(by_origin.items()):
+            source = self.layers[origin]
+            if writer.base:
+                fix = SLIMMER_BASE
+            elif source.base:
+                fix = _BASE_OVERWRITTEN
+            else:
+                fix = f"produce the final version of these files in one step, or stop {source.label} from writing them"
+            self.add(
                 "overwritten",
                 source,
                 entries,
-                f"{{count}} {{files}} ({{size}}) from {source.label} rewritten by {deleter.label}: both copies ship",
-                f"produce the final version of these files in one step, or stop {source.label} from writing them",
+                f"{{count}} {{files}} ({{size}}) from {source.label} rewritten by {writer.label}: both copies ship",
+                fix,
             )
 
-    # Build-only paths: large files that remain in the final image.
-    build_only: dict[tuple[int, str], list[FileEntry]] = {}
-    for placed in final.files():
-        entry = placed.entry
-        if entry.is_dir or entry.size < LARGE_FILE or _cache_root(entry.path) is not None:
-            continue
-        prefix = next((p for p in BUILD_ONLY_PREFIXES if entry.path.startswith(p + "/")), "")
-        if prefix:
-            build_only.setdefault((placed.layer, prefix), []).append(entry)
-    for (index, prefix), entries in sorted(build_only.items()):
-        add(
-            "build-only",
-            layers[index],
-            entries,
-            f"{{count}} large {{files}} ({{size}}) under the build-only path {prefix} ship in the image",
-            "delete them in the same RUN, use RUN --mount=type=cache or type=tmpfs for them, or build in another "
-            "stage and COPY --from only the result",
-        )
+    def build_only(self, final: Filesystem) -> None:
+        """Large files under build-only paths that remain in the final image."""
+        by_place: dict[tuple[int, str], list[FileEntry]] = {}
+        for placed in final.files():
+            entry = placed.entry
+            if entry.is_dir or entry.size < LARGE_FILE or cache_root(entry.path) is not None:
+                continue
+            prefix = next((p for p in BUILD_ONLY_PREFIXES if entry.path.startswith(p + "/")), "")
+            if prefix:
+                by_place.setdefault((placed.layer, prefix), []).append(entry)
+        for (index, prefix), entries in sorted(by_place.items()):
+            layer = self.layers[index]
+            self.add(
+                "build-only",
+                layer,
+                entries,
+                f"{{count}} large {{files}} ({{size}}) under the build-only path {prefix} ship in the image",
+                SLIMMER_BASE
+                if layer.base
+                else "delete them in the same RUN, use RUN --mount=type=cache or type=tmpfs for them, or build in "
+                "another stage and COPY --from only the result",
+            )
 
-    findings.sort(key=lambda finding: (-finding.wasted_bytes, finding.layer, finding.kind))
-    return findings
+
+def find(layers: Sequence[Layer], changes: Sequence[LayerChange], final: Filesystem) -> list[Finding]:
+    findings = _Findings(layers)
+    findings.package_caches()
+    for change in changes:
+        findings.deleted_later(change)
+        findings.overwritten(change, findings.metadata_copies(change))
+    findings.build_only(final)
+    return sorted(findings.found, key=lambda finding: (-finding.wasted_bytes, finding.layer, finding.kind))
 
 
-__all__ = ["Finding", "Placed", "find"]
+__all__ = ["SLIMMER_BASE", "Finding", "Placed", "find"]

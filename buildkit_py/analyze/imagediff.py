@@ -1,12 +1,15 @@
 """`pybuild diff A B`: how two images differ in size, layer by layer and file by file (container-diff's questions).
 
-Layers pair up by diff_id where both images share them, then the rest by the same step, then by position. Files are
-compared on the final filesystems, by content hash, type, link target, mode and owner (mtimes are ignored: a rebuild
-touches them all).
+Layers pair up by content (the same diff_id) where both images share them, then the rest by the same Dockerfile step
+(the history's `created_by`), each in order; a layer matched by neither is only in its image. Position alone never
+pairs two layers: a step inserted in the middle would pair every later layer with the wrong one. Files are compared on
+the final filesystems, by content hash, type, link target, mode and owner (mtimes are ignored: a rebuild touches them
+all).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +24,7 @@ from .layers import Image, Layer, load_image
 class LayerPair:
     a: Layer | None
     b: Layer | None
-    match: str  # shared, step, position, only-a, only-b
+    match: str  # shared, step, only-a, only-b
 
     @property
     def delta(self) -> int:
@@ -56,32 +59,37 @@ class ImageDiff:
         return [item for item in self.files if item.change == change]
 
 
-def pair_layers(a: Image, b: Image) -> list[LayerPair]:
-    b_by_id = {layer.diff_id: layer for layer in b.layers}
-    used_b: set[int] = set()
-    pairs: dict[int, LayerPair] = {}
+def _pair_by(
+    a: Image, rest_b: list[Layer], pairs: dict[int, LayerPair], key: Callable[[Layer], str], match: str
+) -> None:
+    """Pair each unpaired layer of `a`, in order, with the first unpaired layer of `rest_b` of the same key."""
     for layer in a.layers:
-        match = b_by_id.get(layer.diff_id)
-        if match is not None and match.index not in used_b:
-            pairs[layer.index] = LayerPair(layer, match, "shared")
-            used_b.add(match.index)
-    rest_b = [layer for layer in b.layers if layer.index not in used_b]
-    for layer in a.layers:
-        if layer.index in pairs or not layer.created_by:
+        wanted = key(layer)
+        if layer.index in pairs or not wanted:
             continue
-        match = next((other for other in rest_b if other.created_by == layer.created_by), None)
-        if match is not None:
-            pairs[layer.index] = LayerPair(layer, match, "step")
-            rest_b.remove(match)
+        found = next((other for other in rest_b if key(other) == wanted), None)
+        if found is not None:
+            pairs[layer.index] = LayerPair(layer, found, match)
+            rest_b.remove(found)
+
+
+def pair_layers(a: Image, b: Image) -> list[LayerPair]:
+    pairs: dict[int, LayerPair] = {}
+    rest_b = list(b.layers)
+    _pair_by(a, rest_b, pairs, lambda layer: str(layer.diff_id), "shared")
+    _pair_by(a, rest_b, pairs, lambda layer: layer.created_by, "step")
+    # In B's order; a layer only in A goes right after the B layer its predecessor in A was paired with.
+    ordered: list[tuple[float, int, LayerPair]] = []
+    after = -0.5
     for layer in a.layers:
-        if layer.index not in pairs and rest_b:
-            match = min(rest_b, key=lambda other: abs(other.index - layer.index))
-            pairs[layer.index] = LayerPair(layer, match, "position")
-            rest_b.remove(match)
-    result = [pairs.get(layer.index, LayerPair(layer, None, "only-a")) for layer in a.layers]
-    for other in rest_b:
-        result.append(LayerPair(None, other, "only-b"))
-    return sorted(result, key=lambda pair: (pair.b.index if pair.b else len(b.layers), pair.a.index if pair.a else 0))
+        pair = pairs.get(layer.index)
+        if pair is not None and pair.b is not None:
+            after = pair.b.index
+            ordered.append((after, layer.index, pair))
+        else:
+            ordered.append((after + 0.5, layer.index, LayerPair(layer, None, "only-a")))
+    ordered += [(other.index, -1, LayerPair(None, other, "only-b")) for other in rest_b]
+    return [pair for _, _, pair in sorted(ordered, key=lambda item: (item[0], item[1]))]
 
 
 def _final_files(image: Image) -> dict[str, FileEntry]:

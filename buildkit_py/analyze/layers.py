@@ -1,4 +1,12 @@
-"""An image in the store as a list of layers, each tied to its history entry and Dockerfile line."""
+"""An image in the store as a list of layers, each tied to its history entry and Dockerfile line.
+
+Which layers are the base image's: pybuild's builder writes the base's history first, then one entry per instruction
+of the Dockerfile with the comment `buildkit_py: FILE:LINE`. The Dockerfile's own entries are the last run of such
+entries whose lines increase within one file (a stage built on an earlier stage of the same Dockerfile continues
+that run); every layer before its first entry is the base's. A base that pybuild built from another Dockerfile is
+told apart when its lines do not increase into ours, which is the usual case (both start near line 1). An image with
+no such entry was not built here: none of its layers is known to be a base's.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +22,35 @@ from .filetree import LayerFiles, read_layer
 
 _SOURCE_RE = re.compile(r"buildkit_py:\s*(\S+?):(\d+)")
 _BUILDKIT_SUFFIX = " # buildkit"
+_OWN_COMMENT = "buildkit_py"
 
 
 def dockerfile_line(comment: str) -> str:
     """ "Dockerfile:7" from a history comment the builder wrote, "" when there is none."""
     match = _SOURCE_RE.search(comment)
     return f"{match.group(1)}:{match.group(2)}" if match else ""
+
+
+def _source(comment: str) -> tuple[str, int] | None:
+    match = _SOURCE_RE.search(comment)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def own_history_start(history: Sequence[HistoryEntry]) -> int:
+    """The index of the first history entry written for the image's own Dockerfile; len(history) when none was."""
+    start = len(history)
+    following: tuple[str, int] | None = None
+    for index in range(len(history) - 1, -1, -1):
+        comment = history[index].comment
+        if not comment.startswith(_OWN_COMMENT):
+            break
+        source = _source(comment)
+        if source is not None:  # an entry without a line (a --label) belongs to the run it sits in
+            if following is not None and (source[0] != following[0] or source[1] >= following[1]):
+                break
+            following = source
+        start = index
+    return start if following is not None else len(history)
 
 
 def step_text(created_by: str) -> str:
@@ -41,6 +72,7 @@ class Layer:
     tar_size: int
     history: HistoryEntry | None
     files: LayerFiles
+    base: bool = False  # made by the base image, not by a step of the Dockerfile that built this image
 
     @property
     def created_by(self) -> str:
@@ -76,11 +108,25 @@ class Image:
     def content_size(self) -> int:
         return sum(layer.files.content_size for layer in self.layers)
 
+    @property
+    def base_layers(self) -> int:
+        """How many of the first layers are the base image's (0 when unknown: an image not built here)."""
+        return sum(1 for layer in self.layers if layer.base)
+
 
 def layer_history(config: ImageConfig) -> list[HistoryEntry | None]:
     """The history entry of each diff_id, in order; entries with empty_layer have no layer (as dive pairs them)."""
     entries: Iterator[HistoryEntry] = (entry for entry in config.history if not entry.empty_layer)
     return [next(entries, None) for _ in config.diff_ids]
+
+
+def base_layer_count(config: ImageConfig) -> int:
+    """How many layers come from entries before the Dockerfile's first instruction (see the module's docstring)."""
+    start = own_history_start(config.history)
+    if start == len(config.history):
+        return 0
+    before = config.history[:start]
+    return min(len(config.diff_ids), sum(1 for entry in before if not entry.empty_layer))
 
 
 def load_image(
@@ -91,6 +137,7 @@ def load_image(
     config = image_config(source, image_id)
     layers = []
     histories: Sequence[HistoryEntry | None] = layer_history(config)
+    base_count = base_layer_count(config)
     for index, diff_id in enumerate(config.diff_ids):
         files = cache.get(diff_id) if cache is not None else None
         if files is None:
@@ -105,6 +152,7 @@ def load_image(
                 tar_size=source.layers.size(diff_id),
                 history=histories[index],
                 files=files,
+                base=index < base_count,
             )
         )
     return Image(name=name, image_id=image_id, config=config, layers=tuple(layers))

@@ -156,6 +156,7 @@ def _findings(analysis: ImageAnalysis) -> str:
     items = []
     for finding in analysis.findings:
         where = f"layer {finding.layer}" + (f" · {finding.location}" if finding.location else "")
+        where += " · base image" if finding.in_base else ""
         paths = ", ".join(escape(path) for path in finding.paths)
         items.append(
             f'<div class="finding"><div class="t"><span class="tag">{escape(finding.kind)}</span>'

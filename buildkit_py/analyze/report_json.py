@@ -105,6 +105,8 @@ def export(analysis: ImageAnalysis, file_lists: bool = True) -> dict[str, Any]:
             "name": image.name,
             "imageId": str(image.image_id),
             "userSizeBytes": result.user_size_bytes,
+            "baseLayers": image.base_layers,
+            "excludedBaseLayers": analysis.excluded_base_layers,
             "userWastedRatio": _finite(result.wasted_user_percent),
             "reclaimableBytes": result.reclaimable_bytes,
             "deletedLaterBytes": sum(change.removed_bytes for change in analysis.changes),

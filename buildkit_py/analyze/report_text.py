@@ -27,18 +27,28 @@ def _percent(ratio: float) -> str:
     return f"{ratio * 100:.2f} %"
 
 
+def _excluded(analysis: ImageAnalysis) -> list[str]:
+    count = analysis.excluded_base_layers
+    if not count:
+        return []
+    layers = "layer 0" if count == 1 else f"layers 0-{count - 1}"
+    return [f"  (the base image's {layers} left out of these figures: --exclude-base)"]
+
+
 def render(analysis: ImageAnalysis, shown: int = SHOWN) -> str:
     image = analysis.image
     result = analysis.efficiency
     deleted_later = sum(change.removed_bytes for change in analysis.changes)
+    base = f", the first {image.base_layers} from the base image" if image.base_layers else ""
     lines = [
         f"Image: {image.name} ({image.image_id.short})",
-        f"  total size:        {human_size(result.size_bytes)} ({result.size_bytes} bytes in {len(image.layers)} layers)",
+        f"  total size:        {human_size(result.size_bytes)} ({result.size_bytes} bytes in {len(image.layers)} layers{base})",
         f"  efficiency:        {_percent(result.score)}",
         f"  wasted bytes:      {human_size(result.wasted_bytes)} ({result.wasted_bytes} bytes, dive's inefficientBytes)",
         f"  user wasted:       {_percent(result.wasted_user_percent) if result.user_size_bytes else 'n/a'}",
         f"  reclaimable:       {human_size(result.reclaimable_bytes)} (copies beyond the smallest of each path)",
         f"  deleted later:     {human_size(deleted_later)} (files a later layer deletes; they still ship)",
+        *_excluded(analysis),
         "",
         "Layers:",
     ]
@@ -52,7 +62,7 @@ def render(analysis: ImageAnalysis, shown: int = SHOWN) -> str:
                 f"{change.added} ({human_size(change.added_bytes)})",
                 f"{change.modified} ({human_size(change.modified_bytes)})",
                 f"{change.removed} ({human_size(change.removed_bytes)})",
-                layer.dockerfile_line or "-",
+                layer.dockerfile_line or ("base" if layer.base else "-"),
                 step if len(step) <= 60 else step[:59] + "…",
             )
         )
@@ -60,6 +70,7 @@ def render(analysis: ImageAnalysis, shown: int = SHOWN) -> str:
     lines += ["", "Findings:" if analysis.findings else "Findings: (none)"]
     for number, finding in enumerate(analysis.findings, start=1):
         where = f" layer {finding.layer}" + (f", {finding.location}" if finding.location else "")
+        where += " (base image)" if finding.in_base else ""
         lines.append(f"  {number}. [{finding.kind}] {human_size(finding.wasted_bytes)} in{where}")
         lines.append(f"     cause: {finding.cause}")
         lines.append(f"     fix:   {finding.fix}")
@@ -98,6 +109,7 @@ def render_ci(analysis: ImageAnalysis, results: list[RuleResult], source: str) -
         f"  efficiency:        {_percent(result.score)}",
         f"  wastedBytes:       {result.wasted_bytes} bytes{wasted}",
         f"  userWastedPercent: {user}",
+        *_excluded(analysis),
         "",
         f"Evaluation ({source}):",
         *(item.line() for item in results),

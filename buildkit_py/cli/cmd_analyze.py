@@ -32,6 +32,12 @@ def register(subparsers: Any) -> None:
         default=Path(".dive-ci"),
         help="a .dive-ci file; when it exists its rules replace the flags (default: .dive-ci)",
     )
+    ci.add_argument(
+        "--exclude-base",
+        action="store_true",
+        help="leave the base image's layers out of the efficiency and waste figures (default: dive's figures, "
+        "which count every layer but the first)",
+    )
     ci.add_argument("--lowestEfficiency", help="lowest allowable efficiency, 0-1, or 'disabled' (default 0.9)")
     ci.add_argument("--highestWastedBytes", help="highest allowable wasted bytes, e.g. 20MB, or 'disabled' (default)")
     ci.add_argument(
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         }
         rules, source = dive_ci.load_rules(flags, args.ci_config)
     with open_store(args) as store:
-        analysis = analyze(store, args.image, top=args.top)
+        analysis = analyze(store, args.image, top=args.top, exclude_base=args.exclude_base)
     if args.html:
         from ..analyze.report_html import render_analysis
 

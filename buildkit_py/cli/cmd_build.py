@@ -367,9 +367,12 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
     result = builder.build(options, progress=progress, store=store)
     if args.output:
         from ..image.export import export_image
+        from .progress import TtyProgress
+        from .transfers import TransferView
 
-        for spec in args.output:
-            export_image(store, result.image_id, spec)
+        with TransferView(bars=isinstance(progress, TtyProgress)) as view:
+            for spec in args.output:
+                export_image(store, result.image_id, spec, view)
     if args.graph:
         from ..solver.dot import solved_dot, write_graph
 

@@ -18,8 +18,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "diff",
         help="compare two images",
-        description="Compare two images: total size, layers (paired by digest, then by step, then by position) and "
-        "files added, removed and changed, largest size change first.",
+        description="Compare two images: total size, layers (paired by content digest, then by Dockerfile step; "
+        "never by position alone) and files added, removed and changed, largest size change first.",
     )
     parser.add_argument("image_a", metavar="IMAGE_A", help="an image, or a container (alone: its changes, A/C/D)")
     parser.add_argument("image_b", metavar="IMAGE_B", nargs="?")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .common import add_transport_options, open_store, progress_to_stderr, transport_options
+from .common import add_transport_options, open_store, transport_options
 
 
 def register(subparsers: Any) -> None:
@@ -25,17 +25,20 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..image.manifest import Platform
     from ..registry.pull import pull_image
+    from .transfers import TransferView
 
     store = open_store(args)
     platform = Platform.parse(args.platform) if args.platform else None
 
-    result = pull_image(
-        store,
-        args.name,
-        platform=platform,
-        options=transport_options(args),
-        progress=progress_to_stderr(args),
-    )
+    with TransferView(quiet=args.quiet) as view:
+        result = pull_image(
+            store,
+            args.name,
+            platform=platform,
+            options=transport_options(args),
+            progress=view.line,
+            transfer=view,
+        )
     if not args.quiet:
         print(f"Status: Downloaded image for {result.reference.familiar}", file=sys.stderr)
     print(result.image_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_transport_options, open_store, progress_to_stderr, transport_options
+from .common import add_transport_options, open_store, transport_options
 
 
 def register(subparsers: Any) -> None:
@@ -24,16 +24,19 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..registry.push import push_image
+    from .transfers import TransferView
 
     store = open_store(args)
 
-    result = push_image(
-        store,
-        args.name,
-        compression=args.compression,
-        oci=args.oci,
-        options=transport_options(args),
-        progress=progress_to_stderr(args),
-    )
+    with TransferView(quiet=args.quiet) as view:
+        result = push_image(
+            store,
+            args.name,
+            compression=args.compression,
+            oci=args.oci,
+            options=transport_options(args),
+            progress=view.line,
+            transfer=view,
+        )
     print(result.manifest_digest)
     return 0

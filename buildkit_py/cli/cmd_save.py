@@ -14,6 +14,7 @@ from .common import open_store
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..transfer import TransferCallback
 
 
 def register(subparsers: Any) -> None:
@@ -33,34 +34,44 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..image.docker_archive import save_docker_archive
+    from .transfers import TransferView
 
     if args.output and not (args.format == "oci" and (args.output.endswith("/") or Path(args.output).is_dir())):
         check_output_path(args.output, "archive")
     store = open_store(args)
     for name in args.names:
         store.resolve(name)
+    with TransferView() as view:
+        _save(args, store, view)
+    return 0
+
+
+def _save(args: argparse.Namespace, store: Store, view: TransferCallback) -> None:
+    from ..image.docker_archive import save_docker_archive
+
     save: Callable[[Store, Sequence[str], BinaryIO], None]
     if args.format == "oci":
         from ..image.oci_layout import save_oci_archive, save_oci_layout
 
         compression = args.compression or "gzip"
         if args.output and (args.output.endswith("/") or Path(args.output).is_dir()):
-            save_oci_layout(store, args.names, Path(args.output), compression)
-            return 0
+            save_oci_layout(store, args.names, Path(args.output), compression, view)
+            return
 
         def save(store: Store, names: Sequence[str], out: BinaryIO) -> None:
-            save_oci_archive(store, names, out, compression)
+            save_oci_archive(store, names, out, compression, view)
 
     else:
         if args.compression not in (None, "uncompressed"):
             raise BuildError("docker archives hold uncompressed layers; use --format oci for --compression")
-        save = save_docker_archive
+
+        def save(store: Store, names: Sequence[str], out: BinaryIO) -> None:
+            save_docker_archive(store, names, out, view)
+
     if not args.output:
         if sys.stdout.isatty():
             raise BuildError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         save(store, args.names, sys.stdout.buffer)
-        return 0
+        return
     with open_output(args.output, "archive") as stream:
         save(store, args.names, stream)
-    return 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,16 +33,6 @@ def transport_options(args: argparse.Namespace) -> TransportOptions:
     from ..registry.client import TransportOptions
 
     return TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert)
-
-
-def progress_to_stderr(args: argparse.Namespace) -> Callable[[str], None]:
-    """A registry command's progress lines, on stderr unless --quiet."""
-
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr)
-
-    return progress
 
 
 def help_without_command(parser: argparse.ArgumentParser) -> None:

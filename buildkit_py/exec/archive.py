@@ -24,6 +24,7 @@ from typing import BinaryIO, cast
 from ..errors import StepError
 from ..layer.compression import detect_compression
 from ..layer.tarstream import CheckedTarInfo, ForwardReader
+from .copycount import CopyCounter
 from .rootpath import resolve_in_root
 
 __all__ = ["extract_archive", "is_archive"]
@@ -112,8 +113,9 @@ def _mkdir_parents(dest: Path, relparent: str) -> str:
     return os.fspath(host)
 
 
-def extract_archive(archive: BinaryIO, dest: Path, display: str) -> None:
-    """Extract the open archive file `archive` into the folder `dest` (created if missing, 0755 root)."""
+def extract_archive(archive: BinaryIO, dest: Path, display: str, counter: CopyCounter | None = None) -> None:
+    """Extract the open archive file `archive` into the folder `dest` (created if missing, 0755 root); `counter`
+    counts the entries and bytes extracted."""
     try:
         if not os.path.lexists(dest):
             _mkdir_parents(dest, "")
@@ -138,6 +140,9 @@ def extract_archive(archive: BinaryIO, dest: Path, display: str) -> None:
                 _extract_member(tar, member, path, dest)
                 if member.isdir():
                     directories.append((relpath, member))
+                elif counter is not None:
+                    counter.add_bytes(member.size if member.isreg() else 0)
+                    counter.add_file()
             for relpath, member in directories:
                 # Resolved again: a later entry may have replaced a parent with a symlink that leads elsewhere.
                 path = os.fspath(resolve_in_root(dest, relpath, follow_final=False))

@@ -42,6 +42,7 @@ from ..filemode import FileMode, parse_file_mode
 from ..fs.beneath import RootDir
 from ..solver.ops import Chown, CopyAction
 from .archive import extract_archive, is_archive
+from .copycount import CopyCounter
 from .rootpath import container_path, resolve_in_root
 
 __all__ = ["copy_action", "mkdir_all", "resolve_owner"]
@@ -91,22 +92,26 @@ def _remove(path: str, info: os.stat_result) -> None:
 
 
 _fast_copy = {"copy_file_range": True}  # cleared after the first refusal: into overlayfs it fails for every file
+_COPY_CHUNK = 8 << 20  # small enough that the byte count of a large file moves while it is copied
 
 
-def _copy_content(source_fd: int, target_fd: int) -> None:
+def _copy_content(source_fd: int, target_fd: int, counter: CopyCounter | None = None) -> None:
+    add = counter.add_bytes if counter is not None else (lambda count: None)
     copied = 0
     if _fast_copy["copy_file_range"]:
         try:
-            while chunk := os.copy_file_range(source_fd, target_fd, 1 << 30):
+            while chunk := os.copy_file_range(source_fd, target_fd, _COPY_CHUNK):
                 copied += chunk
+                add(chunk)
             return
         except OSError as error:
             if copied or error.errno not in _FALLBACK_ERRNOS:
                 raise
             _fast_copy["copy_file_range"] = False
     try:
-        while chunk := os.sendfile(target_fd, source_fd, None, 1 << 30):
+        while chunk := os.sendfile(target_fd, source_fd, None, _COPY_CHUNK):
             copied += chunk
+            add(chunk)
         return
     except OSError as error:
         if copied or error.errno not in _FALLBACK_ERRNOS:
@@ -115,6 +120,7 @@ def _copy_content(source_fd: int, target_fd: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(target_fd, view) :]
+        add(len(data))
 
 
 def _file_mode(action: CopyAction) -> FileMode | None:
@@ -136,6 +142,7 @@ class _Copier:
     chmod: FileMode | None
     rules: IgnoreRules | None
     keep: CopyFilter | None = None
+    counter: CopyCounter | None = None
     directories: list[tuple[str, os.stat_result]] = field(default_factory=list)
 
     @property
@@ -188,6 +195,8 @@ class _Copier:
             if not is_implied(info):
                 self.directories.append((target, info))
             return
+        if self.counter is not None:
+            self.counter.add_file()
         seconds = info.st_mtime_ns // 1_000_000_000 * 1_000_000_000
         if stat.S_ISREG(mode):
             if info.st_nlink > 1:
@@ -200,7 +209,7 @@ class _Copier:
             try:
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
                 try:
-                    _copy_content(source_fd, fd)
+                    _copy_content(source_fd, fd, self.counter)
                     os.fchown(fd, *self._owner(info))
                     if self.identity is None:
                         self._copy_capability(source_fd, fd)
@@ -268,17 +277,17 @@ def _select(
         raise ContextError(f"{keyword} failed: {error}") from None
 
 
-def copy_action(dest_root: Path, source_root: Path, action: CopyAction) -> None:
-    """Apply one CopyAction: `action.src` of `source_root` onto `dest_root`."""
+def copy_action(dest_root: Path, source_root: Path, action: CopyAction, counter: CopyCounter | None = None) -> None:
+    """Apply one CopyAction: `action.src` of `source_root` onto `dest_root`; `counter` counts what is placed."""
     try:
         root = RootDir(source_root)
     except OSError as error:
         raise ContextError(f"{_keyword(action)} failed: cannot open {source_root}: {error.strerror}") from error
     with root:
-        _copy_from(dest_root, root, action)
+        _copy_from(dest_root, root, action, counter)
 
 
-def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> None:
+def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction, counter: CopyCounter | None) -> None:
     rules = IgnoreRules(action.exclude) if action.exclude else None
     keep = CopyFilter.of(action.exclude_patterns, action.include_pattern)
     selected = _select(source_root, action, rules, keep)
@@ -297,7 +306,7 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> Non
         dest = os.fspath(resolve_in_root(dest_root, action.dest))
     except NotADirectoryError:
         raise StepError(f"failed to copy files: lstat {action.dest.rstrip('/') or '/'}: not a directory") from None
-    copier = _Copier(source_root, identity, _file_mode(action), rules, keep)
+    copier = _Copier(source_root, identity, _file_mode(action), rules, keep, counter)
     stage = "failed to copy files"
     try:
         if not action.create_dest_path:
@@ -321,7 +330,7 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction) -> Non
             if action.attempt_unpack and stat.S_ISREG(item.info.st_mode):
                 with os.fdopen(copier.open_source(item.relpath), "rb") as archive:
                     if is_archive(archive):
-                        extract_archive(archive, Path(dest), action.dest)
+                        extract_archive(archive, Path(dest), action.dest, counter)
                         continue
             target = os.path.join(dest, item.name) if into_dir or os.path.isdir(dest) else dest
             stage = "failed to copy files: failed to create new directory"

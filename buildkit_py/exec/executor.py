@@ -99,6 +99,7 @@ class SourceTree:
 
 
 OutputSink = Callable[[bytes], None]
+CopyProgress = Callable[[int, int], None]  # (files, bytes) copied so far
 
 
 class Executor(Protocol):
@@ -117,8 +118,10 @@ class Executor(Protocol):
         rootfs: RootfsSpec,
         actions: Sequence[FileAction],
         sources: Mapping[str, SourceTree],
+        progress: CopyProgress | None = None,
     ) -> None:
-        """Apply `actions` on the overlay `rootfs`; each CopyAction reads `sources[str(action.source)]`."""
+        """Apply `actions` on the overlay `rootfs`; each CopyAction reads `sources[str(action.source)]`. `progress`
+        hears the files and bytes copied so far, every so often while they are copied."""
         ...
 
     def kill_all(self) -> None:

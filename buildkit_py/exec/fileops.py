@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import StepError
 from ..solver.ops import CopyAction, FileAction, MkdirAction
 from .copy import copy_action, mkdir_all, resolve_owner
+from .copycount import CopyCounter
 from .rootpath import resolve_in_root
 
 __all__ = ["apply_actions", "make_directory"]
@@ -42,12 +43,15 @@ def make_directory(dest_root: Path, action: MkdirAction) -> None:
         raise StepError(f"mkdir {action.path}: {reason}") from error
 
 
-def apply_actions(dest_root: Path, sources: Mapping[str, Path], actions: Sequence[FileAction]) -> None:
-    """Apply `actions` in order to the tree at `dest_root`; a CopyAction reads `sources[str(action.source)]`."""
+def apply_actions(
+    dest_root: Path, sources: Mapping[str, Path], actions: Sequence[FileAction], counter: CopyCounter | None = None
+) -> None:
+    """Apply `actions` in order to the tree at `dest_root`; a CopyAction reads `sources[str(action.source)]`.
+    `counter` counts the files and bytes copied."""
     for action in actions:
         if isinstance(action, MkdirAction):
             make_directory(dest_root, action)
         elif isinstance(action, CopyAction):
-            copy_action(dest_root, sources[str(action.source)], action)
+            copy_action(dest_root, sources[str(action.source)], action, counter)
         else:  # pragma: no cover - FileAction is a closed union
             raise TypeError(f"unknown file action {action!r}")

@@ -2,8 +2,9 @@
 sandbox code, and forks a fresh child for each step. Starting Python for every step costs ~0.2 s; a fork costs ~1 ms.
 
 Protocol over a unix socketpair: the client sends an 8-byte length, then the pickled request, with two file
-descriptors attached (status pipe, output pipe); the server answers with the child's pid as 8 bytes. Requests are
-pickled in this direction only: the executor writes them, and no sandboxed process ever holds the socket.
+descriptors attached (status pipe, output pipe), or three for a file request (and its progress pipe); the server
+answers with the child's pid as 8 bytes. Requests are pickled in this direction only: the executor writes them, and
+no sandboxed process ever holds the socket.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
-def _child(request: Any, status_fd: int, output_fd: int) -> None:
+def _child(request: Any, status_fd: int, output_fd: int, progress_fd: int | None) -> None:
     from . import sandbox
 
     os.setsid()
@@ -44,7 +45,7 @@ def _child(request: Any, status_fd: int, output_fd: int) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    sandbox.handle(request, status_fd)
+    sandbox.handle(request, status_fd, progress_fd)
 
 
 def serve(sock: socket.socket) -> None:
@@ -66,28 +67,29 @@ def serve(sock: socket.socket) -> None:
         except ChildProcessError:
             pass
         try:
-            header, fds, _, _ = socket.recv_fds(sock, _HEADER.size, 2)
+            header, fds, _, _ = socket.recv_fds(sock, _HEADER.size, 3)
             if len(header) < _HEADER.size:
                 header += _recv_exactly(sock, _HEADER.size - len(header))
             request = pickle.loads(_recv_exactly(sock, _HEADER.unpack(header)[0]))
         except (EOFError, ConnectionError):
             return
-        if len(fds) != 2:
+        if len(fds) not in (2, 3):
             for fd in fds:
                 os.close(fd)
             continue
-        status_fd, output_fd = fds
+        status_fd, output_fd = fds[:2]
+        progress_fd = fds[2] if len(fds) == 3 else None
         for fd in fds:  # received descriptors are inheritable: a step's processes must never hold them
             os.set_inheritable(fd, False)
         pid = os.fork()
         if pid == 0:
             try:
                 sock.close()
-                _child(request, status_fd, output_fd)
+                _child(request, status_fd, output_fd, progress_fd)
             finally:
                 os._exit(0)
-        os.close(status_fd)
-        os.close(output_fd)
+        for fd in fds:
+            os.close(fd)
         sock.sendall(_HEADER.pack(pid))
 
 
@@ -118,13 +120,14 @@ class ForkServerClient:
         self._socket = parent_end
         return parent_end
 
-    def start(self, request: Any, status_fd: int, output_fd: int) -> int:
-        """Fork a sandbox for `request`; returns its pid."""
+    def start(self, request: Any, status_fd: int, output_fd: int, progress_fd: int | None = None) -> int:
+        """Fork a sandbox for `request`; returns its pid. `progress_fd` goes only with a file request."""
         data = pickle.dumps(request)
+        fds = [status_fd, output_fd] if progress_fd is None else [status_fd, output_fd, progress_fd]
         with self._lock:
             try:
                 server = self._connect()
-                socket.send_fds(server, [_HEADER.pack(len(data))], [status_fd, output_fd])
+                socket.send_fds(server, [_HEADER.pack(len(data))], fds)
                 server.sendall(data)
                 pid: int = _HEADER.unpack(_recv_exactly(server, _HEADER.size))[0]
             except (OSError, EOFError) as error:

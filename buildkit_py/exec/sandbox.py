@@ -7,7 +7,10 @@ Run mode:
       └── pid 1 of a new pid ns: its own copy of the mount ns, proc/dev/sys/etc mounts with Docker's masks,
           pivot_root, user, capabilities, seccomp, every descriptor but 0-2 closed, then execve of the user's command
 
-Files mode: a new mount ns only; the destination overlay and the sources are mounted, then `apply_actions` runs here.
+Files mode: a new mount ns only; the destination overlay and the sources are mounted, then `apply_actions` runs here,
+counting files and bytes as it copies; the counts go to the executor as plain numbers (wire.encode_counts) on a
+progress pipe that only a file request carries. No process of a step ever runs in a files-mode sandbox, and a run
+request never holds a progress pipe.
 
 Every mount lives in namespaces that die with these processes, so nothing is ever left mounted on the host. The
 answer goes to the status fd as JSON (wire.py), written by this process after the step's processes are gone; they
@@ -16,6 +19,7 @@ never hold that descriptor.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import os
 import select
@@ -29,6 +33,7 @@ from ..errors import ExecError
 from ..solver.ops import FileAction
 from . import syscalls as sc
 from . import wire
+from .copycount import CopyCounter
 from .executor import (
     INSECURE,
     AnyMount,
@@ -51,7 +56,7 @@ from .users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction]], None]
+ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction], CopyCounter | None], None]
 
 
 @dataclass(frozen=True)
@@ -381,7 +386,28 @@ def _load_apply_actions(request: FilesRequest) -> ApplyActions:
     return apply
 
 
-def apply_files(request: FilesRequest) -> None:
+class _CountsPipe:
+    """Writes counts to the progress pipe without ever waiting on it: a report the pipe has no room for is dropped
+    (the next one carries the totals again), except the last, which is waited for."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+    def report(self, files: int, size: int) -> None:
+        try:
+            os.write(self.fd, wire.encode_counts(files, size))
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:
+            pass  # the executor stopped listening; the copy goes on
+
+    def last(self, files: int, size: int) -> None:
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        self.report(files, size)
+
+
+def apply_files(request: FilesRequest, progress_fd: int | None = None) -> None:
     _private_scratch(sc.CLONE_NEWNS, request.scratch)
     empty = request.scratch / "empty"
     empty.mkdir(mode=0o755)
@@ -406,7 +432,11 @@ def apply_files(request: FilesRequest) -> None:
             sources[key] = target
     apply = _load_apply_actions(request)
     os.umask(0o022)
-    apply(dest, sources, request.actions)
+    pipe = _CountsPipe(progress_fd) if progress_fd is not None else None
+    counter = CopyCounter(pipe.report) if pipe is not None else None
+    apply(dest, sources, request.actions, counter)
+    if pipe is not None and counter is not None:
+        pipe.last(counter.files, counter.bytes)
 
 
 # -- entry point ------------------------------------------------------------------------------------------------
@@ -419,14 +449,18 @@ def _report(status_fd: int, answer: bytes) -> None:
         view = view[written:]
 
 
-def handle(request: RunRequest | FilesRequest, status_fd: int) -> None:
-    """Carry out one request in this (fresh, single-threaded) process and report on `status_fd`."""
+def handle(request: RunRequest | FilesRequest, status_fd: int, progress_fd: int | None = None) -> None:
+    """Carry out one request in this (fresh, single-threaded) process and report on `status_fd` (and, for a file
+    request, its counts on `progress_fd`)."""
+    if progress_fd is not None and not isinstance(request, FilesRequest):
+        os.close(progress_fd)  # only a file request reports counts; a step's processes never see the pipe
+        progress_fd = None
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         if isinstance(request, RunRequest):
             answer = wire.encode_exit(run(request))
         elif isinstance(request, FilesRequest):
-            apply_files(request)
+            apply_files(request, progress_fd)
             answer = wire.encode_ok()
         else:
             raise ExecError(f"unknown sandbox request {type(request).__name__}")

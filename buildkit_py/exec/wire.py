@@ -7,11 +7,16 @@ strings and numbers. An answer that does not fit is an ExecError, never an excep
     {"kind": "exit", "status": 0}
     {"kind": "ok"}
     {"kind": "error", "class": "StepError", "message": "...", "location": {...}, "instruction": "COPY", ...}
+
+A file sandbox (COPY, ADD) also reports how far it got, on a pipe of its own: one line of two decimal numbers per
+report, files and bytes placed so far (`12 6291456\n`). The reader keeps the last well-formed line and drops anything
+else; a line can carry nothing but two numbers.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +32,16 @@ from ..errors import (
 )
 from .users import UserNotFound
 
-__all__ = ["MAX_ANSWER_BYTES", "SandboxAnswer", "decode_answer", "encode_error", "encode_exit", "encode_ok"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "CountsReader",
+    "SandboxAnswer",
+    "decode_answer",
+    "encode_counts",
+    "encode_error",
+    "encode_exit",
+    "encode_ok",
+]
 
 MAX_ANSWER_BYTES = 1 << 20
 _PLAIN_ERRORS: dict[str, type[BuildError]] = {
@@ -153,3 +167,29 @@ def decode_answer(data: bytes) -> SandboxAnswer:
     if kind == "error":
         raise _error(document)
     raise ExecError("the sandbox sent an answer of unknown kind")
+
+
+_COUNTS_LINE = re.compile(rb"(\d{1,18}) (\d{1,18})")
+_MAX_COUNTS_LINE = 40
+
+
+def encode_counts(files: int, size: int) -> bytes:
+    """A progress line: files and bytes placed so far. Shorter than PIPE_BUF, so one write is never split."""
+    return b"%d %d\n" % (files, size)
+
+
+class CountsReader:
+    """The executor's side of the progress pipe: `feed` what was read, get the latest (files, bytes) it held."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def feed(self, data: bytes) -> tuple[int, int] | None:
+        *lines, rest = (self._partial + data).split(b"\n")
+        self._partial = rest if len(rest) <= _MAX_COUNTS_LINE else b""
+        latest = None
+        for line in lines:
+            match = _COUNTS_LINE.fullmatch(line)
+            if match is not None:
+                latest = (int(match.group(1)), int(match.group(2)))
+        return latest

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..digest import Digest
 from ..errors import StoreError
+from ..transfer import TransferCallback, counted
 from .config import DOCKER_EMPTY_CONTAINER_CONFIG
 from .ingest import ArchiveSource, IngestBatch, open_source, parse_config, read_small
 
@@ -83,8 +84,11 @@ def _collect(store: Store, names: Sequence[str]) -> list[_SavedImage]:
     return list(images.values())
 
 
-def save_docker_archive(store: Store, names: Sequence[str], out: BinaryIO) -> None:
-    """Write the images `names` (tags or ids, resolved as `docker save` does) to `out` as one tar stream."""
+def save_docker_archive(
+    store: Store, names: Sequence[str], out: BinaryIO, transfer: TransferCallback | None = None
+) -> None:
+    """Write the images `names` (tags or ids, resolved as `docker save` does) to `out` as one tar stream; `transfer`
+    hears how much of each layer is written."""
     from ..reference import parse_reference
 
     images = _collect(store, names)
@@ -104,7 +108,8 @@ def save_docker_archive(store: Store, names: Sequence[str], out: BinaryIO) -> No
                 layer_paths.append(f"{layer_dir}/layer.tar")
                 if layer_dir not in written:
                     written.add(layer_dir)
-                    _add_layer(store, archive, layer_dir, diff_id, parent, config, last=position == len(diff_ids) - 1)
+                    last = position == len(diff_ids) - 1
+                    _add_layer(store, archive, layer_dir, diff_id, parent, config, last, transfer)
                 parent = layer_dir
             if config_name not in written:
                 written.add(config_name)
@@ -127,6 +132,7 @@ def _add_layer(
     parent: str,
     config: dict[str, Any],
     last: bool,
+    transfer: TransferCallback | None,
 ) -> None:
     v1: dict[str, Any] = {"id": layer_dir}
     if parent:
@@ -146,7 +152,7 @@ def _add_layer(
     info.mode = 0o644
     info.mtime = 0
     with store.layers.open(diff_id) as stream:
-        archive.addfile(info, stream)
+        archive.addfile(info, counted(stream, diff_id.short, "Writing", info.size, transfer))
 
 
 # -- loading ---------------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from .stored import image_config
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..transfer import TransferCallback
 
 __all__ = ["ExportError", "check_output_spec", "export_image", "parse_output_spec", "write_flattened_tar"]
 
@@ -96,8 +97,9 @@ def _output_stream(dest: str) -> Iterator[BinaryIO]:
         yield stream
 
 
-def export_image(store: Store, image_id: Digest, spec: str) -> None:
-    """Write the image as the --output spec asks."""
+def export_image(store: Store, image_id: Digest, spec: str, transfer: TransferCallback | None = None) -> None:
+    """Write the image as the --output spec asks; `transfer` hears how much of each layer is written (docker and
+    oci outputs)."""
     fields = parse_output_spec(spec)
     kind, dest = fields["type"], fields["dest"]
     names = store.tags.of(image_id) or [str(image_id)]
@@ -105,16 +107,16 @@ def export_image(store: Store, image_id: Digest, spec: str) -> None:
         from .docker_archive import save_docker_archive
 
         with _output_stream(dest) as stream:
-            save_docker_archive(store, names, stream)
+            save_docker_archive(store, names, stream, transfer)
     elif kind == "oci":
         from .oci_layout import save_oci_archive, save_oci_layout
 
         compression = fields.get("compression", "gzip")
         if fields.get("tar", "true").lower() == "false":
-            save_oci_layout(store, names, Path(dest), compression)
+            save_oci_layout(store, names, Path(dest), compression, transfer)
         else:
             with _output_stream(dest) as stream:
-                save_oci_archive(store, names, stream, compression)
+                save_oci_archive(store, names, stream, compression, transfer)
     elif kind == "tar":
         with _output_stream(dest) as stream:
             write_flattened_tar(store, image_id, stream)

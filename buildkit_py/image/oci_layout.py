@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..digest import Digest
 from ..errors import StoreError
 from ..reference import InvalidReference, parse_reference
+from ..transfer import TransferCallback, counted
 from .compressed import CompressedBlob, compressed_layers, layer_media_type
 from .ingest import ArchiveSource, IngestBatch, open_source, parse_config, read_small, verify_file
 from .manifest import (
@@ -131,8 +132,15 @@ def _tar_info(name: str, size: int = 0, directory: bool = False) -> tarfile.TarI
     return info
 
 
-def save_oci_archive(store: Store, names: Sequence[str], out: BinaryIO, compression: str = "gzip") -> None:
-    """Write the images `names` (tags or ids) to `out` as an OCI image layout in one tar stream."""
+def save_oci_archive(
+    store: Store,
+    names: Sequence[str],
+    out: BinaryIO,
+    compression: str = "gzip",
+    transfer: TransferCallback | None = None,
+) -> None:
+    """Write the images `names` (tags or ids) to `out` as an OCI image layout in one tar stream; `transfer` hears how
+    much of each layer blob is written."""
     plan = _plan(store, names, compression)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         archive.addfile(_tar_info(LAYOUT_FILE, len(LAYOUT_VERSION)), io.BytesIO(LAYOUT_VERSION))
@@ -144,14 +152,21 @@ def save_oci_archive(store: Store, names: Sequence[str], out: BinaryIO, compress
                 archive.addfile(info, io.BytesIO(blob.data))
             else:
                 with store.blobs.open(blob.digest) as stream:
-                    archive.addfile(info, stream)
+                    archive.addfile(info, counted(stream, blob.digest.short, "Writing", blob.size, transfer))
         index = plan.index.to_bytes()
         archive.addfile(_tar_info("index.json", len(index)), io.BytesIO(index))
 
 
-def save_oci_layout(store: Store, names: Sequence[str], directory: Path, compression: str = "gzip") -> None:
+def save_oci_layout(
+    store: Store,
+    names: Sequence[str],
+    directory: Path,
+    compression: str = "gzip",
+    transfer: TransferCallback | None = None,
+) -> None:
     """Write the images into the OCI layout folder `directory` (created when missing). Blobs already there stay;
-    index.json keeps the entries of other names and is replaced last, in one rename."""
+    index.json keeps the entries of other names and is replaced last, in one rename. `transfer` hears how much of
+    each layer blob is written."""
     plan = _plan(store, names, compression)
     directory.mkdir(parents=True, exist_ok=True)
     blobs_dir = directory / "blobs" / "sha256"
@@ -165,7 +180,7 @@ def save_oci_layout(store: Store, names: Sequence[str], directory: Path, compres
             _write_atomic(target, blob.data)
         else:
             with store.blobs.open(blob.digest) as stream:
-                _write_atomic(target, stream)
+                _write_atomic(target, counted(stream, blob.digest.short, "Writing", blob.size, transfer))
     entries = list(plan.index.manifests)
     new_names = {dict(entry.annotations).get(REF_NAME) for entry in entries} - {None}
     existing = directory / "index.json"

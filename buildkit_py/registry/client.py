@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -241,6 +241,7 @@ class RegistryClient:
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
         )
         self.bytes_sent = 0  # request body bytes handed to the connection
+        self.on_sent: Callable[[int], None] | None = None  # told `bytes_sent` after each chunk of a body
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status), for diagnostics and tests
 
     def close(self) -> None:
@@ -410,7 +411,7 @@ class RegistryClient:
             for start in range(0, len(body), _SEND_CHUNK):
                 chunk = body[start : start + _SEND_CHUNK]
                 yield chunk
-                self.bytes_sent += len(chunk)
+                self._sent(len(chunk))
             return
         try:
             with open(body.path, "rb") as file:
@@ -421,10 +422,15 @@ class RegistryClient:
                     if not chunk:
                         raise RegistryError(f"{body.path} is shorter than expected")
                     yield chunk
-                    self.bytes_sent += len(chunk)
+                    self._sent(len(chunk))
                     remaining -= len(chunk)
         except OSError as error:
             raise RegistryError(f"cannot read {body.path}: {error.strerror or error}") from None
+
+    def _sent(self, size: int) -> None:
+        self.bytes_sent += size
+        if self.on_sent is not None:
+            self.on_sent(self.bytes_sent)
 
     def _fetch_token(self, url: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """GET a token endpoint (no registry auth, no redirects) within a deadline of its own; the same TLS and

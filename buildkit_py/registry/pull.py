@@ -40,6 +40,7 @@ from ..layer.tarsplit import commit_unpacked_layer
 from ..layer.unpack import unpack_layer
 from ..reference import Reference, parse_reference
 from ..store import CompressedForm, Store
+from ..transfer import Transfer, TransferCallback, ignore_transfer
 from .auth import repository_scope
 from .client import RegistryClient, TransportOptions
 
@@ -107,8 +108,14 @@ def fetch_manifest(
     return body, media_type, digest
 
 
-def download_blob(client: RegistryClient, repository: str, descriptor: Descriptor, dest: Path) -> int:
-    """Stream a blob to `dest`, checking its size and digest; returns its size."""
+def download_blob(
+    client: RegistryClient,
+    repository: str,
+    descriptor: Descriptor,
+    dest: Path,
+    transfer: TransferCallback = ignore_transfer,
+) -> int:
+    """Stream a blob to `dest`, checking its size and digest; returns its size. `transfer` hears the bytes so far."""
     hasher = hashlib.new(descriptor.digest.algorithm)
     size = 0
     response = client.request(
@@ -118,9 +125,12 @@ def download_blob(client: RegistryClient, repository: str, descriptor: Descripto
         follow_redirects=True,
         transfer_size=descriptor.size,
     )
+    item = descriptor.digest.short
+    transfer(Transfer(item, "Downloading", 0, descriptor.size))
     with response, open(dest, "wb") as file:
         for chunk in response.iter_chunks():
             size += len(chunk)
+            transfer(Transfer(item, "Downloading", min(size, descriptor.size), descriptor.size))
             if size > descriptor.size:
                 raise DigestMismatch(
                     f"blob {descriptor.digest} is larger than its descriptor's {descriptor.size} bytes"
@@ -152,13 +162,20 @@ def _decompress(blob: Path, tar: Path) -> tuple[Digest, int]:
     return Digest("sha256", hasher.hexdigest()), size
 
 
-def fetch_layer(store: Store, client: RegistryClient, repository: str, descriptor: Descriptor, diff_id: Digest) -> int:
+def fetch_layer(
+    store: Store,
+    client: RegistryClient,
+    repository: str,
+    descriptor: Descriptor,
+    diff_id: Digest,
+    transfer: TransferCallback = ignore_transfer,
+) -> int:
     """Download one layer blob, check it against its digest and its uncompressed tar against `diff_id`, unpack it
     with the hostile-safe unpacker and commit it; returns the bytes downloaded. Nothing enters the store unless
     every check passed."""
     with store.temp_dir("pull") as work:
         blob, tar, root = work / "blob", work / "layer.tar", work / "root"
-        downloaded = download_blob(client, repository, descriptor, blob)
+        downloaded = download_blob(client, repository, descriptor, blob, transfer)
         actual, size = _decompress(blob, tar)
         blob.unlink()
         if actual != diff_id:
@@ -200,20 +217,27 @@ def pull_image(
     options: TransportOptions | None = None,
     client: RegistryClient | None = None,
     progress: Progress = _ignore,
+    transfer: TransferCallback = ignore_transfer,
 ) -> PullResult:
-    """Pull `name` (`host:5000/app:tag`, `app@sha256:...`) into the store, tag it (a tag reference), return its id."""
+    """Pull `name` (`host:5000/app:tag`, `app@sha256:...`) into the store, tag it (a tag reference), return its id.
+    `progress` hears Docker's lines ("Pull complete"), `transfer` the bytes of each layer as they arrive."""
     reference = parse_reference(name)
     owned = client is None
     client = client or RegistryClient(reference.registry, options)
     try:
-        return _pull(store, client, reference, platform, progress)
+        return _pull(store, client, reference, platform, progress, transfer)
     finally:
         if owned:
             client.close()
 
 
 def _pull(
-    store: Store, client: RegistryClient, reference: Reference, platform: Platform | None, progress: Progress
+    store: Store,
+    client: RegistryClient,
+    reference: Reference,
+    platform: Platform | None,
+    progress: Progress,
+    transfer: TransferCallback,
 ) -> PullResult:
     repository = reference.repository
     progress(f"{reference.tag or reference.digest}: Pulling from {reference.name}")
@@ -244,7 +268,7 @@ def _pull(
             progress(f"{descriptor.digest.short}: Already exists")
             continue
         progress(f"{descriptor.digest.short}: Pulling fs layer ({descriptor.size} bytes)")
-        downloaded_bytes += fetch_layer(store, client, repository, descriptor, diff_id)
+        downloaded_bytes += fetch_layer(store, client, repository, descriptor, diff_id, transfer)
         progress(f"{descriptor.digest.short}: Pull complete")
     store.registry.add_source(manifest.config.digest, client.registry, repository)
     image_id = put_image_bytes(store, config_bytes)  # byte for byte: the id is the config's digest

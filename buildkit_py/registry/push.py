@@ -32,6 +32,7 @@ from ..image.manifest import (
 from ..image.manifest import layer_compression as media_type_compression
 from ..reference import InvalidReference, Reference, parse_reference
 from ..store import CompressedForm, Store
+from ..transfer import Transfer, TransferCallback, ignore_transfer
 from .auth import repository_scope
 from .client import Body, FileBody, RegistryClient, Response, TransportOptions
 
@@ -70,8 +71,10 @@ class BlobPusher:
         progress: Progress,
         monolithic_limit: int,
         chunk_size: int,
+        transfer: TransferCallback = ignore_transfer,
     ) -> None:
         self.store = store
+        self.transfer = transfer
         self.client = client
         self.repository = reference.repository
         self.registry = client.registry
@@ -127,6 +130,18 @@ class BlobPusher:
 
     def upload(self, digest: Digest, size: int, body: Body) -> None:
         before = self.client.bytes_sent
+
+        def sent(total: int) -> None:
+            self.transfer(Transfer(digest.short, "Pushing", min(total - before, size), size))
+
+        self.client.on_sent = sent
+        try:
+            self._upload(digest, size, body)
+        finally:
+            self.client.on_sent = None
+        self.blob_bytes_sent += self.client.bytes_sent - before
+
+    def _upload(self, digest: Digest, size: int, body: Body) -> None:
         start = self.client.request("POST", f"/v2/{self.repository}/blobs/uploads/", scope=self.push_scope, ok=(202,))
         location = self._location(start)
         if size <= self.monolithic_limit:
@@ -163,7 +178,6 @@ class BlobPusher:
             final = self.client.request("PUT", _with_digest(location, digest), scope=self.push_scope, ok=(201,))
         claimed = final.header("Docker-Content-Digest")
         final.close()
-        self.blob_bytes_sent += self.client.bytes_sent - before
         if claimed and claimed != str(digest):
             raise RegistryError(f"registry stored blob {digest} as {claimed}")
 
@@ -240,8 +254,10 @@ def push_image(
     progress: Progress = _ignore,
     monolithic_limit: int = MONOLITHIC_LIMIT,
     chunk_size: int = CHUNK_SIZE,
+    transfer: TransferCallback = ignore_transfer,
 ) -> PushResult:
-    """Push the store's image `name` (a tag such as `host:5000/app:1`) to its registry under that tag."""
+    """Push the store's image `name` (a tag such as `host:5000/app:1`) to its registry under that tag. `progress`
+    hears Docker's lines ("Pushed"), `transfer` the bytes of each blob as they are sent."""
     reference = parse_reference(name)
     if reference.digest is not None:
         raise InvalidReference(f"push needs a tag, not a digest: {name}")
@@ -252,7 +268,7 @@ def push_image(
     owned = client is None
     client = client or RegistryClient(reference.registry, options)
     try:
-        pusher = BlobPusher(store, client, reference, progress, monolithic_limit, chunk_size)
+        pusher = BlobPusher(store, client, reference, progress, monolithic_limit, chunk_size, transfer)
         progress(f"The push refers to repository [{reference.full_name}]")
         layers = [pusher.layer(diff_id, compression, oci) for diff_id in config.diff_ids]
         config_digest = Digest("sha256", hashlib.sha256(config_bytes).hexdigest())

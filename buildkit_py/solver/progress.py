@@ -30,6 +30,15 @@ class StepOutput:
 
 
 @dataclass(frozen=True)
+class StepTransfer:
+    """Files and bytes a step has copied so far (COPY, ADD), reported every so often while it copies."""
+
+    number: int
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class StepDone:
     number: int
     name: str
@@ -52,8 +61,22 @@ class BuildMessage:
     text: str
 
 
-ProgressEvent = StepStarted | StepCached | StepOutput | StepDone | StepFailed | BuildMessage
+ProgressEvent = StepStarted | StepCached | StepOutput | StepTransfer | StepDone | StepFailed | BuildMessage
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class StepSink:
+    """What a running step reports, as events of its number: output bytes (call it), and copy counts."""
+
+    def __init__(self, number: int, progress: ProgressCallback) -> None:
+        self.number = number
+        self.progress = progress
+
+    def __call__(self, data: bytes) -> None:
+        self.progress(StepOutput(self.number, data))
+
+    def transferred(self, files: int, size: int) -> None:
+        self.progress(StepTransfer(self.number, files, size))
 
 
 def ignore_progress(event: ProgressEvent) -> None:

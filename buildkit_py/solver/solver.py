@@ -18,7 +18,15 @@ from ..errors import BuildError, at_location
 from .cachekey import cache_key, keyed_definition
 from .graph import BuildGraph
 from .ops import MergeOp, Op, OpMeta
-from .progress import ProgressCallback, StepCached, StepDone, StepFailed, StepOutput, StepStarted, ignore_progress
+from .progress import (
+    ProgressCallback,
+    StepCached,
+    StepDone,
+    StepFailed,
+    StepSink,
+    StepStarted,
+    ignore_progress,
+)
 
 Chain = tuple[Digest, ...]
 
@@ -38,9 +46,9 @@ class Worker(Protocol):
 
     def content(self, op: Op) -> ContentSummary: ...
 
-    def execute(
-        self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]
-    ) -> Chain: ...
+    def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: StepSink) -> Chain:
+        """Run `op`; `output` takes the step's output bytes (call it) and its copy counts (`transferred`)."""
+        ...
 
     def cancel(self) -> None: ...
 
@@ -376,7 +384,7 @@ class Solver:
         started = time.monotonic()
         inputs = {d: chains[d] for d in op.inputs()}
         try:
-            chain = self.worker.execute(op, meta, inputs, lambda data: self.progress(StepOutput(number, data)))
+            chain = self.worker.execute(op, meta, inputs, StepSink(number, self.progress))
         except BuildError as error:
             located = self._located(digest, error)
             self.progress(StepFailed(number, meta.name, digest, str(located)))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..digest import Digest, digest_json
 from ..errors import StepError, StoreError
-from ..exec.executor import Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
+from ..exec.executor import CopyProgress, Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
 from ..exec.network import host_gateway
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
@@ -41,6 +41,7 @@ from ..solver.ops import (
     OpMeta,
     ScratchSource,
 )
+from ..solver.progress import StepSink
 from ..solver.solver import Chain, ContentSummary
 from .mounts import context_selection, prepare_mounts
 
@@ -205,11 +206,11 @@ class LocalWorker:
                 files.append(selection.files)
         return ContentSummary(tuple(digests), tuple(files))
 
-    def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: Callable[[bytes], None]) -> Chain:
+    def execute(self, op: Op, meta: OpMeta, inputs: Mapping[Digest, Chain], output: StepSink) -> Chain:
         if isinstance(op, ExecOp):
             return self._run_exec(op, meta, inputs, output)
         if isinstance(op, FileOp):
-            return self._run_file(op, inputs)
+            return self._run_file(op, inputs, output.transferred)
         raise TypeError(f"the local worker cannot run {op.kind} ops")
 
     def cancel(self) -> None:
@@ -283,7 +284,7 @@ class LocalWorker:
             with self._cpu:
                 return chain + self._commit(scratch, rootfs.upper)
 
-    def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain]) -> Chain:
+    def _run_file(self, op: FileOp, inputs: Mapping[Digest, Chain], progress: CopyProgress) -> Chain:
         chain = inputs[op.base]
         with self.store.temp_dir("file-") as scratch:
             sources: dict[str, SourceTree] = {}
@@ -293,7 +294,7 @@ class LocalWorker:
                     sources[str(action.source)] = self._source_tree(self.graph.op(action.source), inputs, folder)
             with self._cpu:
                 rootfs = self._fresh_rootfs(scratch, chain)
-                self.executor.apply_file_actions(rootfs, op.actions, sources)
+                self.executor.apply_file_actions(rootfs, op.actions, sources, progress)
                 return chain + self._commit(scratch, rootfs.upper)
 
     def _source_tree(self, source: Op, inputs: Mapping[Digest, Chain], folder: Path) -> SourceTree:
