@@ -162,13 +162,13 @@ def test_diff_pairs_by_content_or_step_never_by_position(pb: Pybuild, tmp_path: 
     old = build(
         pb,
         tmp_path,
-        f"FROM {BASE_IMAGE}\nCOPY a.txt /a.txt\nRUN echo one > /one\nRUN echo two > /two\n",
+        f"FROM {BASE_IMAGE}\nCOPY a.txt /a.txt\nRUN head -c 8 /dev/urandom > /one\nRUN echo two > /two\n",
         files=files,
     )
     new = build(
         pb,
         tmp_path,
-        f"FROM {BASE_IMAGE}\nCOPY a.txt /a.txt\nRUN echo inserted > /inserted\nRUN echo one > /one\n"
+        f"FROM {BASE_IMAGE}\nCOPY a.txt /a.txt\nRUN echo inserted > /inserted\nRUN head -c 8 /dev/urandom > /one\n"
         "RUN echo TWO > /two\n",
         files=files,
     )
@@ -187,7 +187,7 @@ def test_diff_pairs_by_content_or_step_never_by_position(pb: Pybuild, tmp_path: 
         (1, 1, "shared", "RUN /bin/busybox --install -s /bin"),
         (2, 2, "shared", "COPY a.txt /a.txt"),
         (None, 3, "only-b", "RUN echo inserted > /inserted"),
-        (3, 4, "step", "RUN echo one > /one"),
+        (3, 4, "step", "RUN head -c 8 /dev/urandom > /one"),  # the same step, other bytes (random each time)
         (4, None, "only-a", "RUN echo two > /two"),
         (None, 5, "only-b", "RUN echo TWO > /two"),
     ]
