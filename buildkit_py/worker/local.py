@@ -151,7 +151,8 @@ class LocalWorker:
         if self.mtime_limit is not None and isinstance(op, ExecOp | FileOp):
             # The layer's file times depend on the limit, so its step's cache key must too.
             clamp = digest_json({"mtime_limit": self.mtime_limit})
-            return ContentSummary((*summary.digests, clamp), summary.files)
+            settings = {"SOURCE_DATE_EPOCH": str(self.mtime_limit)}
+            return ContentSummary((*summary.digests, clamp), summary.files, settings)
         return summary
 
     def _context_content(self, op: Op) -> ContentSummary:
