@@ -309,6 +309,7 @@ def _open_solver(
     mtime_limit: int | None = None,
     fetch_layers: Callable[[tuple[Digest, ...]], None] | None = None,
     session: BuildSession | None = None,
+    restore_cache_mount: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit.
@@ -331,6 +332,7 @@ def _open_solver(
             mtime_limit=mtime_limit,
             fetch_layers=fetch_layers,
             session=session,
+            restore_cache_mount=restore_cache_mount,
         )
         yield Solver(
             graph,
@@ -393,6 +395,7 @@ def _solve(
                 mtime_limit=epoch,
                 fetch_layers=view.ensure_local if view is not None else None,
                 session=session,
+                restore_cache_mount=view.restore_mount if view is not None else None,
                 jobs=options.jobs or default_jobs(),
                 progress=progress,
                 **_cache_rules(options, plan),
@@ -472,7 +475,7 @@ def build(
         from .remotecache.session import export_caches
 
         platform = Platform(image.os, image.architecture, image.variant)
-        reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
+        reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry, view)
     return BuildResult(
         image_id=image_id,
         config=image,

@@ -96,9 +96,11 @@ class LocalWorker:
         mtime_limit: int | None = None,
         fetch_layers: Callable[[Chain], None] | None = None,
         session: BuildSession | None = None,
+        restore_cache_mount: Callable[[str], None] | None = None,
     ) -> None:
         """`mtime_limit` (SOURCE_DATE_EPOCH) clamps the file times of every layer this worker writes; `fetch_layers`
-        makes the layers of a chain local when some came from an imported cache and are not downloaded yet.
+        makes the layers of a chain local when some came from an imported cache and are not downloaded yet, and
+        `restore_cache_mount` a cache mount's content, before a step that mounts it runs.
         `session` holds the build's secrets and ssh agents, for RUN's secret and ssh mounts."""
         self.session = session or BuildSession()
         self._cancelled = threading.Event()
@@ -108,6 +110,7 @@ class LocalWorker:
         self.hasher = hasher
         self.mtime_limit = mtime_limit
         self.fetch_layers = fetch_layers
+        self.restore_cache_mount = restore_cache_mount
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
         self._remote_lock = threading.Lock()
         self._downloads: dict[Digest, FetchedFile] = {}
@@ -260,6 +263,7 @@ class LocalWorker:
                 scratch=scratch,
                 stack=held,
                 cancelled=self._cancelled.is_set,
+                restore_cache=self.restore_cache_mount,
             )
             if mounts.env:
                 process = replace(process, env=(*process.env, *mounts.env))
