@@ -183,7 +183,7 @@ def test_a_record_whose_carried_layer_is_corrupt_is_left_out_with_a_warning(
     cache_a, cache_b = tmp_path / "cache-a", tmp_path / "cache-b"
     first = build(project, store=a, cache_to=[f"type=local,dest={cache_a},mode=max"])
     records_a = layout_document(cache_a)["records"]
-    victim = sorted(_builder_only_layers(a, first, base_ref), key=str)[0]
+    victim = min(_builder_only_layers(a, first, base_ref), key=str)
     (blob,) = _blobs_of(a, {victim})
     path = cache_a / "blobs" / "sha256" / blob.hex
     data = bytearray(path.read_bytes())

@@ -2,8 +2,9 @@
 ids go into the exported cache as tar layers, and an import restores them before the first step that mounts them.
 
 Export: the ids the build's steps mount. Each id's most recently used instance is held shared while it is packed
-into a tar (mounttar.py), which is compressed as the cache's layers are. An empty folder is not exported. An id this
-store has nothing of, that an imported cache holds, is carried forward (its blob stays where that cache keeps it).
+into a tar (mounttar.py), which is compressed as the cache's layers are and kept as a compressed form of the tar's
+diff_id, so an unchanged folder is only read by the next export. An empty folder is not exported. An id this store
+has nothing of, that an imported cache holds, is carried forward (its blob stays where that cache keeps it).
 
 Import: an id with content here is kept. Otherwise the blob is fetched and checked against its digest, unpacked into
 temp space with mounttar's rules and checked against its diff_id, and only then moved into the store's cache mounts
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,27 +27,29 @@ from ..errors import BuildError, CacheImportError, DigestMismatch
 from ..image.compressed import layer_media_type
 from ..image.manifest import Descriptor
 from ..layer.compression import compress_stream
+from ..store import CompressedForm
 from .export import ExportBlob
 from .metadata import CachedMount
 from .mounttar import unpack_folder_tar, write_folder_tar
 from .sources import CacheSource
+from .view import human_size
 
 if TYPE_CHECKING:
     from ..frontend.plan import BuildPlan
     from ..solver.solver import SolveResult
     from ..store import Store
 
-__all__ = ["PackedMount", "mount_blob", "mount_ids", "pack_mounts", "restore_mount"]
+__all__ = ["PackedMount", "mount_ids", "pack_mounts", "restore_mount"]
 
 Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class PackedMount:
-    """A cache mount of this store, packed: its metadata and its uncompressed tar in temp space."""
+    """A cache mount of this store, packed: its metadata and its layer blob in each compression asked for."""
 
     mount: CachedMount
-    tar: Path
+    blobs: Mapping[str, ExportBlob]
 
 
 def mount_ids(plan: BuildPlan, solved: SolveResult) -> list[str]:
@@ -60,29 +64,67 @@ def mount_ids(plan: BuildPlan, solved: SolveResult) -> list[str]:
     return sorted(ids)
 
 
-def pack_mounts(store: Store, ids: Iterable[str], work: Path, warn: Say) -> dict[str, PackedMount]:
-    """Each id's folder packed into `work`; an id with no folder, an empty one or one that cannot be read (a
-    warning) is left out."""
+def pack_mounts(
+    store: Store, ids: Iterable[str], compressions: Iterable[str], work: Path, say: Say
+) -> dict[str, PackedMount]:
+    """Each id's folder packed, with a blob in each of `compressions`, and a line of progress; an id with no
+    folder, an empty one or one that cannot be read (a warning) is left out."""
     packed: dict[str, PackedMount] = {}
     for number, cache_id in enumerate(ids):
-        tar = work / f"mount-{number}.tar"
+        started = time.monotonic()
         with store.cache_mounts.reading(cache_id) as data:
             if data is None:
                 continue
             try:
-                root = os.lstat(data)
-                with open(tar, "wb") as out:
-                    written = write_folder_tar(data, out)
+                found = _pack(store, data, cache_id, sorted(set(compressions)), work / f"mount-{number}.tar")
             except (BuildError, OSError) as error:
-                warn(f"cache mount {cache_id} is not exported: {error}")
+                say(f"[Warning] cache mount {cache_id} is not exported: {error}")
                 continue
-        if written.entries == 0:
-            continue
-        mount = CachedMount(
-            cache_id, written.diff_id, root.st_uid, root.st_gid, stat.S_IMODE(root.st_mode), written.content_size
-        )
-        packed[cache_id] = PackedMount(mount, tar)
+        if found is not None:
+            packed[cache_id] = found
+            say(
+                f"packing cache mount {cache_id}: {human_size(found.mount.size)} of files, "
+                f"{time.monotonic() - started:.2f}s"
+            )
     return packed
+
+
+def _pack(store: Store, data: Path, cache_id: str, compressions: list[str], tar: Path) -> PackedMount | None:
+    """Hash the folder's tar first: a compressed form of it the store kept from an earlier export is used as it is
+    (a large cache that did not change is read, never compressed again). The tar is written only when a form is
+    missing, and what it holds then is what is exported."""
+    root = os.lstat(data)
+    hashed = write_folder_tar(data, _NullFile())
+    if hashed.entries == 0:
+        return None
+    blobs = {name: blob for name in compressions if (blob := _kept_form(store, hashed.diff_id, name)) is not None}
+    if len(blobs) < len(compressions):
+        with open(tar, "wb") as out:
+            written = write_folder_tar(data, out)
+        if written.diff_id != hashed.diff_id:  # a step changed it meanwhile
+            hashed, blobs = written, {}
+        for name in compressions:
+            if name not in blobs:
+                blobs[name] = _compressed(store, tar, written.diff_id, name)
+    mount = CachedMount(
+        cache_id, hashed.diff_id, root.st_uid, root.st_gid, stat.S_IMODE(root.st_mode), hashed.content_size
+    )
+    return PackedMount(mount, blobs)
+
+
+class _NullFile:
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
+
+
+def _kept_form(store: Store, diff_id: Digest, compression: str) -> ExportBlob | None:
+    if compression == "uncompressed":
+        return None
+    form = store.forms.local(diff_id, compression)
+    if form is None:
+        return None
+    descriptor = Descriptor(layer_media_type(compression), form.digest, form.size)
+    return ExportBlob(diff_id, descriptor, file=store.blobs.path(form.digest))
 
 
 class _HashingFile:
@@ -104,17 +146,25 @@ class _HashingFile:
         return Digest("sha256", self._hasher.hexdigest())
 
 
-def mount_blob(packed: PackedMount, compression: str) -> ExportBlob:
-    """The packed mount's layer blob, compressed as `compression` says (once: kept beside the tar)."""
+def _compressed(store: Store, tar: Path, diff_id: Digest, compression: str) -> ExportBlob:
+    """The tar's blob in `compression`: the tar itself, or compressed into the store and remembered as a compressed
+    form of `diff_id` (dropped by `cache prune`, as any form of a layer the store does not hold)."""
     media_type = layer_media_type(compression)
     if compression == "uncompressed":
-        size = packed.tar.stat().st_size
-        return ExportBlob(packed.mount.layer, Descriptor(media_type, packed.mount.layer, size), file=packed.tar)
-    target = packed.tar.with_name(f"{packed.tar.name}.{compression}")
-    with open(packed.tar, "rb") as source, open(target, "wb") as out:
-        hashing = _HashingFile(out)
-        compress_stream(source, hashing, compression)  # type: ignore[arg-type]
-    return ExportBlob(packed.mount.layer, Descriptor(media_type, hashing.digest(), hashing.size), file=target)
+        return ExportBlob(diff_id, Descriptor(media_type, diff_id, tar.stat().st_size), file=tar)
+    file, temp = store.blobs.temp_file("compress")
+    try:
+        with file, open(tar, "rb") as source:
+            hashing = _HashingFile(file)
+            compress_stream(source, hashing, compression)  # type: ignore[arg-type]
+            file.flush()
+            os.fsync(file.fileno())
+        digest = hashing.digest()
+        path = store.blobs.place(temp, digest)
+    finally:
+        temp.unlink(missing_ok=True)
+    store.forms.add(CompressedForm(diff_id, digest, hashing.size, compression, media_type))
+    return ExportBlob(diff_id, Descriptor(media_type, digest, hashing.size), file=path)
 
 
 def restore_mount(store: Store, source: CacheSource, mount: CachedMount) -> tuple[bool, int]:

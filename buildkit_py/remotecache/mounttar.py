@@ -21,7 +21,7 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ..digest import Digest, new_hasher
 from ..errors import CacheExportError, LayerError
@@ -29,7 +29,7 @@ from ..layer.generate import LayerInfo
 from ..layer.unpack import unpack_layer
 from ..layer.whiteout import WHITEOUT_PREFIX
 
-__all__ = ["FolderTar", "unpack_folder_tar", "write_folder_tar"]
+__all__ = ["FolderTar", "Sink", "unpack_folder_tar", "write_folder_tar"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -51,8 +51,12 @@ class FolderTar:
     skipped: int  # device nodes, fifos and sockets left out
 
 
+class Sink(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
 class _Writer:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Sink) -> None:
         self._out = out
         self._hasher: Any = new_hasher("sha256")
         self.size = 0
@@ -161,7 +165,7 @@ class _Walk:
             self.writer.write(bytes(padding))
 
 
-def write_folder_tar(folder: Path, out: BinaryIO) -> FolderTar:
+def write_folder_tar(folder: Path, out: Sink) -> FolderTar:
     """Write the tar of `folder` (not followed if it is a symlink) to `out`. CacheExportError when a file shrank
     while it was read; OSError when the folder cannot be read."""
     writer = _Writer(out)

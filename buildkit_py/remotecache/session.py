@@ -14,7 +14,7 @@ from ..errors import BuildError, CarriedLayerError
 from ..image.manifest import Platform
 from .export import CarriedLayers, ExportBlob, ExportReport, cache_artifact, collect_records, export_cache
 from .metadata import CachedMount, CacheDocument
-from .mounts import PackedMount, mount_blob, mount_ids, pack_mounts
+from .mounts import PackedMount, mount_ids, pack_mounts
 from .sources import CacheSource, open_cache_source
 from .spec import CacheExport, CacheImport
 from .view import CacheView, human_size
@@ -100,7 +100,7 @@ def _mount_blobs(
     blobs: list[tuple[CachedMount, ExportBlob]] = []
     for cache_id in ids:
         if cache_id in packed:
-            blobs.append((packed[cache_id].mount, mount_blob(packed[cache_id], compression)))
+            blobs.append((packed[cache_id].mount, packed[cache_id].blobs[compression]))
             continue
         found = view.imported_mount(cache_id) if view is not None else None
         if found is not None:
@@ -174,8 +174,10 @@ def _export_caches(
 ) -> tuple[ExportReport, ...]:
     reports: list[ExportReport] = []
     base = _base_layers(store, plan, solved)
-    ids = mount_ids(plan, solved) if any(spec.cache_mounts for spec in specs) else []
-    packed = pack_mounts(store, ids, work, lambda text: say(f"[Warning] {text}")) if ids else {}
+    with_mounts = [spec for spec in specs if spec.cache_mounts and spec.type != "inline"]
+    ids = mount_ids(plan, solved) if with_mounts else []
+    compressions = [spec.compression for spec in with_mounts]
+    packed = pack_mounts(store, ids, compressions, work, say) if ids else {}
     for spec in specs:
         if spec.type == "inline":
             continue
