@@ -175,6 +175,40 @@ def test_a_local_chain_keeps_every_record_of_mode_max(tmp_path: Path, registry: 
     assert executed(full) == set() and full.image_id == first.image_id
 
 
+def test_a_chain_across_kinds_downloads_and_uploads_what_it_carries(
+    tmp_path: Path, registry: RegistryServer, base_ref: str
+) -> None:
+    """registry -> local (carried blobs downloaded, verified) -> another registry repository (uploaded from the
+    layout, as no mount source is known) -> D finds every record."""
+    name = uuid.uuid4().hex[:12]
+    repo_a, repo_c = f"chain/{name}-a", f"chain/{name}-c"
+    a, b, c, d = runners(tmp_path, "a", "b", "c", "d")
+    project = make_project(tmp_path / "app", base_ref)
+    cache_b = tmp_path / "cache-b"
+    first = build(project, store=a, cache_to=[f"type=registry,ref={registry.host}/{repo_a}:main,mode=max"])
+    records_a = set(registry_document(registry, repo_a, "main", tmp_path)["records"])
+    build(
+        project,
+        store=b,
+        cache_from=[f"{registry.host}/{repo_a}:main"],
+        cache_to=[f"type=local,dest={cache_b},mode=max"],
+    )
+    assert set(layout_document(cache_b)["records"]) == records_a
+    builder_only = _builder_only_layers(a, first, base_ref)
+    assert not any(b.layers.has(diff_id) for diff_id in builder_only)
+    third = build(
+        project,
+        store=c,
+        cache_from=[f"type=local,src={cache_b}"],
+        cache_to=[f"type=registry,ref={registry.host}/{repo_c}:main,mode=max"],
+    )
+    assert third.cache_exports[0].error == "" and third.cache_exports[0].carried >= len(builder_only)
+    assert set(registry_document(registry, repo_c, "main", tmp_path)["records"]) == records_a
+    builder = build(project, store=d, target="builder", cache_from=[f"{registry.host}/{repo_c}:main"])
+    assert executed(builder) == set()
+    assert_finds_every_record(d, f"{registry.host}/{repo_c}:main", records_a)
+
+
 def test_a_record_whose_carried_layer_is_corrupt_is_left_out_with_a_warning(
     tmp_path: Path, registry: RegistryServer, base_ref: str
 ) -> None:
