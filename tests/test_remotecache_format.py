@@ -60,6 +60,7 @@ def test_cache_from_reads_buildkit_syntax() -> None:
         ("type=local,dest=d,mode=all", "mode must be min or max"),
         ("type=local,dest=d,compression=lz4", "compression must be one of"),
         ("type=inline,mode=max", "mode=min only"),
+        ("type=inline,cache-mounts=true", "cannot hold cache mounts"),
         ("type=local,dest=d,ignore-error=maybe", "must be true or false"),
         ("type=local,dest=d,colour=blue", "unknown field colour="),
         ("type=registry,ref=UPPER", "invalid cache reference"),
