@@ -45,7 +45,7 @@ def open_view(
             say(f"[Warning] cache {spec} cannot be used, building without it: {error}")
             continue
         elapsed = time.monotonic() - started
-        mounts = f", {len(source.document.mounts)} cache mounts" if source.document.mounts else ""
+        mounts = f", {_count(len(source.document.mounts), 'cache mount')}" if source.document.mounts else ""
         say(
             f"importing cache manifest from {spec}: {len(source.document.records)} records, {len(source.layers)} "
             f"layers{mounts}, {human_size(source.metadata_size)} of metadata, {elapsed:.2f}s"
@@ -54,6 +54,10 @@ def open_view(
             say(f"[Warning] cache {spec}: {source.document.skipped_mounts}")
         sources.append(source)
     return CacheView(store, sources, warn=lambda text: say(f"[Warning] {text}"), say=say, project=project)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _is_source(plan: BuildPlan, op: Digest) -> bool:
@@ -195,7 +199,7 @@ def _export_caches(
             )
         else:
             extra = f", {report.carried} carried forward" if report.carried else ""
-            extra += f", {report.mounts} cache mounts" if report.mounts else ""
+            extra += f", {_count(report.mounts, 'cache mount')}" if report.mounts else ""
             say(
                 f"exporting cache to {spec}: {report.records} records, {report.layers} layers{extra}, "
                 f"{human_size(report.size)} ({human_size(report.sent)} sent), {report.seconds:.2f}s"
