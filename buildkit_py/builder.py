@@ -249,6 +249,7 @@ def _open_solver(
     mtime_limit: int | None = None,
     fetch_layers: Callable[[tuple[Digest, ...]], None] | None = None,
     session: BuildSession | None = None,
+    restore_cache_mount: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit.
@@ -271,6 +272,7 @@ def _open_solver(
             mtime_limit=mtime_limit,
             fetch_layers=fetch_layers,
             session=session,
+            restore_cache_mount=restore_cache_mount,
         )
         yield Solver(
             graph,
@@ -333,6 +335,7 @@ def _solve(
                 mtime_limit=epoch,
                 fetch_layers=view.ensure_local if view is not None else None,
                 session=session,
+                restore_cache_mount=view.restore_mount if view is not None else None,
                 jobs=options.jobs or default_jobs(),
                 progress=progress,
                 **_cache_rules(options, plan),
@@ -432,7 +435,7 @@ def build(
         from .remotecache.session import export_caches
 
         platform = Platform(image.os, image.architecture, image.variant)
-        reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry)
+        reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry, view)
     if found is not None and not any(isinstance(plan.graph.op(op), HttpSource | GitSource) for op in solved.keys):
         bases = sorted(
             {

@@ -23,6 +23,7 @@
     │   ├── CacheSpecError          a --cache-to or --cache-from flag that cannot be followed
     │   ├── CacheImportError        an imported cache that is missing, corrupt, or from a newer pybuild
     │   └── CacheExportError        writing or pushing the cache failed
+    │       └── CarriedLayerError   a layer carried forward from an imported cache cannot be read there
     └── NotReproducible             `build --verify`: a rebuild without the cache gave another image
 
 Every DockerfileError prints as `Dockerfile:7: RUN make: exit status 2` followed by the source line(s).
@@ -31,6 +32,10 @@ Every DockerfileError prints as `Dockerfile:7: RUN make: exit status 2` followed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .digest import Digest
 
 __all__ = [
     "BuildError",
@@ -38,6 +43,7 @@ __all__ = [
     "CacheExportError",
     "CacheImportError",
     "CacheSpecError",
+    "CarriedLayerError",
     "ConflictError",
     "ContainerError",
     "ContainerNotFound",
@@ -199,6 +205,14 @@ class CacheImportError(CacheError):
 
 class CacheExportError(CacheError):
     pass
+
+
+class CarriedLayerError(CacheExportError):
+    """The export drops the records that need `diff_id` and tries again."""
+
+    def __init__(self, message: str, diff_id: Digest) -> None:
+        super().__init__(message)
+        self.diff_id = diff_id
 
 
 class NotReproducible(BuildError):

@@ -123,3 +123,20 @@ def test_cache_keys_hold_no_path_no_store_and_no_time(tmp_path: Path) -> None:
     time.sleep(1.1)
     second = build(other, store=Store(tmp_path / "store-two"))
     assert sorted(map(str, first.keys.values())) == sorted(map(str, second.keys.values()))
+
+
+def test_a_miss_that_only_the_epoch_caused_says_so(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "context")
+    store = Store(tmp_path / "root")
+
+    def reason_of_first_copy(epoch: int | None) -> str:
+        build_args = {} if epoch is None else {"SOURCE_DATE_EPOCH": str(epoch)}
+        result = build(context, store=store, build_args=build_args)
+        reasons = {result.plan.graph.meta(op).name: reason for op, reason in result.stats.reasons.items()}
+        return next(reason for name, reason in reasons.items() if "COPY busybox" in name)
+
+    reason_of_first_copy(EPOCH)
+    assert reason_of_first_copy(EPOCH + 100) == (
+        f"SOURCE_DATE_EPOCH changed: {EPOCH} -> {EPOCH + 100} (part of the key of every step that makes a layer)"
+    )
+    assert reason_of_first_copy(None).startswith("SOURCE_DATE_EPOCH unset (it was ")

@@ -172,7 +172,7 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="SPEC",
         help="export the cache: type=local,dest=DIR | type=registry,ref=REF | type=inline; "
-        "mode=min|max, compression=gzip|zstd|uncompressed, ignore-error=true (repeatable)",
+        "mode=min|max, compression=gzip|zstd|uncompressed, ignore-error=true, cache-mounts=true (repeatable)",
     )
     parser.add_argument(
         "--metadata-file",

@@ -19,6 +19,7 @@ import shutil
 import stat
 import tarfile
 import zlib
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Self, cast, overload
@@ -64,21 +65,28 @@ class _HashingReader(ForwardReader):
         return Digest("sha256", self._hasher.hexdigest())
 
 
-def unpack_layer(stream: BinaryIO, dest: Path, *, allow_devices: bool | None = None) -> LayerInfo:
+def unpack_layer(
+    stream: BinaryIO,
+    dest: Path,
+    *,
+    allow_devices: bool | None = None,
+    check_entry: Callable[[tarfile.TarInfo], None] | None = None,
+) -> LayerInfo:
     """Unpack the layer tar read from stream (plain, or compressed with gzip, zstd, bzip2 or xz) into dest.
 
     dest must be an existing empty folder. Whiteouts `.wh.<name>` become character devices 0:0, `.wh..wh..opq` makes
     its directory opaque (trusted.overlay.opaque=y). Later entries replace earlier ones at the same path. Device nodes
     are created only when allow_devices (default: running as root) and skipped with a warning otherwise. Owners are
     applied when running as root. Returns the diff_id (sha256 of the uncompressed tar), its size and entry count.
-    Raises LayerError for a corrupt, truncated or hostile tar; the caller then deletes dest.
+    Raises LayerError for a corrupt, truncated or hostile tar; the caller then deletes dest. `check_entry` sees each
+    entry before anything of it is written, and raises LayerError to refuse the tar (a narrower kind of tar).
     """
     if allow_devices is None:
         allow_devices = os.geteuid() == 0
     if any(os.scandir(dest)):
         raise LayerError(f"layer destination {dest} is not empty")
     reader = _HashingReader(open_decompressed(stream))
-    unpacker = _Unpacker(dest, allow_devices)
+    unpacker = _Unpacker(dest, allow_devices, check_entry)
     try:
         archive = _open_tar(reader)
         if archive is None:  # an empty stream is an empty layer, as Go's archive/tar reads it
@@ -159,9 +167,10 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
 
 
 class _Unpacker:
-    def __init__(self, dest: Path, allow_devices: bool) -> None:
+    def __init__(self, dest: Path, allow_devices: bool, check: Callable[[tarfile.TarInfo], None] | None) -> None:
         self._root_fd = os.open(dest, _DIR_FLAGS)
         self._allow_devices = allow_devices
+        self._check = check
         self._as_root = os.geteuid() == 0
         self._dir_fds: dict[str, int] = {}
         # Directory permissions and mtimes wait until the end: writing the contents would change the mtime, and a
@@ -180,6 +189,8 @@ class _Unpacker:
     def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.entries += 1
         self.current = member.name
+        if self._check is not None:
+            self._check(member)
         rel = clean_entry_name(member.name)
         if rel == "":
             if not member.isdir():

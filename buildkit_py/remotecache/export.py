@@ -10,6 +10,12 @@
 The cache manifest is an OCI image manifest whose config is a valid image config (see metadata.py), so registries
 and `skopeo inspect` take it as any image. Layers of base images are left out: a build that can use the cache pulls
 its base image anyway.
+
+A record this store has only from an imported cache (a step beneath a hit, whose layers were never downloaded) is
+carried forward with the blobs of that cache, so a chain of CI runners keeps the whole mode=max cache: the blob is
+copied (verified) from the imported layout or registry into a local export, and cross-mounted into a registry
+export on the same registry, else downloaded (verified) and uploaded. Cache mounts (`cache-mounts=true`) are layers
+too, packed by the caller (mounts.py).
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..digest import Digest
-from ..errors import BuildError, CacheExportError
+from ..errors import BuildError, CacheExportError, CarriedLayerError
 from ..image.compressed import CompressedBlob, compressed_layers, layer_media_type
 from ..image.manifest import (
     OCI_CONFIG,
@@ -38,13 +44,22 @@ from ..image.manifest import (
 )
 from ..image.oci_layout import LAYOUT_FILE, LAYOUT_VERSION, REF_NAME
 from .metadata import CacheDocument, CachedResult, cache_config_bytes
+from .sources import CacheSource, copy_verified
 from .spec import CacheExport
 
 if TYPE_CHECKING:
     from ..registry.client import FileBody, RegistryClient, TransportOptions
     from ..store import Store
 
-__all__ = ["CacheArtifact", "ExportReport", "cache_artifact", "collect_records", "export_cache"]
+__all__ = [
+    "CacheArtifact",
+    "CarriedLayers",
+    "ExportBlob",
+    "ExportReport",
+    "cache_artifact",
+    "collect_records",
+    "export_cache",
+]
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,8 @@ class ExportReport:
     spec: CacheExport
     records: int = 0
     layers: int = 0
+    carried: int = 0  # layers carried forward from an imported cache
+    mounts: int = 0  # cache mounts exported
     size: int = 0  # bytes of the cache's blobs: layers, config and manifest
     sent: int = 0  # bytes uploaded or written
     unchanged: bool = False  # the destination had this very cache already
@@ -62,11 +79,31 @@ class ExportReport:
 
 
 @dataclass(frozen=True)
+class ExportBlob:
+    """One layer of the cache manifest, and where its bytes are: a file of ours (a compressed form in the store, a
+    packed cache mount), the store's uncompressed layer (neither `file` nor `source`), or an imported cache that
+    keeps it (`source`: carried forward, never downloaded here)."""
+
+    diff_id: Digest
+    descriptor: Descriptor
+    file: Path | None = None
+    source: CacheSource | None = None
+
+
+class CarriedLayers(Protocol):
+    """What an export may carry forward from the build's imported caches (the CacheView)."""
+
+    def blob_source(self, diff_id: Digest) -> tuple[CacheSource, Descriptor] | None: ...
+
+    def imported_result(self, key: Digest) -> CachedResult | None: ...
+
+
+@dataclass(frozen=True)
 class CacheArtifact:
     """A cache ready to be written: its manifest, its config (the metadata) and its layer blobs."""
 
     document: CacheDocument
-    blobs: tuple[CompressedBlob, ...]
+    blobs: tuple[ExportBlob, ...]
     config_bytes: bytes
     manifest_bytes: bytes
 
@@ -80,7 +117,11 @@ class CacheArtifact:
 
     @property
     def size(self) -> int:
-        return sum(blob.size for blob in self.blobs) + len(self.config_bytes) + len(self.manifest_bytes)
+        return sum(blob.descriptor.size for blob in self.blobs) + len(self.config_bytes) + len(self.manifest_bytes)
+
+    @property
+    def carried(self) -> int:
+        return sum(1 for blob in self.blobs if blob.source is not None)
 
 
 def collect_records(
@@ -88,40 +129,72 @@ def collect_records(
     keys: Iterable[Digest],
     chains: Mapping[Digest, tuple[Digest, ...]],
     descriptions: Mapping[Digest, str],
+    carried: CarriedLayers | None = None,
 ) -> CacheDocument:
-    """The records of `keys` (cache key -> chain, for the steps to export) whose layers are all in the store, and the
-    step log rows of those keys."""
+    """The records of `keys` (cache key -> chain, for the steps to export) whose layers are all in the store or,
+    carried forward, in an imported cache that keeps them; and the step log rows of those keys."""
     wanted = [key for key in dict.fromkeys(keys) if key in chains]
     created = store.cache.created(wanted)
     records: dict[Digest, CachedResult] = {}
     for key in wanted:
         chain = chains[key]
-        if all(store.layers.has(diff_id) for diff_id in chain):
+        missing = [diff_id for diff_id in chain if not store.layers.has(diff_id)]
+        if not missing:
             records[key] = CachedResult(chain, created.get(key, time.time()), descriptions.get(key, ""))
+        elif carried is not None and all(carried.blob_source(diff_id) is not None for diff_id in missing):
+            imported = carried.imported_result(key)
+            first_built = created.get(key, imported.created if imported is not None else time.time())
+            records[key] = CachedResult(chain, first_built, descriptions.get(key, ""))
     steps = tuple(store.steps.rows([str(key) for key in records]))
     return CacheDocument(records, steps)
 
 
+def _stored_blob(store: Store, blob: CompressedBlob, compression: str) -> ExportBlob:
+    descriptor = Descriptor(layer_media_type(compression), blob.digest, blob.size)
+    if compression == "uncompressed":
+        return ExportBlob(blob.diff_id, descriptor)
+    return ExportBlob(blob.diff_id, descriptor, file=store.blobs.path(blob.digest))
+
+
 def cache_artifact(
-    store: Store, document: CacheDocument, base_layers: set[Digest], compression: str, platform: Platform
+    store: Store,
+    document: CacheDocument,
+    base_layers: set[Digest],
+    compression: str,
+    platform: Platform,
+    carried: CarriedLayers | None = None,
+    mount_blobs: Iterable[ExportBlob] = (),
 ) -> CacheArtifact:
+    """The manifest, config and blobs of `document`: its records' layers (base image layers left out), then the
+    layers of its cache mounts (`mount_blobs`, one per `document.mounts` entry)."""
     layers = [diff_id for diff_id in document.layers() if diff_id not in base_layers]
-    blobs = compressed_layers(store, layers, compression)
-    ordered = tuple(blobs[diff_id] for diff_id in layers)
-    config_bytes = cache_config_bytes(document, layers, platform)
-    media_type = layer_media_type(compression)
+    local = compressed_layers(store, [diff_id for diff_id in layers if store.layers.has(diff_id)], compression)
+    blobs: list[ExportBlob] = []
+    for diff_id in layers:
+        if diff_id in local:
+            blobs.append(_stored_blob(store, local[diff_id], compression))
+            continue
+        found = carried.blob_source(diff_id) if carried is not None else None
+        if found is None:
+            raise CacheExportError(f"layer {diff_id} is neither in the store nor in an imported cache")
+        source, descriptor = found
+        blobs.append(ExportBlob(diff_id, descriptor, source=source))
+    blobs.extend(mount_blobs)
+    diff_ids = [blob.diff_id for blob in blobs]
+    config_bytes = cache_config_bytes(document, diff_ids, platform)
     manifest = Manifest(
         config=Descriptor(OCI_CONFIG, Digest("sha256", hashlib.sha256(config_bytes).hexdigest()), len(config_bytes)),
-        layers=tuple(Descriptor(media_type, blob.digest, blob.size) for blob in ordered),
+        layers=tuple(blob.descriptor for blob in blobs),
         media_type=OCI_MANIFEST,
     )
-    return CacheArtifact(document, ordered, config_bytes, manifest.to_bytes())
+    return CacheArtifact(document, tuple(blobs), config_bytes, manifest.to_bytes())
 
 
 def export_cache(
     store: Store, spec: CacheExport, artifact: CacheArtifact, options: TransportOptions | None = None
 ) -> ExportReport:
-    """Write the cache where `spec` says; a failure is in the report's `error`, never raised."""
+    """Write the cache where `spec` says; a failure is in the report's `error`, never raised, except a layer
+    carried forward that cannot be read where it is (CarriedLayerError: the caller drops its records)."""
     started = time.monotonic()
     try:
         if spec.type == "local":
@@ -130,13 +203,17 @@ def export_cache(
             sent, unchanged = push_cache(store, spec.dest, artifact, options)
         else:
             raise CacheExportError(f"cannot export cache of type {spec.type} here")
+    except CarriedLayerError:
+        raise
     except (BuildError, OSError) as error:
         text = str(error) if isinstance(error, BuildError) else f"{error.strerror or error}: {error.filename or ''}"
         return ExportReport(spec, seconds=time.monotonic() - started, error=text)
     return ExportReport(
         spec,
         records=len(artifact.document.records),
-        layers=len(artifact.blobs),
+        layers=len(artifact.blobs) - len(artifact.document.mounts),
+        carried=artifact.carried,
+        mounts=len(artifact.document.mounts),
         size=artifact.size,
         sent=sent,
         unchanged=unchanged,
@@ -168,6 +245,38 @@ def _write_atomic(target: Path, content: bytes | BinaryIO) -> int:
     return written
 
 
+def _open_local(store: Store, blob: ExportBlob) -> BinaryIO:
+    if blob.file is not None:
+        return open(blob.file, "rb")
+    return store.layers.open(blob.diff_id)
+
+
+def _fetch_carried(store: Store, blob: ExportBlob, dest: Path) -> int:
+    assert blob.source is not None
+    try:
+        return blob.source.fetch_blob(store, blob.descriptor, dest)
+    except BuildError as error:
+        raise CarriedLayerError(f"cache {blob.source.name}: {error}", blob.diff_id) from None
+
+
+def _write_blob(store: Store, blob: ExportBlob, target: Path) -> int:
+    """Write the blob under a temp name beside `target`, checked against its digest, and rename it into place."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        if blob.source is not None:
+            size = _fetch_carried(store, blob, partial)
+        else:
+            with _open_local(store, blob) as stream, open(partial, "xb") as out:
+                size = copy_verified(stream, out, blob.descriptor)
+        with open(partial, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return size
+
+
 def _has_blob(path: Path, size: int) -> bool:
     try:
         st = os.lstat(path)
@@ -191,10 +300,9 @@ def write_layout(store: Store, folder: Path, tag: str, artifact: CacheArtifact) 
         return 0, True
     written = 0
     for blob in artifact.blobs:
-        target = blobs_dir / blob.digest.hex
-        if not _has_blob(target, blob.size):
-            with store.blobs.open(blob.digest) as stream:
-                written += _write_atomic(target, stream)
+        target = blobs_dir / blob.descriptor.digest.hex
+        if not _has_blob(target, blob.descriptor.size):
+            written += _write_blob(store, blob, target)
     for data in (artifact.config_bytes, artifact.manifest_bytes):
         target = blobs_dir / hashlib.sha256(data).hexdigest()
         if not _has_blob(target, len(data)):
@@ -246,24 +354,42 @@ def push_cache(
 ) -> tuple[int, bool]:
     """Returns (blob bytes uploaded, whether the registry had this very manifest under the tag already)."""
     from ..reference import parse_reference
-    from ..registry.client import FileBody, RegistryClient
+    from ..registry.client import RegistryClient
     from ..registry.push import BlobPusher, put_manifest
 
     reference = parse_reference(name)
-    with RegistryClient(reference.registry, options) as client:
+    with RegistryClient(reference.registry, options) as client, store.temp_dir("cache-push") as work:
         if _current_manifest(client, reference.repository, reference.tag or "latest") == artifact.manifest_digest:
             return 0, True
         pusher = BlobPusher(store, client, reference, lambda line: None, 32 << 20, 16 << 20)
-        for blob in artifact.blobs:
-            pusher.ensure(blob.digest, blob.size, _body(FileBody(store.blobs.path(blob.digest), 0, blob.size)))
+        for number, blob in enumerate(artifact.blobs):
+            location = blob.source.registry_location if blob.source is not None else None
+            if location is not None and location[0] == client.registry:
+                # A hint for the cross-repository mount: the registry checks it, a wrong one costs an upload.
+                store.registry.add_source(blob.descriptor.digest, location[0], location[1])
+            pusher.ensure(blob.descriptor.digest, blob.descriptor.size, _body(store, blob, work / f"blob-{number}"))
         config = artifact.config_bytes
         pusher.ensure(artifact.config_digest, len(config), lambda: config)
         put_manifest(client, reference, OCI_MANIFEST, artifact.manifest_bytes)
         return pusher.blob_bytes_sent + len(artifact.manifest_bytes), False
 
 
-def _body(body: FileBody) -> Callable[[], FileBody]:
-    return lambda: body
+def _body(store: Store, blob: ExportBlob, spare: Path) -> Callable[[], FileBody]:
+    """What to upload when the registry lacks the blob: a file of ours as it is, else the blob written (checked) to
+    the spare path first."""
+    from ..registry.client import FileBody
+
+    def body() -> FileBody:
+        if blob.file is not None:
+            return FileBody(blob.file, 0, blob.descriptor.size)
+        if blob.source is not None:
+            _fetch_carried(store, blob, spare)
+        else:
+            with _open_local(store, blob) as stream, open(spare, "xb") as out:
+                copy_verified(stream, out, blob.descriptor)
+        return FileBody(spare, 0, blob.descriptor.size)
+
+    return body
 
 
 def _current_manifest(client: RegistryClient, repository: str, tag: str) -> Digest | None:

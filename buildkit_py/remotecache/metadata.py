@@ -10,7 +10,15 @@ of its base image): the importing store must have them already.
     {"version": 1,
      "records": {"blake3:<key>": {"chain": ["sha256:<diff_id>", ...], "created": <unix time>, "description": "RUN make"}},
      "steps": [{"key": ..., "inputs": [...], "kind": "exec", "instruction": "RUN make", "stage": "build",
-                "definition": {...}, "files": "<base64 of zlib of JSON>", "created": ..., "number": 5, "duration": 1.2}]}
+                "definition": {...}, "files": "<base64 of zlib of JSON>", "created": ..., "number": 5, "duration": 1.2}],
+     "cache_mounts": {"version": 1,
+                      "mounts": [{"id": "pip", "layer": "sha256:<diff_id>", "uid": 0, "gid": 0, "mode": 493,
+                                  "size": <bytes of its files>}]}}
+
+`cache_mounts` (only with `--cache-to ...,cache-mounts=true`) describes the contents of `RUN --mount=type=cache`
+folders: each id's folder is a tar layer of the manifest (mounttar.py: directories, files, symlinks and hard
+links, nothing else), named here by its diff_id, with the owner and mode of the folder itself. It has a version of
+its own: a pybuild that cannot read it still uses the records, and says it skipped the mounts.
 
 Everything read here is hostile: every field is checked, the `files` of a step are decompressed with a limit and
 parsed, and a version newer than this pybuild reads is refused with a message that says so.
@@ -35,8 +43,10 @@ from ..store.steplog import StepRow
 
 __all__ = [
     "CACHE_FIELD",
+    "MOUNTS_VERSION",
     "VERSION",
     "CacheDocument",
+    "CachedMount",
     "CachedResult",
     "cache_config_bytes",
     "read_cache_config",
@@ -45,6 +55,9 @@ __all__ = [
 
 CACHE_FIELD = "pybuild.cache"
 VERSION = 1
+MOUNTS_VERSION = 1
+MAX_MOUNT_ID = 4096
+_MAX_ID = 2**32 - 2
 MAX_FILES_JSON = 64 << 20  # a step's per-file digests, decompressed
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
 
@@ -59,16 +72,43 @@ class CachedResult:
 
 
 @dataclass(frozen=True)
+class CachedMount:
+    """The contents of a cache mount: the tar layer of its folder, and the folder's owner and mode."""
+
+    id: str
+    layer: Digest  # the diff_id of its tar
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o755
+    size: int = 0  # bytes of its regular files
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "layer": str(self.layer),
+            "uid": self.uid,
+            "gid": self.gid,
+            "mode": self.mode,
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
 class CacheDocument:
     records: Mapping[Digest, CachedResult] = field(default_factory=dict)
     steps: tuple[StepRow, ...] = ()
+    mounts: tuple[CachedMount, ...] = ()
+    skipped_mounts: str = ""  # why cache mounts it holds cannot be read (a newer format), or ""
 
     def layers(self) -> list[Digest]:
         """Every layer a record names, in first-seen order."""
         return list(dict.fromkeys(diff_id for result in self.records.values() for diff_id in result.chain))
 
+    def mount(self, cache_id: str) -> CachedMount | None:
+        return next((mount for mount in self.mounts if mount.id == cache_id), None)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "version": VERSION,
             "records": {
                 str(key): {
@@ -80,6 +120,10 @@ class CacheDocument:
             },
             "steps": [_step_json(row) for row in sorted(self.steps, key=lambda row: row.key)],
         }
+        if self.mounts:
+            mounts = [mount.to_json() for mount in sorted(self.mounts, key=lambda mount: mount.id)]
+            value["cache_mounts"] = {"version": MOUNTS_VERSION, "mounts": mounts}
+        return value
 
     @classmethod
     def from_json(cls, value: Any, where: str) -> CacheDocument:
@@ -100,7 +144,8 @@ class CacheDocument:
             raise CacheImportError(f"{where}: the cache metadata needs a records object and a steps list")
         records = {_digest(key, "blake3", where): _result(item, where) for key, item in records_value.items()}
         steps = tuple(_step(item, where) for item in steps_value)
-        return cls(records, steps)
+        mounts, skipped = _mounts(value.get("cache_mounts"), where)
+        return cls(records, steps, mounts, skipped)
 
 
 def _digest(text: Any, algorithm: str, where: str) -> Digest:
@@ -135,6 +180,49 @@ def _result(value: Any, where: str) -> CachedResult:
         chain=chain,
         created=_number(value.get("created", 0), "created", where),
         description=_text(value.get("description", ""), "description", where),
+    )
+
+
+def _mounts(value: Any, where: str) -> tuple[tuple[CachedMount, ...], str]:
+    """The cache mounts of the metadata, and why they were skipped when their format is newer than ours."""
+    if value is None:
+        return (), ""
+    if not isinstance(value, dict) or not isinstance(value.get("mounts"), list):
+        raise CacheImportError(f"{where}: cache_mounts is not an object with a mounts list")
+    version = value.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CacheImportError(f"{where}: cache_mounts has no valid version number")
+    if version > MOUNTS_VERSION:
+        return (), (
+            f"its cache mounts are format {version}, from a newer pybuild (this one reads {MOUNTS_VERSION}): "
+            "they are not restored"
+        )
+    mounts: dict[str, CachedMount] = {}
+    for item in value["mounts"]:
+        mount = _mount(item, where)
+        mounts.setdefault(mount.id, mount)
+    return tuple(mounts.values()), ""
+
+
+def _integer(value: Any, name: str, maximum: int, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise CacheImportError(f"{where}: cache mount {name} {value!r} is not a number from 0 to {maximum}")
+    return value
+
+
+def _mount(value: Any, where: str) -> CachedMount:
+    if not isinstance(value, dict):
+        raise CacheImportError(f"{where}: a cache mount entry is not an object")
+    cache_id = _text(value.get("id"), "cache mount id", where)
+    if not cache_id or len(cache_id) > MAX_MOUNT_ID or "\0" in cache_id:
+        raise CacheImportError(f"{where}: cache mount id {cache_id[:100]!r} is empty, too long or holds a NUL")
+    return CachedMount(
+        id=cache_id,
+        layer=_digest(value.get("layer"), "sha256", where),
+        uid=_integer(value.get("uid", 0), "uid", _MAX_ID, where),
+        gid=_integer(value.get("gid", 0), "gid", _MAX_ID, where),
+        mode=_integer(value.get("mode", 0o755), "mode", 0o7777, where),
+        size=_integer(value.get("size", 0), "size", 2**63 - 1, where),
     )
 
 

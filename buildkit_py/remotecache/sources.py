@@ -1,6 +1,8 @@
 """Imported caches, read lazily: opening one reads its manifest and config (the metadata) only; a layer's blob is
 fetched when a build needs it, verified against its digest and its diff_id, unpacked beneath a temp folder with the
-hostile-safe unpacker, and only then committed to the store.
+hostile-safe unpacker, and only then committed to the store. A blob can also be fetched as it is (`fetch_blob`,
+verified against its digest): an export carries forward records whose layers this store never downloaded, and a
+cache mount's layer is unpacked into the store's cache mounts, never into its layers.
 
     RegistryCache   a cache manifest, or an image with inline cache, in a registry (pybuild's registry client)
     LayoutCache     a cache written by `--cache-to type=local` (an OCI image layout folder)
@@ -9,14 +11,16 @@ hostile-safe unpacker, and only then committed to the store.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..digest import Digest
-from ..errors import BuildError, CacheImportError, ImageNotFound, InvalidDigest
+from ..errors import BuildError, CacheImportError, DigestMismatch, ImageNotFound, InvalidDigest
 from ..image.ingest import IngestBatch, LayoutDir, read_small, verify_file
 from ..image.manifest import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, Descriptor, Manifest, parse_index, parse_manifest
 from ..image.oci_layout import LAYOUT_FILE, REF_NAME
@@ -27,9 +31,10 @@ if TYPE_CHECKING:
     from ..registry.client import RegistryClient, TransportOptions
     from ..store import Store
 
-__all__ = ["CacheSource", "LayoutCache", "RegistryCache", "StoreImageCache", "open_cache_source"]
+__all__ = ["CacheSource", "LayoutCache", "RegistryCache", "StoreImageCache", "copy_verified", "open_cache_source"]
 
 MAX_CACHE_CONFIG = 32 << 20
+_CHUNK = 1 << 20
 
 
 class CacheSource(Protocol):
@@ -56,7 +61,40 @@ class CacheSource(Protocol):
         CacheImportError (or another BuildError) when it cannot."""
         ...
 
-    def close(self) -> None: ...
+    def fetch_blob(self, store: Store, descriptor: Descriptor, dest: Path) -> int:
+        """Write the blob, as it is, to the new file `dest`, and check it against its digest and size; returns its
+        size. CacheImportError (or another BuildError, whose text does not repeat the source's name) when it cannot;
+        `dest` may then hold part of it."""
+        ...
+
+    @property
+    def registry_location(self) -> tuple[str, str] | None:
+        """(registry, repository) when the blobs are in a registry (a push there can mount them), else None."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections; a later fetch opens them again."""
+        ...
+
+
+def copy_verified(stream: BinaryIO, out: BinaryIO, descriptor: Descriptor) -> int:
+    """Copy the blob `descriptor` names from `stream` to `out`; DigestMismatch unless it has the descriptor's size
+    and digest. Returns its size."""
+    if descriptor.digest.algorithm not in ("sha256", "sha512"):
+        raise DigestMismatch(f"blob {descriptor.digest}: unsupported digest algorithm")
+    hasher = hashlib.new(descriptor.digest.algorithm)
+    size = 0
+    while chunk := stream.read(_CHUNK):
+        size += len(chunk)
+        if size > descriptor.size:
+            raise DigestMismatch(f"blob {descriptor.digest} is larger than its descriptor's {descriptor.size} bytes")
+        hasher.update(chunk)
+        out.write(chunk)
+    if size != descriptor.size:
+        raise DigestMismatch(f"blob {descriptor.digest} is {size} bytes, its descriptor says {descriptor.size}")
+    if hasher.hexdigest() != descriptor.digest.hex:
+        raise DigestMismatch(f"blob {descriptor.digest} hashes to {descriptor.digest.algorithm}:{hasher.hexdigest()}")
+    return size
 
 
 def _layer_map(manifest: Manifest, diff_ids: tuple[Digest, ...], where: str) -> dict[Digest, Descriptor]:
@@ -84,17 +122,28 @@ class _Loaded:
 class RegistryCache:
     def __init__(self, reference: str, options: TransportOptions | None = None) -> None:
         from ..reference import parse_reference
-        from ..registry.client import RegistryClient
 
         self.reference = parse_reference(reference)
         self.name = f"registry {reference}"
-        self._client: RegistryClient = RegistryClient(self.reference.registry, options)
+        self.registry_location = (self.reference.registry, self.reference.repository)
+        self._options = options
+        self._lock = threading.Lock()
+        self._client_open: RegistryClient | None = None
         try:
             loaded = self._load()
         except BaseException:
-            self._client.close()
+            self.close()
             raise
         self.document, self.layers, self.metadata_size = loaded.document, loaded.layers, loaded.metadata_size
+
+    @property
+    def _client(self) -> RegistryClient:
+        from ..registry.client import RegistryClient
+
+        with self._lock:
+            if self._client_open is None:
+                self._client_open = RegistryClient(self.reference.registry, self._options)
+            return self._client_open
 
     def _load(self) -> _Loaded:
         from ..registry.client import NotFoundError
@@ -118,8 +167,19 @@ class RegistryCache:
 
         return fetch_layer(store, self._client, self.reference.repository, self.layers[diff_id], diff_id)
 
+    def fetch_blob(self, store: Store, descriptor: Descriptor, dest: Path) -> int:
+        from ..registry.pull import download_blob
+
+        try:
+            return download_blob(self._client, self.reference.repository, descriptor, dest)
+        except OSError as error:
+            raise CacheImportError(f"blob {descriptor.digest}: {error.strerror or error}") from None
+
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            client, self._client_open = self._client_open, None
+        if client is not None:
+            client.close()
 
 
 class LayoutCache:
@@ -173,6 +233,18 @@ class LayoutCache:
             raise CacheImportError(f"{self.name}: layer {diff_id.short}: {error}") from None
         return descriptor.size
 
+    def fetch_blob(self, store: Store, descriptor: Descriptor, dest: Path) -> int:
+        name = f"blobs/{descriptor.digest.algorithm}/{descriptor.digest.hex}"
+        try:
+            with self._source.open(name) as stream, open(dest, "xb") as out:
+                return copy_verified(stream, out, descriptor)
+        except OSError as error:
+            raise CacheImportError(f"blob {descriptor.digest}: {error.strerror or error}") from None
+
+    @property
+    def registry_location(self) -> tuple[str, str] | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -196,6 +268,13 @@ class StoreImageCache:
 
     def fetch(self, store: Store, diff_id: Digest) -> int:
         raise CacheImportError(f"{self.name}: layer {diff_id} is not in the store")
+
+    def fetch_blob(self, store: Store, descriptor: Descriptor, dest: Path) -> int:
+        raise CacheImportError(f"{self.name}: blob {descriptor.digest} is not in the store")
+
+    @property
+    def registry_location(self) -> tuple[str, str] | None:
+        return None
 
     def close(self) -> None:
         pass

@@ -1,14 +1,16 @@
 """`--cache-to` and `--cache-from`, read as BuildKit reads them.
 
     --cache-to   type=local,dest=DIR[,tag=T][,mode=min|max][,compression=gzip|zstd|uncompressed][,ignore-error=true]
-    --cache-to   type=registry,ref=REPO:TAG[,mode=...][,compression=...][,ignore-error=true]
+                 [,cache-mounts=true]
+    --cache-to   type=registry,ref=REPO:TAG[,mode=...][,compression=...][,ignore-error=true][,cache-mounts=true]
     --cache-to   type=inline
     --cache-from type=local,src=DIR[,tag=T]
     --cache-from type=registry,ref=REPO:TAG      (a cache, or an image carrying inline cache)
     --cache-from REPO:TAG                        (the same, as BuildKit takes a bare reference)
 
 `mode=min` (BuildKit's default) exports the steps of the final image, `mode=max` every step of every stage the build
-needed. `cache-mounts=true` asks for the contents of `RUN --mount=type=cache` folders too.
+needed. `cache-mounts=true` (pybuild's own; local and registry only) asks for the contents of the build's
+`RUN --mount=type=cache` folders too.
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ def parse_cache_to(spec: str) -> CacheExport:
         _check_reference(dest)
     elif mode == "max":
         raise CacheSpecError("--cache-to type=inline supports mode=min only: it holds the layers of the image")
+    elif cache_mounts:
+        raise CacheSpecError("--cache-to type=inline cannot hold cache mounts (use type=local or type=registry)")
     _no_more(fields, "--cache-to", spec)
     return CacheExport(kind, dest, tag, mode, compression, ignore_error, cache_mounts)
 

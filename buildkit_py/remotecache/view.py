@@ -8,7 +8,11 @@ so a chain whose last step hits costs its own layers and none of the steps benea
 A layer that fails to fetch (a blob with the wrong digest, a truncated layout, a registry error) is remembered as
 broken, with a warning naming it; the records that need it are misses from then on, and the builder solves again, so
 those steps run as if the cache had never had them. Once a build is done, `adopt` records the imported hits whose
-layers are now here as local records, with their original times, so the next build here hits locally.
+layers are now here as local records, with their original times, so the next build here hits locally; an export
+carries the others forward (`blob_source`, `imported_result`).
+
+Cache mounts an imported cache holds are restored by `restore_mount`, which the worker calls before a step that
+mounts the id runs: once per id and build, never over an id with content here, and a failure is a warning.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from typing import TYPE_CHECKING
 
 from ..digest import Digest
 from ..errors import BuildError, CacheImportError
-from .metadata import CachedResult
+from .metadata import CachedMount, CachedResult
 from .sources import CacheSource
 
 if TYPE_CHECKING:
+    from ..image.manifest import Descriptor
     from ..store import Store
 
 __all__ = ["CacheView", "human_size"]
@@ -68,6 +73,8 @@ class CacheView:
         self.fetch_seconds = 0.0
         self._lock = threading.Lock()
         self._fetching = threading.Lock()
+        self._mounts_done: set[str] = set()
+        self._mount_locks: dict[str, threading.Lock] = {}
         for source in self.sources:
             rows = [replace(row, project=project) for row in source.document.steps]
             if rows:
@@ -163,6 +170,74 @@ class CacheView:
                 self.store.cache.put(key, result.chain, result.description, created=result.created)
                 adopted += 1
         return adopted
+
+    def blob_source(self, diff_id: Digest) -> tuple[CacheSource, Descriptor] | None:
+        """The first imported cache that holds the layer's blob (none that failed to fetch), and its descriptor."""
+        if diff_id in self.broken:
+            return None
+        for source in self.sources:
+            descriptor = source.layers.get(diff_id)
+            if descriptor is not None:
+                return source, descriptor
+        return None
+
+    # -- cache mounts ----------------------------------------------------------------------------------------------
+
+    def imported_mount(self, cache_id: str) -> tuple[CacheSource, CachedMount] | None:
+        """The first imported cache holding the cache mount `cache_id` (none whose layer failed)."""
+        for source in self.sources:
+            mount = source.document.mount(cache_id)
+            if mount is not None and mount.layer in source.layers and mount.layer not in self.broken:
+                return source, mount
+        return None
+
+    def restore_mount(self, cache_id: str) -> None:
+        """Give the store the cache mount `cache_id` from an imported cache, unless it has content for it already.
+        Once per id and build; never raises (a failure is a warning)."""
+        with self._lock:
+            if cache_id in self._mounts_done:
+                return
+            lock = self._mount_locks.setdefault(cache_id, threading.Lock())
+        with lock:
+            if cache_id in self._mounts_done:
+                return
+            try:
+                self._restore_mount(cache_id)
+            finally:
+                with self._lock:
+                    self._mounts_done.add(cache_id)
+
+    def _restore_mount(self, cache_id: str) -> None:
+        from .mounts import restore_mount
+
+        found = self.imported_mount(cache_id)
+        if found is None:
+            return
+        source, mount = found
+        if self.store.cache_mounts.has_content(cache_id):
+            self.say(f"cache mount {cache_id}: the local one is kept ({source.name} has one too)")
+            return
+        started = time.monotonic()
+        try:
+            restored, size = restore_mount(self.store, source, mount)
+        except (BuildError, OSError) as error:
+            text = str(error) if isinstance(error, BuildError) else f"{error.strerror or error}"
+            with self._lock:
+                self.broken.add(mount.layer)
+            self.warn(f"cache {source.name}: cache mount {cache_id} cannot be used, the step starts without it: {text}")
+            return
+        elapsed = time.monotonic() - started
+        if restored:
+            self.say(f"importing cache mount {cache_id} from {source.name}: {human_size(size)} {elapsed:.2f}s")
+        else:
+            self.say(f"cache mount {cache_id}: the local one is kept (a step holds it, or it has content now)")
+
+    def mark_broken(self, diff_id: Digest, message: str) -> None:
+        """A layer that turned out unusable after the build (an export could not carry it forward)."""
+        with self._lock:
+            self.broken.add(diff_id)
+            self.failures.append(message)
+        self.warn(message)
 
     def imported_result(self, key: Digest) -> CachedResult | None:
         """What an imported cache says `key` gave (for exporting records this store never fetched)."""

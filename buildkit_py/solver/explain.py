@@ -11,7 +11,7 @@ from typing import Any
 from ..digest import Digest
 from ..store.steplog import StepLogStore, StepRow
 from .ops import instruction_text
-from .solver import StepRecord
+from .solver import SETTINGS_FIELD, StepRecord
 
 _RECORD_REMOVED = "the cache record was removed (pruned, or --no-cache)"
 _SHOWN_PATHS = 3
@@ -77,7 +77,21 @@ class StepLog:
 
 
 def _difference(step: StepRecord, old_definition: dict[str, Any], old_files: list[dict[str, str]]) -> str:
-    new_definition = step.definition
+    """What differs between the step and an earlier run of it; build settings (SOURCE_DATE_EPOCH) are named only
+    when nothing of the step itself changed."""
+    old_settings = old_definition.get(SETTINGS_FIELD)
+    old_definition = {name: value for name, value in old_definition.items() if name != SETTINGS_FIELD}
+    new_settings = step.definition.get(SETTINGS_FIELD)
+    new_definition = {name: value for name, value in step.definition.items() if name != SETTINGS_FIELD}
+    reason = _step_difference(step, old_definition, new_definition, old_files)
+    if reason == _RECORD_REMOVED:
+        return _settings_difference(old_settings, new_settings) or reason
+    return reason
+
+
+def _step_difference(
+    step: StepRecord, old_definition: dict[str, Any], new_definition: dict[str, Any], old_files: list[dict[str, str]]
+) -> str:
     if step.kind == "exec":
         changed = _files_difference(old_files, [dict(f) for f in step.files]) if step.files else ""
         return changed or _exec_difference(old_definition, new_definition)
@@ -88,6 +102,23 @@ def _difference(step: StepRecord, old_definition: dict[str, Any], old_files: lis
     if old_definition != new_definition:
         return "the instruction changed"
     return _RECORD_REMOVED
+
+
+def _settings_difference(old: Any, new: Any) -> str:
+    """The build settings that changed, e.g. `SOURCE_DATE_EPOCH changed: 1700000000 -> 1700000100`."""
+    old_settings = old if isinstance(old, dict) else {}
+    new_settings = new if isinstance(new, dict) else {}
+    notes: list[str] = []
+    for name in sorted(set(old_settings) | set(new_settings), key=str):
+        if name not in old_settings:
+            notes.append(f"{name} set to {new_settings[name]} (it was not set when this step last ran)")
+        elif name not in new_settings:
+            notes.append(f"{name} unset (it was {old_settings[name]} when this step last ran)")
+        elif old_settings[name] != new_settings[name]:
+            notes.append(f"{name} changed: {old_settings[name]} -> {new_settings[name]}")
+    if not notes:
+        return ""
+    return "; ".join(notes) + " (part of the key of every step that makes a layer)"
 
 
 def _exec_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:

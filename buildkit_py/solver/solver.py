@@ -29,14 +29,18 @@ from .progress import (
 )
 
 Chain = tuple[Digest, ...]
+SETTINGS_FIELD = "build_settings"  # where a step record's definition keeps its summary's settings
 
 
 @dataclass(frozen=True)
 class ContentSummary:
-    """What an op reads from outside the graph: one digest per input it hashes, and per-file digests to explain."""
+    """What an op reads from outside the graph: one digest per input it hashes, and per-file digests to explain.
+    `settings` names build settings that are part of the key without being part of the op (SOURCE_DATE_EPOCH), so
+    the explainer can say when a miss is theirs."""
 
     digests: tuple[Digest | None, ...] = ()
     files: tuple[Mapping[str, str], ...] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 class Worker(Protocol):
@@ -276,13 +280,17 @@ class Solver:
     ) -> StepRecord:
         op = self.graph.op(digest)
         meta = self.graph.meta(digest)
+        definition = keyed_definition(op, keys)
+        settings = summaries[digest].settings
+        if settings:
+            definition = {**definition, SETTINGS_FIELD: dict(settings)}
         return StepRecord(
             key=keys[digest],
             input_keys=tuple(keys[d] for d in op.inputs()),
             kind=op.kind,
             name=meta.name,
             stage=meta.stage,
-            definition=keyed_definition(op, keys),
+            definition=definition,
             files=summaries[digest].files,
             number=self.numbers.get(digest, 0),
             duration=duration,

@@ -11,7 +11,9 @@ lets `cache du` list them and `cache prune` remove them: a removal takes the exc
 instance in use is never removed, and a step that was waiting on a removed instance's lock starts over.
 
 What steps write here is as hostile as anything they write: it is walked and removed without following a symlink,
-and never read by pybuild otherwise.
+and read only by `--cache-to ...,cache-mounts=true` (remotecache/mounttar.py, which follows no symlink either).
+`reading` holds an instance shared while it is exported; `restore` puts a folder imported with `--cache-from` in
+place of an instance that is missing or empty, never over one a step holds or one with content.
 """
 
 from __future__ import annotations
@@ -250,6 +252,73 @@ class CacheMountStore:
                 "UPDATE cache_mounts SET last_used = ? WHERE id = ? AND instance = ?", (time.time(), cache_id, instance)
             )
 
+    @contextmanager
+    def reading(self, cache_id: str) -> Iterator[Path | None]:
+        """The data folder of the id's most recently used instance that has one, held shared while the caller reads
+        it (no `locked` or `private` step writes it meanwhile, no prune removes it); None when there is none, or
+        when each is held exclusively by a step right now."""
+        for record in self.records():
+            if record.id != cache_id:
+                continue
+            folder = self.folder / record.folder
+            if not _is_dir(folder / "data"):
+                continue
+            try:
+                fd = os.open(folder / "lock", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                if not self._valid(fd, record.id, record.instance, folder):
+                    continue
+                yield folder / "data"
+                return
+            finally:
+                os.close(fd)
+        yield None
+
+    def has_content(self, cache_id: str) -> bool:
+        """Whether an instance of the id holds anything."""
+        for record in self.records():
+            data = self.folder / record.folder / "data"
+            if record.id == cache_id and _is_dir(data):
+                with os.scandir(data) as entries:
+                    if next(entries, None) is not None:
+                        return True
+        return False
+
+    def restore(self, cache_id: str, tree: Path, uid: int, gid: int, mode: int) -> bool:
+        """Move `tree` (a folder of ours on the store's filesystem) into place as the data of the id's first instance,
+        owned `uid`:`gid` with `mode`, unless that instance has content already or a step holds it. True when it did.
+        """
+        self._register(cache_id, 0)
+        folder = self.folder / _folder_name(cache_id, 0)
+        fd = _open_lock(folder)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if not self._valid(fd, cache_id, 0, folder):
+                return False
+            data = folder / "data"
+            if _is_dir(data):
+                with os.scandir(data) as entries:
+                    if next(entries, None) is not None:
+                        return False
+                data.rmdir()
+            os.chown(tree, uid, gid, follow_symlinks=False)
+            os.chmod(tree, mode)
+            os.rename(tree, data)
+            self._touch(cache_id, 0)
+            return True
+        finally:
+            os.close(fd)
+
     def records(self) -> list[CacheMountRecord]:
         """Every instance, most recently used first."""
         with self._db.read() as db:
@@ -286,6 +355,14 @@ class CacheMountStore:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+
+def _is_dir(path: Path) -> bool:
+    """A directory itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _held(folder: Path) -> bool:

@@ -97,9 +97,11 @@ class LocalWorker:
         mtime_limit: int | None = None,
         fetch_layers: Callable[[Chain], None] | None = None,
         session: BuildSession | None = None,
+        restore_cache_mount: Callable[[str], None] | None = None,
     ) -> None:
         """`mtime_limit` (SOURCE_DATE_EPOCH) clamps the file times of every layer this worker writes; `fetch_layers`
-        makes the layers of a chain local when some came from an imported cache and are not downloaded yet.
+        makes the layers of a chain local when some came from an imported cache and are not downloaded yet, and
+        `restore_cache_mount` a cache mount's content, before a step that mounts it runs.
         `session` holds the build's secrets and ssh agents, for RUN's secret and ssh mounts."""
         self.session = session or BuildSession()
         self._cancelled = threading.Event()
@@ -109,6 +111,7 @@ class LocalWorker:
         self.hasher = hasher
         self.mtime_limit = mtime_limit
         self.fetch_layers = fetch_layers
+        self.restore_cache_mount = restore_cache_mount
         self._cpu = threading.BoundedSemaphore(max(1, cpu_slots))  # copying and layer writing are CPU-bound
         self._remote_lock = threading.Lock()
         self._downloads: dict[Digest, FetchedFile] = {}
@@ -152,7 +155,8 @@ class LocalWorker:
         if self.mtime_limit is not None and isinstance(op, ExecOp | FileOp):
             # The layer's file times depend on the limit, so its step's cache key must too.
             clamp = digest_json({"mtime_limit": self.mtime_limit})
-            return ContentSummary((*summary.digests, clamp), summary.files)
+            settings = {"SOURCE_DATE_EPOCH": str(self.mtime_limit)}
+            return ContentSummary((*summary.digests, clamp), summary.files, settings)
         return summary
 
     def _context_content(self, op: Op) -> ContentSummary:
@@ -260,6 +264,7 @@ class LocalWorker:
                 scratch=scratch,
                 stack=held,
                 cancelled=self._cancelled.is_set,
+                restore_cache=self.restore_cache_mount,
             )
             if mounts.env:
                 process = replace(process, env=(*process.env, *mounts.env))

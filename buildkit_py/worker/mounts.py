@@ -3,7 +3,8 @@
 - bind from the build context: the files it selects (the same selection rules as COPY: `.dockerignore`, paths beneath
   the root) are copied into the step's scratch folder, and that copy is bound; their checksum is part of the step's
   cache key (`context_selection`). From a stage or image: its layers, read-only, or with a throw-away upper for `rw`.
-- cache: an instance of the store's cache mount, held (locked as its sharing says) until the step ends.
+- cache: an instance of the store's cache mount, held (locked as its sharing says) until the step ends; with
+  imported caches, `restore_cache(id)` first gives the store the id's content from them (once per build).
 - tmpfs: a fresh tmpfs.
 - secret: its value from the session, as a file the sandbox writes on its private tmpfs, and/or a variable of the
   step's process. A missing secret is an error only when `required`.
@@ -68,10 +69,14 @@ def prepare_mounts(
     scratch: Path,
     stack: ExitStack,
     cancelled: Callable[[], bool] = lambda: False,
+    restore_cache: Callable[[str], None] | None = None,
 ) -> PreparedMounts:
     """The mounts of one run of `op`; whatever it holds is released by `stack`. Waiting for a cache mount another step
     holds ends, with an ExecError, once `cancelled()` is true."""
     preparer = _Preparer(graph, inputs, lowers, store, executor, session, scratch, stack, cancelled)
+    if restore_cache is not None:
+        for cache_id in sorted({mount.id for mount in op.mounts if isinstance(mount, CacheSpec)}):
+            restore_cache(cache_id)
     mounts: list[AnyMount] = []
     env: list[str] = []
     # Cache locks are taken in one order, so two steps holding two caches each can never wait on each other; an id
