@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..digest import Digest
 from ..store import Store
-from .unpack import unpack_layer
 
 __all__ = ["snapshot_path"]
 
@@ -16,6 +15,8 @@ def snapshot_path(store: Store, diff_id: Digest) -> Path:
     existing = store.layers.snapshot(diff_id)
     if existing is not None:
         return existing
+    from .unpack import unpack_layer
+
     with store.temp_dir("unpack") as work:
         target = work / "root"
         target.mkdir()
