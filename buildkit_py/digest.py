@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ def new_hasher(algorithm: str) -> Any:
     if algorithm == "blake3":
         return blake3.blake3()
     if algorithm in ("sha256", "sha512"):
+        import hashlib  # it loads OpenSSL, which a no-op rebuild never needs
+
         return hashlib.new(algorithm)
     raise InvalidDigest(f"unsupported digest algorithm: {algorithm}")
 
