@@ -25,8 +25,16 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from engines import Bases, BuildahEngine, DockerEngine, Engine, PybuildEngine, pybuild_command
-from report import MEASUREMENTS, Results, fmt_seconds, goals, markdown_table, rss_table
-from scenarios import DEBIAN_TAG, SCENARIOS, Scenario, append_line, ensure_debian_tar, ensure_generated
+from report import MEASUREMENTS, Results, cpu_table, fmt_seconds, goals, goals_issue14, markdown_table, rss_table
+from scenarios import (
+    DEBIAN_TAG,
+    SCENARIOS,
+    SHARED_SCENARIOS,
+    Scenario,
+    append_line,
+    ensure_debian_tar,
+    ensure_generated,
+)
 from timing import SetupError, run_quiet, run_timed
 
 ENGINES = ("pybuild", "docker", "buildah")
@@ -179,6 +187,7 @@ def measure(
         return
     results.seconds.setdefault(key, []).append(timing.seconds)
     results.peak_rss_kib.setdefault(key, []).append(timing.peak_rss_kib)
+    results.cpu_seconds.setdefault(key, []).append(timing.cpu_seconds)
     extra = ""
     if measurement == "a":
         warning = engine.cold_warning(log_path)
@@ -186,7 +195,9 @@ def measure(
             results.notes.append(f"{scenario.name}, {engine.label}, cold run {run}: {warning} (reset incomplete?)")
             extra = f"  WARNING: {warning}"
     rss = f"  peak RSS {timing.peak_rss_kib / 1024:.0f} MiB" if engine.label.startswith("pybuild") else ""
-    log(f"  {measurement}. {engine.label}: {fmt_seconds(timing.seconds)} s{rss}{extra}")
+    log(
+        f"  {measurement}. {engine.label}: {fmt_seconds(timing.seconds)} s, CPU {fmt_seconds(timing.cpu_seconds)} s{rss}{extra}"
+    )
 
 
 def run_scenario(scenario: Scenario, engines: list[Engine], args: argparse.Namespace, results: Results) -> None:
@@ -303,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         text += (
             "\n## pybuild peak RSS (MB, largest of the runs; wait4 ru_maxrss of the pybuild process)\n\n" + rss + "\n"
         )
+    text += (
+        "\n## CPU seconds (user + system, median; the timed process and the children it waited for: for docker the"
+        " client only, the daemon does the build)\n\n" + cpu_table(results) + "\n"
+    )
+    text += "\n## Goals of issue 14\n\n" + "\n".join(goals_issue14(results, SHARED_SCENARIOS)) + "\n"
     text += "\n## Goals of issue 3\n\n" + "\n".join(goals(results)) + "\n"
     if args.live and source_state() != started_at:
         results.notes.append(
@@ -317,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = {
         "seconds": {"|".join(k): v for k, v in results.seconds.items()},
         "peak_rss_kib": {"|".join(k): v for k, v in results.peak_rss_kib.items()},
+        "cpu_seconds": {"|".join(k): v for k, v in results.cpu_seconds.items()},
         "failures": {"|".join(k): v for k, v in results.failures.items()},
         "notes": results.notes,
     }

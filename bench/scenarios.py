@@ -32,6 +32,9 @@ class Scenario:
         return f"pybuild-bench/{self.name}:latest"
 
 
+# The scenarios of ../shared/bench/make_scenarios.sh (issue 14's peak-RSS goal is over these).
+SHARED_SCENARIOS = ("tiny", "many-steps", "big-context", "multi-stage", "deletion-heavy", "debian-app")
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (

@@ -19,6 +19,8 @@ class Timing:
     # ru_maxrss of this child (the largest process in its tree that it waited for), in KiB on Linux.
     peak_rss_kib: int
     timed_out: bool = False
+    # ru_utime + ru_stime of this child and the descendants it waited for (for docker: the client only).
+    cpu_seconds: float = 0.0
 
 
 def run_timed(
@@ -61,7 +63,8 @@ def run_timed(
             timer.cancel()
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
-    return Timing(seconds, process.returncode, usage.ru_maxrss, expired.is_set())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timing(seconds, process.returncode, usage.ru_maxrss, expired.is_set(), cpu)
 
 
 def run_quiet(
