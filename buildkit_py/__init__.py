@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .dataclass_cache import install as _install_dataclass_cache
+
+_install_dataclass_cache()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

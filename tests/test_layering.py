@@ -19,7 +19,9 @@ PACKAGE_DIR = Path(buildkit_py.__file__).resolve().parent
 ROOT = "buildkit_py"
 
 # Small modules of plain values that any package may use.
-SHARED = frozenset({"errors", "digest", "reference", "filemode", "gocsv", "gostring", "units", "transfer", ROOT})
+SHARED = frozenset(
+    {"errors", "digest", "reference", "filemode", "gocsv", "gostring", "units", "transfer", "dataclass_cache", ROOT}
+)
 
 # What each top-level package (or module) of buildkit_py may import, besides itself and SHARED. Bottom up.
 MAY_IMPORT: dict[str, frozenset[str]] = {
@@ -32,6 +34,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "gostring": frozenset(),
     "units": frozenset(),
     "transfer": frozenset(),
+    "dataclass_cache": frozenset(),
     "fs": frozenset(),
     "store": frozenset(),
     "layer": frozenset({"store"}),

@@ -177,6 +177,9 @@ def entry() -> None:
     arguments = sys.argv[1:]
     status = main(arguments)
     if _command_in(arguments) in _EXIT_AT_ONCE:
+        from ..dataclass_cache import save
+
+        save()  # what atexit would have done
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -171,6 +171,9 @@ def main(argv: list[str]) -> int:
     # socket closes instead, which happens when the executor closes it or its process dies.
     sock = socket.socket(fileno=int(argv[1]))
     serve(sock)
+    from ..dataclass_cache import save
+
+    save()
     os._exit(0)  # nothing to flush or close: tearing the interpreter down would only keep the build waiting
 
 
