@@ -7,6 +7,7 @@ rules leave out."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -123,19 +124,19 @@ def test_every_change_is_seen_through_a_warm_stat_cache(context: Path, tmp_path:
         assert [path for path in after.files if before.files.get(path) != after.files[path]] == [relpath]
 
 
-def test_a_file_swapped_for_a_symlink_or_a_fifo_after_the_walk_is_an_error(context: Path, tmp_path: Path) -> None:
+def test_a_file_swapped_for_a_symlink_or_a_fifo_after_the_walk_is_an_error(context: Path) -> None:
     """What the walk found is what is read: a file that has become something else fails the checksum."""
     with RootDir(context) as root:
-        reader = hashing._FolderReader(root)
-        try:
-            assert reader.digest("src/d0/f0001.txt", 6) == blake3.blake3(b"0 1\n" * 3).hexdigest()
-            os.unlink(context / "src" / "d0" / "f0002.txt")
-            (context / "src" / "d0" / "f0002.txt").symlink_to("/etc/passwd")
-            with pytest.raises(ContextError, match="changed during the build: a symlink appeared"):
-                reader.digest("src/d0/f0002.txt", 6)
-            os.unlink(context / "src" / "d0" / "f0003.txt")
-            os.mkfifo(context / "src" / "d0" / "f0003.txt")
-            with pytest.raises(ContextError, match="f0003.txt changed during the build: it was removed or replaced"):
-                reader.digest("src/d0/f0003.txt", 6)
-        finally:
-            reader.close()
+        assert hashing._hash_run(root, [("src/d0/f0001.txt", 6)]) == [blake3.blake3(b"0 1\n" * 3).hexdigest()]
+        os.unlink(context / "src" / "d0" / "f0002.txt")
+        (context / "src" / "d0" / "f0002.txt").symlink_to("/etc/passwd")
+        with pytest.raises(ContextError, match="f0002.txt changed during the build: a symlink appeared"):
+            hashing._hash_run(root, [("src/d0/f0001.txt", 6), ("src/d0/f0002.txt", 6)])
+        os.unlink(context / "src" / "d0" / "f0003.txt")
+        os.mkfifo(context / "src" / "d0" / "f0003.txt")
+        with pytest.raises(ContextError, match="f0003.txt changed during the build: it was removed or replaced"):
+            hashing._hash_run(root, [("src/d0/f0003.txt", 6)])
+        shutil.rmtree(context / "src" / "d1")
+        (context / "src" / "d1").symlink_to(context / "src" / "d2")
+        with pytest.raises(ContextError, match="d1/f0000.txt changed during the build"):
+            hashing._hash_run(root, [("src/d1/f0000.txt", 6)])

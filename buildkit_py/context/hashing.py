@@ -5,10 +5,8 @@ of a large context reads only metadata. The checksum covers, per selected entry:
 mode, owner, size, content and link target — never mtime or atime, so a `touch` is still a hit.
 
 The context is read through one `RootDir` per checksum: the walk's lstats, the link targets and the file contents all
-come through descriptors beneath the root, never through a symlink (see `select`). A file is opened by its name
-relative to its directory, which was itself opened beneath the root without following a symlink, and with
-O_NOFOLLOW: the same component-by-component resolution as `fs.beneath`, one directory open per folder instead of one
-path resolution per file.
+come through descriptors beneath the root, never through a symlink (see `select`); files are opened folder by
+folder (`FolderFiles`).
 
 The selection streams: entries are checksummed a batch at a time (stat cache rows looked up, missing files hashed by a
 few threads, each taking a run of files), so memory does not grow with the size of the context beyond the per-file
@@ -16,7 +14,6 @@ short digests that explain a later miss."""
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import threading
@@ -31,7 +28,7 @@ import blake3
 
 from ..digest import Digest
 from ..errors import ContextError
-from ..fs.beneath import RootDir
+from ..fs.beneath import FolderFiles, RootDir
 from ..solver.ops import CopyAction
 from .dockerignore import IgnoreRules
 from .select import CopyFilter, source_error, walk_selected
@@ -49,7 +46,6 @@ _RUN_FILES = 256  # files one hashing task takes in turn
 _RUN_BYTES = 32 << 20  # ... or fewer, when they are this large together
 _BIG = 4 << 20  # a file this large is hashed by blake3's own threads
 _FLUSH_ROWS = 16384  # new stat cache rows written together
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 _Entry = tuple[str, os.stat_result]
 
@@ -77,14 +73,6 @@ def _digest_stream(fd: int, size_hint: int) -> str:
     return hasher.hexdigest()
 
 
-def _check_regular(fd: int, relpath: str) -> None:
-    """O_NONBLOCK kept the open of a FIFO swapped in from hanging; anything but a regular file is refused."""
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL  # as RootDir.open_file says
-        raise OSError(code, "not a regular file", relpath)
-
-
 def hash_file(root: RootDir, relpath: str) -> str:
     """The blake3 of the regular file `relpath` beneath `root`."""
     try:
@@ -97,43 +85,19 @@ def hash_file(root: RootDir, relpath: str) -> str:
         raise source_error(relpath, error) from error
 
 
-class _FolderReader:
-    """Opens files of one folder after another by name, holding the current folder's descriptor."""
-
-    def __init__(self, root: RootDir) -> None:
-        self.root = root
-        self.folder: str | None = None
-        self.folder_fd = -1
-
-    def digest(self, relpath: str, size_hint: int) -> str:
-        folder, _, name = relpath.rpartition("/")
-        try:
-            if folder != self.folder:
-                self.close()
-                self.folder_fd = self.root.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-                self.folder = folder
-            fd = os.open(name, _OPEN_FLAGS, dir_fd=self.folder_fd)
-            try:
-                _check_regular(fd, relpath)
-                return _digest_stream(fd, size_hint)
-            finally:
-                os.close(fd)
-        except OSError as error:
-            error.filename = relpath
-            raise source_error(relpath, error) from error
-
-    def close(self) -> None:
-        if self.folder_fd >= 0:
-            os.close(self.folder_fd)
-        self.folder, self.folder_fd = None, -1
-
-
 def _hash_run(root: RootDir, run: list[tuple[str, int]]) -> list[str]:
-    reader = _FolderReader(root)
-    try:
-        return [reader.digest(relpath, size) for relpath, size in run]
-    finally:
-        reader.close()
+    digests: list[str] = []
+    with FolderFiles(root) as files:
+        for relpath, size in run:
+            try:
+                fd = files.open_file(relpath)
+                try:
+                    digests.append(_digest_stream(fd, size))
+                finally:
+                    os.close(fd)
+            except OSError as error:
+                raise source_error(relpath, error) from error
+    return digests
 
 
 def _runs(files: list[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
