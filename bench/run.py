@@ -42,7 +42,11 @@ ENGINES = ("pybuild", "docker", "buildah")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SHARED_SCENARIOS),
+        help=f"comma-separated (default: %(default)s; known: {', '.join(SCENARIOS)})",
+    )
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (default: %(default)s)")
     parser.add_argument(

@@ -61,27 +61,29 @@ def _project(context: Path, dockerfile: Path | None, target: str | None) -> str:
 def _walk(root: str, rules: IgnoreRules) -> Iterator[tuple[str, os.stat_result, str]]:
     """(relpath, lstat, link target) of every entry of the context that the ignore rules let a COPY see, in a
     stable order; a folder the rules exclude is entered only when an exception could bring something back."""
-    stack = [""]
+    stack: list[tuple[str, IgnoreRules | None]] = [("", rules if rules.patterns else None)]
     while stack:
-        reldir = stack.pop()
+        reldir, folder_rules = stack.pop()
         try:
             with os.scandir(os.path.join(root, reldir) if reldir else root) as entries:
                 found = sorted(entries, key=lambda entry: entry.name)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-        descend: list[str] = []
+        descend: list[tuple[str, IgnoreRules | None]] = []
         for entry in found:
             relpath = f"{reldir}/{entry.name}" if reldir else entry.name
             info = entry.stat(follow_symlinks=False)
             is_dir = stat.S_ISDIR(info.st_mode)
-            if rules.patterns and rules.excludes(relpath, is_dir):
-                if is_dir and rules.may_descend(relpath):
-                    descend.append(relpath)
+            if folder_rules is not None and folder_rules.excludes(relpath, is_dir):
+                if is_dir and folder_rules.may_descend(relpath):
+                    descend.append((relpath, folder_rules))
                 continue
             target = os.readlink(entry.path) if stat.S_ISLNK(info.st_mode) else ""
             yield relpath, info, target
             if is_dir:
-                descend.append(relpath)
+                # Beneath a folder no pattern can reach, nothing is matched any more.
+                settled = folder_rules is None or folder_rules.includes_all_below(relpath)
+                descend.append((relpath, None if settled else folder_rules))
         stack.extend(reversed(descend))
 
 
@@ -105,9 +107,30 @@ class Fingerprint:
     digest: str
 
 
-def fingerprint(options: BuildOptions) -> Fingerprint | None:
+# The fingerprint the CLI took to look for a no-op, kept for the build that follows a miss, which would take it again.
+_taken: tuple[BuildOptions, Fingerprint | None] | None = None
+
+
+def fingerprint(options: BuildOptions, *, keep: bool = False) -> Fingerprint | None:
     """The fingerprint of what a build with `options` would read, now; None when the build is not eligible or its
-    inputs cannot be read (the full build then says what is wrong)."""
+    inputs cannot be read (the full build then says what is wrong).
+
+    With `keep`, the next call for this very `options` object gets the same fingerprint back instead of a new walk
+    of the context, once: the CLI looks for a no-op, misses, and builds. Taken earlier, it can only be older than
+    what the build reads, so a change made in between makes the next build a miss, never a stale hit."""
+    global _taken
+    if _taken is not None and _taken[0] is options:
+        found = _taken[1]
+        _taken = None
+        return found
+    _taken = None
+    found = _fingerprint(options)
+    if keep:
+        _taken = (options, found)
+    return found
+
+
+def _fingerprint(options: BuildOptions) -> Fingerprint | None:
     if not eligible(options):
         return None
     from . import __version__

@@ -4,6 +4,7 @@ image's tag moved to another image. A stale image is a defect; a needless full b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -150,3 +151,31 @@ def test_options_that_depend_on_more_than_the_context_have_no_fingerprint(projec
     assert fingerprint(BuildOptions(context=project)) is not None
     for changed in ({"no_cache": True}, {"pull": True}, {"no_cache_stages": ("x",)}):
         assert fingerprint(BuildOptions(context=project, **changed)) is None  # type: ignore[arg-type]
+
+
+def test_the_fingerprint_kept_for_the_build_is_given_once_and_a_change_after_it_is_a_later_miss(
+    base_store: Store, project: Path
+) -> None:
+    """The CLI keeps the fingerprint it looked up for the build that follows; a change made in between is built (the
+    build reads the files themselves), and the next rebuild is not answered from the older fingerprint."""
+    root = base_store.root
+    (project / "app" / "data.txt").write_text("kept 1\n")
+    options = BuildOptions(context=project)
+    kept = fingerprint(options, keep=True)
+    data = project / "app" / "data.txt"
+    info = data.stat()
+    data.write_text("kept 2\n")  # same size, same mtime: only ctime tells
+    os.utime(data, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert fingerprint(options) is kept  # given back once, to this options object only
+    assert fingerprint(options) != kept
+    fingerprint(options, keep=True)
+    assert fingerprint(BuildOptions(context=project)) != kept
+    fingerprint(options, keep=True)
+    data.write_text("kept 3\n")
+    os.utime(data, ns=(info.st_atime_ns, info.st_mtime_ns))
+    result = build(options, store=base_store)
+    assert _file(root, str(result.image_id), "/copy") == hashlib.sha256(b"kept 3\n").hexdigest().encode()
+    again = _pybuild(root, "build", "-q", str(project))
+    assert not _took_fast_path(again)  # the kept fingerprint was of "kept 2"
+    assert again.stdout.strip() == str(result.image_id)
+    assert _took_fast_path(_pybuild(root, "build", "-q", str(project)))

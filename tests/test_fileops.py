@@ -142,6 +142,24 @@ def test_wildcard_directories_merge_their_contents(dest: Path, context: Path) ->
     assert sorted(os.listdir(dest / "multi")) == ["da", "db", "f1"]
 
 
+def test_a_second_source_overwrites_and_merges_what_the_first_put_in_a_new_dest(dest: Path, context: Path) -> None:
+    """The first source fills a folder the copy made; the second writes into the same names, which are then there."""
+    for name, text in (("da", "A"), ("db", "B")):
+        (context / "two" / name / "sub").mkdir(parents=True)
+        (context / "two" / name / "x").write_text(text)
+        (context / "two" / name / "sub" / "y").write_text(text)
+    (context / "two" / "da" / "k").write_text("a file first")
+    (context / "two" / "db" / "k").mkdir()
+    (context / "two" / "db" / "k" / "inside").write_text("then a folder")
+    (context / "two" / "db" / "sub" / "z").write_text("only B")
+    run(dest, context, copy("two/*", "/w/"), copy("two/da", "/w2"), copy("two/db", "/w2"))
+    for folder in ("w", "w2"):
+        assert (dest / folder / "x").read_text() == "B"
+        assert (dest / folder / "sub" / "y").read_text() == "B"
+        assert (dest / folder / "sub" / "z").read_text() == "only B"
+        assert (dest / folder / "k" / "inside").read_text() == "then a folder"
+
+
 # -- parents, overwrite, merge -----------------------------------------------------------------------------------
 
 

@@ -302,7 +302,7 @@ def _noop(args: argparse.Namespace, store: Store, options: BuildOptions) -> bool
         return False
     from ..fastpath import fingerprint, lookup
 
-    found = fingerprint(options)
+    found = fingerprint(options, keep=True)  # a miss builds next, with this fingerprint
     hit = lookup(store, found) if found is not None else None
     if hit is None:
         return False

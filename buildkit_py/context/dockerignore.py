@@ -204,6 +204,22 @@ class _Pattern:
     def without_trailing_glob(self) -> str:
         return self.text.removesuffix("/**").removesuffix("/*")
 
+    def may_match_strictly_below(self, reldir: str) -> bool:
+        """Whether this pattern may match some path beneath the directory `reldir` (cleaned, not the root) without
+        matching `reldir` or one of its parents. False only when that is certain."""
+        below = reldir + "/"
+        if self.kind is MatchType.EXACT:
+            return self.text.startswith(below)
+        if self.kind is MatchType.PREFIX:
+            prefix = self.text[:-2]
+            return prefix.startswith(below) or below.startswith(prefix)
+        if self.kind is MatchType.SUFFIX or "**" in self.text or "[" in self.text or "\\" in self.text:
+            return True
+        # Only `*`, `?` and literal characters, none of which matches "/": the pattern matches a path exactly when
+        # it matches the path's ancestor (or the path) of as many components as it has. Beneath a directory at
+        # least that deep, that ancestor is the directory's own, so the directory's answer holds for all of them.
+        return self.text.count("/") > reldir.count("/")
+
 
 _ANY_CHILD = "(?s:/.*)?\\Z"
 
@@ -290,6 +306,17 @@ class IgnoreRules:
             return True
         prefix = path + "/"
         return any((p.without_trailing_glob() + "/").startswith(prefix) for p in exceptions)
+
+    def includes_all_below(self, reldir: str) -> bool:
+        """True when nothing beneath the directory `reldir` is excluded: `reldir` itself is not, and no pattern can
+        match beneath it unless it matches `reldir` (`*.tmp`, `build/`, `docs/*.md` cannot, beneath `src`). A walk
+        of it then needs no more matching."""
+        path = go_clean(reldir)
+        if path == ".":
+            return not self._compiled
+        if self.excludes(path):
+            return False
+        return not any(p.may_match_strictly_below(path) and not p.matches_self_or_parent(path) for p in self._compiled)
 
     def __bool__(self) -> bool:
         return bool(self._compiled)

@@ -375,18 +375,19 @@ def _select_one(presence: _Presence, relative: str, follow_symlinks: bool) -> Se
 
 def _walk(root: RootDir, reldir: str, rules: IgnoreRules | None) -> Iterator[tuple[str, os.stat_result]]:
     """Everything under `reldir` (not itself), pre-order, entries by name; sockets are skipped as Docker's tar does."""
-    stack: list[tuple[str, Iterator[tuple[str, os.stat_result]]]] = []
+    # one frame per open directory: its entries, and the rules still to apply beneath it (None: nothing excluded)
+    stack: list[tuple[str, Iterator[tuple[str, os.stat_result]], IgnoreRules | None]] = []
 
-    def push(directory: str) -> None:
+    def push(directory: str, rules: IgnoreRules | None) -> None:
         try:
             entries = root.scan(directory)
         except OSError as error:
             raise source_error(error.filename if isinstance(error.filename, str) else directory, error) from error
-        stack.append((directory, iter(entries)))
+        stack.append((directory, iter(entries), rules))
 
-    push(reldir)
+    push(reldir, None if rules is None or (reldir and rules.includes_all_below(reldir)) else rules)
     while stack:
-        directory, entries = stack[-1]
+        directory, entries, rules = stack[-1]
         entry = next(entries, None)
         if entry is None:
             stack.pop()
@@ -400,11 +401,11 @@ def _walk(root: RootDir, reldir: str, rules: IgnoreRules | None) -> Iterator[tup
         if rules is not None and rules.excludes(relpath, is_dir):
             if is_dir and rules.may_descend(relpath) and _has_included(root, relpath, rules):
                 yield relpath, IMPLIED_DIR
-                push(relpath)
+                push(relpath, rules)
             continue
         yield relpath, info
         if is_dir:
-            push(relpath)
+            push(relpath, None if rules is None or rules.includes_all_below(relpath) else rules)
 
 
 def _walk_filtered(

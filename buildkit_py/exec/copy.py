@@ -39,7 +39,7 @@ from ..context.dockerignore import IgnoreRules
 from ..context.select import CopyFilter, SelectedPath, is_implied, select_kept, source_error, walk_tree
 from ..errors import BuildError, ContextError, ExecError, StepError
 from ..filemode import FileMode, parse_file_mode
-from ..fs.beneath import RootDir
+from ..fs.beneath import FolderFiles, RootDir
 from ..solver.ops import Chown, CopyAction
 from .archive import extract_archive, is_archive
 from .copycount import CopyCounter
@@ -144,6 +144,9 @@ class _Copier:
     keep: CopyFilter | None = None
     counter: CopyCounter | None = None
     directories: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    # Directories this copy of one source created: nothing was in them before, so nothing is in the way of an entry.
+    fresh: set[str] = field(default_factory=set)
+    files: FolderFiles | None = None
 
     @property
     def new_dir_mode(self) -> int:
@@ -165,8 +168,10 @@ class _Copier:
 
     def open_source(self, relpath: str) -> int:
         """A read-only descriptor of the regular file `relpath` of the source tree."""
+        if self.files is None:
+            self.files = FolderFiles(self.source_root)
         try:
-            return self.source_root.open_file(relpath)
+            return self.files.open_file(relpath)
         except OSError as error:
             raise source_error(relpath, error) from error
 
@@ -180,16 +185,19 @@ class _Copier:
         """Create `target` as a copy of source entry `relpath` (lstat `info`), replacing what is in the way."""
         mode = info.st_mode
         is_dir = stat.S_ISDIR(mode)
-        try:
-            existing: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            existing = None
+        existing: os.stat_result | None = None
+        if os.path.dirname(target) not in self.fresh:
+            try:
+                existing = os.lstat(target)
+            except FileNotFoundError:
+                pass
         if existing is not None and not (is_dir and stat.S_ISDIR(existing.st_mode)):
             _remove(target, existing)
             existing = None
         if is_dir:
             if existing is None:
                 os.mkdir(target, 0o700)
+                self.fresh.add(target)
             os.lchown(target, *self._owner(info))
             os.chmod(target, self._mode(info))
             if not is_implied(info):
@@ -238,12 +246,17 @@ class _Copier:
             return
         os.setxattr(fd, _CAPABILITY, value)
 
-    def copy_tree(self, item: SelectedPath, dest: str) -> None:
-        """The contents of directory `item` into the existing directory `dest`."""
+    def copy_tree(self, item: SelectedPath, dest: str, dest_is_new: bool = False) -> None:
+        """The contents of directory `item` into the existing directory `dest` (`dest_is_new`: made empty for it)."""
         skip = len(item.relpath) + 1 if item.relpath else 0
         links: dict[tuple[int, int], str] = {}
-        for relpath, info in walk_tree(self.source_root, item, self.rules, self.keep):
-            self.place(relpath, os.path.join(dest, relpath[skip:]), info, links)
+        # A source's names are unique within each folder, but a second source may write into the same folders.
+        self.fresh = {dest} if dest_is_new else set()
+        try:
+            for relpath, info in walk_tree(self.source_root, item, self.rules, self.keep):
+                self.place(relpath, os.path.join(dest, relpath[skip:]), info, links)
+        finally:
+            self.fresh = set()
 
     def finish(self) -> None:
         """Directory times last: creating entries in a directory changes its mtime."""
@@ -251,6 +264,10 @@ class _Copier:
             seconds = info.st_mtime_ns // 1_000_000_000 * 1_000_000_000
             os.utime(target, ns=(seconds, seconds), follow_symlinks=False)
         self.directories.clear()
+
+    def close(self) -> None:
+        if self.files is not None:
+            self.files.close()
 
 
 def _keyword(action: CopyAction) -> str:
@@ -322,10 +339,10 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction, counte
                 existed = os.path.isdir(target)
                 if os.path.lexists(target) and not existed:
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), target)
-                mkdir_all(target, copier.new_dir_mode, (0, 0))
+                made = mkdir_all(target, copier.new_dir_mode, (0, 0))
                 if identity is not None and not existed:
                     os.lchown(target, *identity)
-                copier.copy_tree(item, target)
+                copier.copy_tree(item, target, dest_is_new=bool(made) and made[0] == target)
                 continue
             if action.attempt_unpack and stat.S_ISREG(item.info.st_mode):
                 with os.fdopen(copier.open_source(item.relpath), "rb") as archive:
@@ -351,3 +368,5 @@ def _copy_from(dest_root: Path, source_root: RootDir, action: CopyAction, counte
         operation = "mkdir " if error.errno == errno.ENOTDIR else ""
         reason = (error.strerror or str(error)).lower()  # Go's wording: "not a directory"
         raise StepError(f"{stage}: {operation}{shown}: {reason}") from error
+    finally:
+        copier.close()

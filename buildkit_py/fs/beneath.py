@@ -20,7 +20,7 @@ import stat
 from types import TracebackType
 from typing import Self
 
-__all__ = ["RootDir", "open_beneath"]
+__all__ = ["FolderFiles", "RootDir", "open_beneath"]
 
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
@@ -214,3 +214,49 @@ class RootDir:
             os.close(fd)
         found.sort(key=lambda item: item[0])
         return found
+
+
+class FolderFiles:
+    """Opens regular files beneath a `RootDir` one after another, holding the descriptor of the folder of the last.
+
+    A walk reads files folder by folder, so each folder is opened once, beneath the root without following a
+    symlink, and each file by its name in it with O_NOFOLLOW: the same component-by-component resolution as
+    `open_beneath`, one directory open per folder instead of one path resolution per file. OSError as
+    `RootDir.open_file` raises it, its filename set to the relative path."""
+
+    def __init__(self, root: RootDir) -> None:
+        self.root = root
+        self._folder: str | None = None
+        self._folder_fd = -1
+
+    def open_file(self, relpath: str) -> int:
+        folder, _, name = relpath.rpartition("/")
+        try:
+            if folder != self._folder:
+                self.close()
+                self._folder_fd = self.root.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                self._folder = folder
+            if not name or name in (".", ".."):
+                raise OSError(errno.EISDIR, "not a regular file", relpath)
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._folder_fd)
+        except OSError as error:
+            error.filename = relpath
+            raise
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file", relpath)
+        return fd
+
+    def close(self) -> None:
+        if self._folder_fd >= 0:
+            os.close(self._folder_fd)
+        self._folder, self._folder_fd = None, -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()

@@ -244,18 +244,33 @@ class _Generator:
         self.entries += 1
 
     def _copy_data(self, path: bytes, rel: bytes, size: int) -> None:
-        view = memoryview(self._buffer)
-        remaining = size
-        with open(path, "rb", buffering=0) as source:
-            while remaining:
-                count = source.readinto(view[: min(remaining, COPY_CHUNK)])
-                if not count:
-                    raise LayerError(f"snapshot file {_text(rel)} shrank while its layer was written")
-                self._writer.content(rel, view[:count])
-                remaining -= count
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if size <= COPY_CHUNK:
+                data = os.read(fd, size)
+                if len(data) == size:
+                    self._writer.content(rel, data)
+                else:  # a short read of a regular file: it shrank, or a signal came; read the rest the long way
+                    self._read_rest(fd, rel, size, data)
+            else:
+                self._read_rest(fd, rel, size, b"")
+        finally:
+            os.close(fd)
         padding = -size % BLOCK_SIZE
         if padding:
             self._writer.write(bytes(padding))
+
+    def _read_rest(self, fd: int, rel: bytes, size: int, start: bytes) -> None:
+        if start:
+            self._writer.content(rel, start)
+        view = memoryview(self._buffer)
+        remaining = size - len(start)
+        while remaining:
+            count = os.readv(fd, [view[: min(remaining, COPY_CHUNK)]])
+            if not count:
+                raise LayerError(f"snapshot file {_text(rel)} shrank while its layer was written")
+            self._writer.content(rel, view[:count])
+            remaining -= count
 
 
 _USTAR_MAGIC_AND_NAMES = b"ustar\x0000" + bytes(64)

@@ -36,14 +36,21 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class RecipeWriter:
-    """Collects a recipe; `literal` and `file` in the order of the blob's bytes, then `finish`."""
+    """Collects a recipe; `literal` and `file` in the order of the blob's bytes, then `finish`. The records are
+    compressed as they come, so a layer of many small files (a header and padding for each) is never held whole."""
 
     def __init__(self) -> None:
+        import zstandard  # loaded by the builds and reads that use recipes, not by every command that opens a store
+
+        self._compressor = zstandard.ZstdCompressor(level=3).compressobj()
+        self._compressed = bytearray()
         self._records = bytearray(_MAGIC)
         self._pending = bytearray()
 
     def literal(self, data: bytes | bytearray | memoryview) -> None:
         self._pending += data
+        if len(self._pending) >= _MAX_LITERAL:
+            self._flush()
 
     def _flush(self) -> None:
         view = memoryview(bytes(self._pending))
@@ -52,6 +59,9 @@ class RecipeWriter:
             self._records += b"L" + _LITERAL.pack(len(piece)) + piece
             view = view[len(piece) :]
         self._pending.clear()
+        if len(self._records) >= _MAX_LITERAL:
+            self._compressed += self._compressor.compress(bytes(self._records))
+            self._records.clear()
 
     def file(self, relpath: bytes, size: int) -> None:
         if not relpath or relpath.startswith(b"/") or len(relpath) > 0xFFFF:
@@ -60,11 +70,12 @@ class RecipeWriter:
         self._records += b"F" + _NAME.pack(len(relpath)) + relpath + _SIZE.pack(size)
 
     def finish(self) -> bytes:
-        import zstandard  # loaded by the builds and reads that use recipes, not by every command that opens a store
-
         self._flush()
         self._records += b"E"
-        return zstandard.ZstdCompressor(level=3).compress(bytes(self._records))
+        self._compressed += self._compressor.compress(bytes(self._records))
+        self._compressed += self._compressor.flush()
+        self._records.clear()
+        return bytes(self._compressed)
 
 
 def _records(recipe: bytes) -> Iterator[tuple[bytes, bytes | None, int]]:
