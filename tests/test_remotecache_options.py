@@ -10,13 +10,16 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_fixtures import RegistryServer, run_registry
+from registry_fixtures import RegistryServer, htpasswd_file, run_registry
 from test_remotecache import executed
 
 from buildkit_py.builder import BuildResult, build
@@ -24,6 +27,8 @@ from buildkit_py.image.manifest import parse_index, parse_manifest
 from buildkit_py.registry.push import push_image
 from buildkit_py.remotecache.metadata import CACHE_FIELD
 from buildkit_py.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root for namespaces and overlayfs")
 
@@ -171,3 +176,56 @@ def test_an_uncompressed_export_holds_plain_tars_and_imports(
     assert second.image_id == first.image_id
     builder = local_build(project, tmp_path / "runner-c", cache, target="builder")
     assert executed(builder) == set()
+
+
+# -- a registry with credentials -------------------------------------------------------------------------------------
+
+USERS = {"alice": "wonderland"}
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    work = tmp_path_factory.mktemp("auth-registry")
+    passwords = htpasswd_file(work / "htpasswd", USERS)
+    with run_registry(work, {"htpasswd": {"realm": "cache-realm", "path": str(passwords)}}) as server:
+        yield server
+
+
+def pybuild(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(root), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def test_export_to_a_registry_that_needs_credentials(
+    tmp_path: Path, registry: RegistryServer, auth_registry: RegistryServer, base_ref: str
+) -> None:
+    """Without credentials the export fails with a message that says so (the image is still built); after
+    `pybuild login` the same export succeeds, and a fresh runner, logged in too, imports it and runs nothing."""
+    project = two_stage_project(tmp_path / "app", base_ref)
+    cache_ref = f"{auth_registry.host}/cache/{uuid.uuid4().hex[:12]}:main"
+    root = tmp_path / "runner-a"
+    refused = pybuild(root, "build", "-t", "app:refused", "--cache-to", f"type=registry,ref={cache_ref}", str(project))
+    assert refused.returncode == 1
+    assert f"exporting cache to registry:{cache_ref} failed" in refused.stderr
+    assert f"authentication required (no credentials for {auth_registry.host}: run `pybuild login" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "Successfully tagged app:refused" in refused.stdout
+
+    wrong = pybuild(root, "login", "-u", "alice", "--password-stdin", auth_registry.host, stdin="wrong\n")
+    assert wrong.returncode == 1
+    logged_in = pybuild(root, "login", "-u", "alice", "--password-stdin", auth_registry.host, stdin="wonderland\n")
+    assert logged_in.returncode == 0, logged_in.stderr
+
+    first = build(project, store=Store(root), cache_to=[f"type=registry,ref={cache_ref},mode=max"])
+    assert first.cache_exports[0].error == ""
+    assert first.cache_exports[0].records >= 3
+
+    second = build(project, store=Store(tmp_path / "runner-b"), cache_from=[cache_ref])
+    assert executed(second) == set()
+    assert second.image_id == first.image_id
