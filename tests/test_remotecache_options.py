@@ -10,16 +10,19 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_fixtures import RegistryServer, htpasswd_file, run_registry
+from registry_fixtures import RegistryServer, htpasswd_file, run_holding_proxy, run_registry
 from test_remotecache import executed
 
 from buildkit_py.builder import BuildResult, build
@@ -229,3 +232,126 @@ def test_export_to_a_registry_that_needs_credentials(
     second = build(project, store=Store(tmp_path / "runner-b"), cache_from=[cache_ref])
     assert executed(second) == set()
     assert second.image_id == first.image_id
+
+
+# -- a killed export -------------------------------------------------------------------------------------------------
+
+WITH_LATE_FILE = """\
+FROM {base} AS builder
+RUN head -c 1048576 /dev/urandom > /artifact
+
+FROM {base}
+COPY --from=builder /artifact /app/artifact
+COPY late.txt /app/late.txt
+RUN cat /app/artifact /app/late.txt > /app/copy
+"""
+
+
+def test_a_killed_export_leaves_the_previous_cache_readable(
+    tmp_path: Path, registry: RegistryServer, base_ref: str
+) -> None:
+    """Runner A exports mode=min to a local folder and mode=max to a registry. Runner B builds a changed project with
+    A's registry cache and exports mode=max to the folder: its export carries the builder's layer (which the folder
+    lacks) forward from the registry, and a proxy stops that download half-way, so B is stopped in the middle of its
+    export, deterministically, and SIGKILLed once half the blob is in the folder. A fresh runner then imports the folder and gets A's records; the next
+    export to the folder succeeds and leaves no file of the killed one behind."""
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "Dockerfile").write_text(WITH_LATE_FILE.format(base=base_ref))
+    (project / "late.txt").write_text("first\n")
+    cache = tmp_path / "ci-cache"
+    cache_ref = f"{registry.host}/cache/{uuid.uuid4().hex[:12]}:main"
+    first = build(
+        project,
+        store=Store(tmp_path / "runner-a"),
+        cache_to=[f"type=local,dest={cache},mode=min", f"type=registry,ref={cache_ref},mode=max"],
+    )
+    assert [report.error for report in first.cache_exports] == ["", ""]
+    index_before = (cache / "index.json").read_bytes()
+    blobs_before = {path.name for path in (cache / "blobs" / "sha256").iterdir()}
+    in_image = {str(diff_id) for diff_id in first.config.diff_ids}
+    builder_only = frozenset(
+        digest
+        for digest, diff_id in zip(*_registry_layers(registry, cache_ref), strict=True)
+        if diff_id not in in_image
+    )
+    assert builder_only and not {digest.removeprefix("sha256:") for digest in builder_only} & blobs_before
+
+    (project / "late.txt").write_text("second\n")
+    root_b = tmp_path / "runner-b"
+    with run_holding_proxy(registry.host, builder_only) as proxy:
+        proxied_ref = cache_ref.replace(registry.host, proxy.host)
+        command = [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(root_b), "build", "-t", "app:killed"]
+        command += ["--cache-from", f"type=registry,ref={proxied_ref}"]
+        command += ["--cache-to", f"type=local,dest={cache},mode=max", str(project)]
+        with open(tmp_path / "b.out", "wb") as out:
+            exporter = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            while not proxy.held.wait(0.05):
+                assert exporter.poll() is None, (tmp_path / "b.out").read_text(errors="replace")
+            while not (written := _partial_bytes(cache)):  # the half sent reaches the folder
+                assert exporter.poll() is None, (tmp_path / "b.out").read_text(errors="replace")
+                time.sleep(0.01)
+        finally:
+            exporter.kill()
+            exporter.wait()
+    assert exporter.returncode == -signal.SIGKILL
+    assert 0 < written < 1048576  # killed with part of the builder's layer written
+    assert (cache / "index.json").read_bytes() == index_before
+
+    (project / "late.txt").write_text("first\n")
+    again = local_build(project, tmp_path / "runner-d", cache)
+    assert executed(again) == set()
+    assert again.image_id == first.image_id
+
+    (project / "late.txt").write_text("third\n")
+    after = build(project, store=Store(tmp_path / "runner-d"), cache_to=[f"type=local,dest={cache},mode=max"])
+    assert after.cache_exports[0].error == ""
+    left = {path.name for path in (cache / "blobs" / "sha256").iterdir()}
+    assert not [name for name in left if name.startswith(".")], left - blobs_before
+
+
+def test_an_export_removes_only_the_temp_files_of_exports_that_are_gone(
+    tmp_path: Path, registry: RegistryServer, base_ref: str
+) -> None:
+    project = two_stage_project(tmp_path / "app", base_ref)
+    cache = tmp_path / "cache"
+    blobs = cache / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    dead = int(finished.stdout)
+    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as live:
+        temp_files = {
+            "dead-blob": blobs / f".{'a' * 64}.{dead}.partial",
+            "dead-index": cache / f".index.json.{dead}.partial",
+            "live-blob": blobs / f".{'b' * 64}.{live.pid}.partial",
+            "not-ours": blobs / ".keep-me",
+        }
+        for path in temp_files.values():
+            path.write_bytes(b"half")
+        result = build(project, store=Store(tmp_path / "root"), cache_to=[f"type=local,dest={cache}"])
+        assert result.cache_exports[0].error == ""
+        assert {name for name, path in temp_files.items() if path.exists()} == {"live-blob", "not-ours"}
+        assert live.stdin is not None
+        live.stdin.close()
+
+
+def _registry_layers(registry: RegistryServer, ref: str) -> tuple[list[str], list[str]]:
+    """The layer blob digests of a cache pushed to `registry`, and the diff ids its config lists for them."""
+    from buildkit_py.registry.client import RegistryClient
+    from buildkit_py.registry.pull import download_blob, fetch_manifest
+
+    repository, tag = ref.removeprefix(f"{registry.host}/").rsplit(":", 1)
+    with RegistryClient(registry.host) as client, tempfile.TemporaryDirectory() as work:
+        body, media_type, _ = fetch_manifest(client, repository, tag)
+        manifest = parse_manifest(body, media_type)
+        download_blob(client, repository, manifest.config, Path(work) / "config.json")
+        config = json.loads((Path(work) / "config.json").read_bytes())
+    return [str(layer.digest) for layer in manifest.layers], list(config["rootfs"]["diff_ids"])
+
+
+def _partial_bytes(cache: Path) -> int:
+    """Bytes in the blob files an export is still writing (temp names beside the blobs)."""
+    return sum(path.stat().st_size for path in (cache / "blobs" / "sha256").glob(".*.partial"))
