@@ -19,6 +19,7 @@ from buildkit_py.frontend.convert import parse_stages
 from buildkit_py.frontend.instructions import Copy, InlineFile, Run
 from buildkit_py.frontend.parser import chomp_heredoc, parse_dockerfile, parse_heredoc_word
 from buildkit_py.image.stored import image_config
+from buildkit_py.store import Store
 
 # --- parsing ---------------------------------------------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ def test_heredoc_as_destination_is_refused(keyword: str) -> None:
 
 def image_files(store: object, name: str) -> dict[str, bytes]:
     """Regular files of an image's layers, later layers winning (enough for these images, which delete nothing)."""
-    config = image_config(store, store.resolve(name))  # type: ignore[attr-defined]
+    config = image_config(store, store.resolve(name))  # type: ignore[arg-type, attr-defined]
     files: dict[str, bytes] = {}
     for diff_id in config.diff_ids:
         with store.layers.open(diff_id) as stream:  # type: ignore[attr-defined]
@@ -313,11 +314,11 @@ def test_copy_heredoc_with_chmod_makes_an_executable_script(base_store: object, 
     (tmp_path / "Dockerfile").write_text(
         f"FROM {BASE_IMAGE}\nCOPY --chmod=755 <<EOF /usr/local/bin/x\n{body}EOF\nRUN x > /ran\n"
     )
-    build(tmp_path, tags=[tag], network="none", store=base_store)  # type: ignore[arg-type]
-    config = image_config(base_store, base_store.resolve(tag))  # type: ignore[attr-defined]
+    assert isinstance(base_store, Store)
+    build(tmp_path, tags=[tag], network="none", store=base_store)
     members: dict[str, tuple[int, bytes]] = {}
-    for diff_id in config.diff_ids:
-        with base_store.layers.open(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[attr-defined]
+    for diff_id in image_config(base_store, base_store.resolve(tag)).diff_ids:
+        with base_store.layers.open(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 if member.isreg():
                     extracted = archive.extractfile(member)
