@@ -114,7 +114,7 @@ def flatten_layers(layers: Iterable[BinaryIO]) -> dict[str, Entry]:
 
 def pybuild_tree(store: object, name: str) -> dict[str, Entry]:
     image_id = store.resolve(name)  # type: ignore[attr-defined]
-    config = image_config(store, image_id)  # type: ignore[attr-defined]
+    config = image_config(store, image_id)  # type: ignore[arg-type]
     streams = [store.layers.open(diff_id) for diff_id in config.diff_ids]  # type: ignore[attr-defined]
     try:
         return flatten_layers(streams)

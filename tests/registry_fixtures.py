@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -267,6 +268,78 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+# -- a proxy that holds some blob downloads ------------------------------------------------------------------------
+
+
+@dataclass
+class HoldingProxy:
+    """Forwards every request to a registry, except that the answer to a GET of a blob in `hold` stops half-way
+    through its body until `release` is set; `held` is set once the first half is sent. A test uses it to stop a
+    client at a known point: in the middle of a download."""
+
+    upstream: str
+    hold: frozenset[str]
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    port: int = 0
+
+    @property
+    def host(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+@contextmanager
+def run_holding_proxy(upstream: str, hold: frozenset[str]) -> Iterator[HoldingProxy]:
+    proxy = HoldingProxy(upstream, hold)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            path = urlsplit(self.path).path
+            holding = self.command == "GET" and "/blobs/" in path and path.rsplit("/", 1)[-1] in proxy.hold
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP}
+            headers["Host"] = proxy.upstream
+            connection = http.client.HTTPConnection(proxy.upstream, timeout=60)
+            try:
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                        self.send_header(name, value.replace(proxy.upstream, proxy.host))
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if holding and response.status == 200:
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    proxy.held.set()
+                    proxy.release.wait(timeout=300)
+                    data = data[len(data) // 2 :]
+                self.wfile.write(data)
+            finally:
+                connection.close()
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with _serve(Handler) as port:
+        proxy.port = port
+        try:
+            yield proxy
+        finally:
+            proxy.release.set()  # before the server stops: no handler is left waiting
 
 
 # -- a registry that serves what it is told ------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import subprocess
 import sys
 import tarfile
@@ -18,6 +19,7 @@ from buildkit_py.frontend.convert import parse_stages
 from buildkit_py.frontend.instructions import Copy, InlineFile, Run
 from buildkit_py.frontend.parser import chomp_heredoc, parse_dockerfile, parse_heredoc_word
 from buildkit_py.image.stored import image_config
+from buildkit_py.store import Store
 
 # --- parsing ---------------------------------------------------------------------------------------------------------
 
@@ -96,7 +98,7 @@ def test_heredoc_as_destination_is_refused(keyword: str) -> None:
 
 def image_files(store: object, name: str) -> dict[str, bytes]:
     """Regular files of an image's layers, later layers winning (enough for these images, which delete nothing)."""
-    config = image_config(store, store.resolve(name))  # type: ignore[attr-defined]
+    config = image_config(store, store.resolve(name))  # type: ignore[arg-type, attr-defined]
     files: dict[str, bytes] = {}
     for diff_id in config.diff_ids:
         with store.layers.open(diff_id) as stream:  # type: ignore[attr-defined]
@@ -302,6 +304,29 @@ def test_add_heredoc_and_cache(base_store: object, tmp_path: Path) -> None:
     assert again.stats.executed == set()
     changed = _build(base_store, tmp_path, dockerfile.replace("hello", "bye"), "test/heredoc-add:2")
     assert changed == {"/greeting": b"bye\n"}
+
+
+def test_copy_heredoc_with_chmod_makes_an_executable_script(base_store: object, tmp_path: Path) -> None:
+    """`COPY --chmod=755 <<EOF /usr/local/bin/x`: the file has mode 0755 and the heredoc's body, and a later RUN can
+    execute it by name."""
+    body = "#!/bin/sh\necho script ran\n"  # nothing to expand: an unquoted heredoc expands build variables
+    tag = f"test/heredoc-chmod:{tmp_path.name.lower()}"
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nCOPY --chmod=755 <<EOF /usr/local/bin/x\n{body}EOF\nRUN x > /ran\n"
+    )
+    assert isinstance(base_store, Store)
+    build(tmp_path, tags=[tag], network="none", store=base_store)
+    members: dict[str, tuple[int, bytes]] = {}
+    for diff_id in image_config(base_store, base_store.resolve(tag)).diff_ids:
+        with base_store.layers.open(diff_id) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                if member.isreg():
+                    extracted = archive.extractfile(member)
+                    assert extracted is not None
+                    members["/" + member.name.removeprefix("./")] = (member.mode, extracted.read())
+    mode, content = members["/usr/local/bin/x"]
+    assert (oct(stat.S_IMODE(mode)), content) == (oct(0o755), body.encode())
+    assert members["/ran"][1] == b"script ran\n"
 
 
 @pytest.mark.parametrize(

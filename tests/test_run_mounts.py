@@ -148,6 +148,49 @@ def test_bind_rw_from_a_stage_and_an_image(base_store: Any, tmp_path: Path) -> N
     assert not any(path.startswith(("/in", "/one.txt", "/other-bin")) for path in paths)
 
 
+def test_bind_from_a_named_context(base_store: Any, tmp_path: Path) -> None:
+    """`RUN --mount=from=NAME` where NAME is a `--build-context NAME=DIR`: the folder (its own .dockerignore
+    applied) is mounted, read-only unless rw, writes never reach it, and its content is part of the step's key."""
+    shared = write(
+        tmp_path / "shared",
+        {
+            "tool.sh": "echo from the named context\n",
+            "data/a.txt": "a\n",
+            "secret.txt": "no\n",
+            ".dockerignore": "secret.txt\n",
+        },
+    )
+    context = write(
+        tmp_path / "main",
+        {
+            "Dockerfile": (
+                f"FROM {BASE_IMAGE}\n"
+                "RUN --mount=from=shared,target=/in sh /in/tool.sh > /ran && ls /in /in/data > /list && "
+                "((touch /in/new 2>/dev/null && echo writable) || echo read-only) > /ro\n"
+                "RUN --mount=from=shared,source=data,target=/d,rw echo x > /d/written && ls /d > /rw\n"
+            )
+        },
+    )
+    options = {"build_contexts": [f"shared={shared}"], "network": "none"}
+    tag = f"mounts/named-{tmp_path.name}"
+    first, _ = run_build(base_store, context, tags=[tag], **options)
+    assert len(first.stats.executed) == 2
+    assert text(base_store, tag, "/ran") == "from the named context\n"
+    assert text(base_store, tag, "/list").split() == ["/in:", "data", "tool.sh", "/in/data:", "a.txt"]
+    assert text(base_store, tag, "/ro") == "read-only\n"
+    assert text(base_store, tag, "/rw").split() == ["a.txt", "written"]
+    assert not (shared / "data" / "written").exists() and not (shared / "new").exists()
+    assert not {path.split("/")[1] for path in image_files(base_store, tag)} & {"in", "d"}  # no mount point left
+
+    (shared / "secret.txt").write_text("ignored change\n")
+    again, _ = run_build(base_store, context, **options)
+    assert len(again.stats.executed) == 0
+    (shared / "tool.sh").write_text("echo changed\n")
+    changed, _ = run_build(base_store, context, tags=[tag], **options)
+    assert len(changed.stats.executed) == 2
+    assert text(base_store, tag, "/ran") == "changed\n"
+
+
 def test_bind_sources_that_do_not_exist_or_leave_the_context(base_store: Any, tmp_path: Path) -> None:
     for number, (mount, message) in enumerate(
         (

@@ -2,7 +2,8 @@
 
     local     an OCI image layout folder: blobs first (content-addressed, each written under a temp name and renamed),
               then index.json replaced in one rename, then the blobs no index entry names any more removed. A killed
-              export leaves the previous cache readable, and the folder can be saved and restored by a CI system.
+              export leaves the previous cache readable, and its temp files are removed by the next export, so
+              the folder can be saved and restored by a CI system.
     registry  the same manifest pushed with pybuild's registry client: a manifest the registry has already under the
               tag is not pushed again, and each blob is looked for (HEAD) and cross-mounted before it is uploaded.
     inline    the metadata in the built image's own config (the builder does that: `inline_document`).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -289,6 +291,8 @@ def write_layout(store: Store, folder: Path, tag: str, artifact: CacheArtifact) 
     """Returns (bytes written, whether the layout had this cache already)."""
     blobs_dir = folder / "blobs" / "sha256"
     blobs_dir.mkdir(parents=True, exist_ok=True)
+    _remove_orphaned_partials(folder)
+    _remove_orphaned_partials(blobs_dir)
     index_path = folder / "index.json"
     previous = _read_index(index_path)
     entry = Descriptor(OCI_MANIFEST, artifact.manifest_digest, len(artifact.manifest_bytes), ((REF_NAME, tag),))
@@ -319,6 +323,30 @@ def write_layout(store: Store, folder: Path, tag: str, artifact: CacheArtifact) 
     written += _write_atomic(index_path, index.to_bytes())
     _remove_unnamed_blobs(blobs_dir, index)
     return written, False
+
+
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.partial")
+
+
+def _remove_orphaned_partials(folder: Path) -> None:
+    """Temp files of earlier exports whose process is gone (killed half-way): nothing names them, and a CI system
+    would otherwise save them with the cache, run after run. Those of a live export are its own to finish."""
+    for path in folder.iterdir():
+        found = _PARTIAL.fullmatch(path.name)
+        if found is not None and not _process_exists(int(found["pid"])):
+            path.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or no pid this machine has: leave the file alone
+    return True
 
 
 def _read_index(path: Path) -> Index | None:
