@@ -14,7 +14,7 @@ from ..digest import Digest
 from .ops import Op, OpMeta
 
 if TYPE_CHECKING:
-    import networkx as nx
+    import networkx as nx  # lazy: networkx costs 0.25 s; only `pybuild graph` asks for it
 
 
 class BuildGraph:
@@ -91,7 +91,7 @@ class BuildGraph:
 
     @property
     def networkx(self) -> nx.DiGraph:
-        import networkx as nx
+        import networkx as nx  # lazy: networkx costs 0.25 s; only `pybuild graph` asks for it
 
         graph: Any = nx.DiGraph()
         for digest, op in self._ops.items():
