@@ -86,7 +86,7 @@ def serve(starter: socket.socket) -> None:
 
 def _create(store: Store, order: dict[str, object], starter: socket.socket) -> str | None:
     """`pybuild run`'s container, created here: its id, or None once the reason it cannot be is sent (125)."""
-    # lazy: only `run` has its monitor create the container; a `start` never loads lifecycle (image.stored, the session modules)
+    # lazy: only `run` has the monitor create its container; a `start` never loads lifecycle or image.stored
     from .lifecycle import create_container
     from .options import RunOptions
 

@@ -36,7 +36,7 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _child(request: Any, status_fd: int, output_fd: int, progress_fd: int | None) -> None:
-    # lazy: only the server process loads the sandbox (serve did); the build process that imports this module as a client never does
+    # lazy: only the server process loads the sandbox (serve did); the build process, its client, never does
     from . import sandbox
 
     os.setsid()

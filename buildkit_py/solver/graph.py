@@ -14,7 +14,7 @@ from ..digest import Digest
 from .ops import Op, OpMeta
 
 if TYPE_CHECKING:
-    import networkx as nx  # lazy: networkx costs 0.25 s; only `pybuild graph` asks for it
+    import networkx as nx
 
 
 class BuildGraph:
