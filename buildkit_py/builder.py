@@ -10,16 +10,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import fastpath
 from .context.dockerignore import load_ignore_rules
 from .context.hashing import ContextHasher
 from .digest import Digest
 from .errors import BuildError, ContextError, ImageNotFound, InstructionError
+from .frontend.dockerfile2ops import dockerfile_to_plan
+from .frontend.named_contexts import parse_build_contexts
+from .frontend.parser import parse_dockerfile
 from .frontend.plan import BuildPlan
+from .frontend.platforms import PLATFORM, normalize_platform
+from .frontend.syntax import check_syntax
 from .image.config import HistoryEntry, ImageConfig, rfc3339
 from .image.manifest import Platform, host_platform
 from .image.resolved import ResolvedImage
 from .image.stored import image_config, put_image_bytes
 from .options import SOURCE_DATE_EPOCH, BuildOptions, read_dockerfile
+from .reference import parse_reference
 from .remotecache.spec import parse_cache_from, parse_cache_to
 from .session import BuildSession, SecretSource, SshSource, open_session, parse_secret, parse_ssh
 from .solver.graph import BuildGraph
@@ -53,8 +60,6 @@ def build_options(options: BuildOptions | str | Path, **fields: Any) -> BuildOpt
     if "allow" in fields:
         fields["allow"] = frozenset(fields["allow"])
     if "build_contexts" in fields and not isinstance(fields["build_contexts"], Mapping):
-        from .frontend.named_contexts import parse_build_contexts
-
         fields["build_contexts"] = parse_build_contexts(fields["build_contexts"])
     if "add_hosts" in fields:
         fields["add_hosts"] = tuple(tuple(pair) for pair in fields["add_hosts"])
@@ -114,10 +119,6 @@ class StoreImageResolver:
 
 
 def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
-    from .frontend.dockerfile2ops import dockerfile_to_plan
-    from .frontend.parser import parse_dockerfile
-    from .frontend.syntax import check_syntax
-
     context = options.context.resolve()
     if not context.is_dir():
         raise ContextError(f"unable to prepare context: path {str(context)!r} not found")
@@ -146,8 +147,6 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
 
 def check_platform(platform: str | None) -> None:
     """`--platform`: the one platform pybuild builds (linux/amd64), in any case and with Docker's aliases."""
-    from .frontend.platforms import PLATFORM, normalize_platform
-
     if platform and normalize_platform(platform) is None:
         raise ContextError(f"pybuild builds {PLATFORM} images only; it cannot build for {platform!r}")
 
@@ -191,7 +190,7 @@ def assemble_image(
 
 def _report_checks(options: BuildOptions, store: Store, progress: ProgressCallback) -> None:
     """BuildKit's lint warnings, printed before the steps run; with `# check=error=true`, the build stops."""
-    from .checking import check_options, format_warning
+    from .checking import check_options, format_warning  # lazy: `pybuild graph` plans without the lint rules
 
     result = check_options(options, store)
     for warning in result.warnings:
@@ -202,7 +201,7 @@ def _report_checks(options: BuildOptions, store: Store, progress: ProgressCallba
 
 
 def _check_volumes(store: Store, plan: BuildPlan, image: ImageConfig) -> None:
-    from .image.volumes import volume_over_file
+    from .image.volumes import volume_over_file  # lazy: only a build reads its layers' snapshots (graph, check don't)
 
     volume = volume_over_file(store, image.diff_ids, image.config.volumes)
     if volume is None:
@@ -254,9 +253,9 @@ def _open_solver(
 ) -> Iterator[Solver]:
     """A solver for `plan`'s target with the local worker; its sandbox fork server and step log close on exit.
     `cache` is the store's records unless given; `explain=False` keeps the step log out of it (nothing recorded)."""
+    # lazy: `check()` lints without running a step, so it loads no executor, worker or step log (30 modules)
     from .exec.linux import LinuxExecutor
     from .solver.explain import StepLog
-    from .solver.solver import Solver
     from .worker import LocalWorker
 
     graph = plan.graph.subgraph_for([plan.target])
@@ -382,9 +381,6 @@ def build(
     `cache_to` says, return what happened.
 
     `options` is a BuildOptions, or the context folder with option fields by name (`build("app", tags=["app:1"])`)."""
-    from . import fastpath
-    from .reference import parse_reference
-
     options = build_options(options, **fields)
     store = _open_store(store, root)
     found = fastpath.fingerprint(options)  # before anything is read: a change made meanwhile is a later miss
@@ -399,7 +395,7 @@ def build(
     epoch = source_date_epoch(options)
     view = None
     if options.cache_from:  # the cache machinery is imported only by builds that use it: no-op rebuilds stay quick
-        from .remotecache.session import open_view
+        from .remotecache.session import open_view  # lazy: only builds with --cache-from load the cache machinery
 
         project = _project(options.context.resolve(), plan)
         view = open_view(store, options.cache_from, _say(progress), project, options.registry)
@@ -420,6 +416,7 @@ def build(
     _check_volumes(store, plan, image)
     config_bytes = image.to_bytes()
     if any(spec.type == "inline" for spec in options.cache_to):
+        # lazy: only builds with --cache-to load the cache machinery
         from .remotecache.metadata import with_inline_cache
         from .remotecache.session import inline_document
 
@@ -432,7 +429,7 @@ def build(
         written.append(familiar)
     reports: tuple[ExportReport, ...] = ()
     if options.cache_to:
-        from .remotecache.session import export_caches
+        from .remotecache.session import export_caches  # lazy: only builds with --cache-to load the cache machinery
 
         platform = Platform(image.os, image.architecture, image.variant)
         reports = export_caches(store, plan, solved, options.cache_to, platform, _say(progress), options.registry, view)
@@ -519,7 +516,7 @@ def graph_states(
     **fields: Any,
 ) -> GraphStates:
     """Without building: every step's cache state and, for a miss, why it would run; the input of `pybuild graph`."""
-    from .solver.dot import HIT, MISS, NOT_NEEDED
+    from .solver.dot import HIT, MISS, NOT_NEEDED  # lazy: only `pybuild graph` names cache states
 
     options = build_options(options, **fields)
     store = _open_store(store, root)
@@ -527,7 +524,7 @@ def graph_states(
     context = options.context.resolve()
     view = None
     if options.cache_from:
-        from .remotecache.session import open_view
+        from .remotecache.session import open_view  # lazy: only with --cache-from
 
         view = open_view(store, options.cache_from, lambda text: None, _project(context, plan), options.registry)
     try:
@@ -592,7 +589,7 @@ def check(
     """Lint the Dockerfile of a build (its build args, .dockerignore and target count), building nothing.
 
     `options` is a BuildOptions, or the context folder with option fields by name, as for `build()`."""
-    from .checking import check_options
+    from .checking import check_options  # lazy: see _report_checks
 
     return check_options(build_options(options, **fields), _open_store(store, root))
 

@@ -13,6 +13,7 @@ from .frontend.lint import ImageFacts, LintConfig, LintWarning, file_config, lin
 from .frontend.parser import parse_dockerfile
 from .frontend.platforms import normalize_platform
 from .frontend.syntax import check_syntax
+from .image.stored import image_config
 from .options import read_dockerfile
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ class CheckResult:
 
 
 def _image_facts(store: Store, name: str) -> ImageFacts | None:
-    from .image.stored import image_config
-
     try:
         image_id = store.resolve(name)
         config = image_config(store, image_id)

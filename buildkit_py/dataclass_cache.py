@@ -14,6 +14,7 @@ file of an image is ever read as code.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import dataclasses
 import marshal
@@ -125,7 +126,6 @@ def install() -> None:
         return
     _root = _root_identity()
     dataclasses.exec = _exec  # type: ignore[attr-defined]
-    import atexit
 
     atexit.register(save)
 

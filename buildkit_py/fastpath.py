@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
+from . import __version__
 from .context.dockerignore import IgnoreRules, load_ignore_rules
+from .digest import Digest
 from .options import BuildOptions, read_dockerfile
 from .store.fingerprints import BuildFingerprint
 
@@ -133,7 +135,6 @@ def fingerprint(options: BuildOptions, *, keep: bool = False) -> Fingerprint | N
 def _fingerprint(options: BuildOptions) -> Fingerprint | None:
     if not eligible(options):
         return None
-    from . import __version__
 
     context = options.context.resolve()
     try:
@@ -189,8 +190,6 @@ class NoopHit:
 
 def lookup(store: Store, found: Fingerprint) -> NoopHit | None:
     """The image of the last build, when `found` is its fingerprint and all it stood on is still as it was."""
-    from .digest import Digest
-
     entry = store.fingerprints.get(found.project)
     if entry is None or entry.fingerprint != found.digest:
         return None

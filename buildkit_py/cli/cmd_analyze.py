@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: analyze (57 modules) loads when the command runs, not for `--help`
     from ..analyze import analyze, dive_ci, report_json, report_text
 
     if args.html:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         analysis = analyze(store, args.image, top=args.top, exclude_base=args.exclude_base)
     if args.html:
-        from ..analyze.report_html import render_analysis
+        from ..analyze.report_html import render_analysis  # lazy: only --html renders
 
         write_output(args.html, render_analysis(analysis), "HTML report")
     results = rules.evaluate(analysis.efficiency) if rules is not None else None

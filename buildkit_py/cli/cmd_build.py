@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import BuildError, ContextError
 from ..fs.output import check_output_path, write_output
 from .common import add_transport_options, open_store, transport_options
 
@@ -38,6 +39,7 @@ def _label(text: str) -> tuple[str, str]:
 
 def _add_host(text: str) -> tuple[str, str]:
     """`--add-host name:address`, the address an IPv4 or IPv6 address or `host-gateway` (Docker's ValidateExtraHost)."""
+    # lazy: only --add-host parses addresses
     import ipaddress
 
     from ..exec.network import HOST_GATEWAY
@@ -190,8 +192,6 @@ def register(subparsers: Any) -> None:
 
 
 def _resolved_build_args(pairs: list[tuple[str, str | None]]) -> dict[str, str]:
-    import os
-
     values: dict[str, str] = {}
     for key, value in pairs:
         if value is None:
@@ -206,9 +206,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The BuildOptions the flags of `build` (or of a command sharing some of them, such as `graph`) ask for.
     SOURCE_DATE_EPOCH in the environment is a build arg unless --build-arg gives it, as buildx passes it on.
     A flag's parser is imported only when the flag is given: a plain rebuild loads none of them."""
-    import os
-
-    from ..options import SOURCE_DATE_EPOCH, BuildOptions
+    from ..options import SOURCE_DATE_EPOCH, BuildOptions  # lazy: `build --help` and a flag error need no options
 
     build_args = _resolved_build_args(args.build_arg)
     if SOURCE_DATE_EPOCH not in build_args and os.environ.get(SOURCE_DATE_EPOCH):
@@ -216,19 +214,19 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     cache_from: tuple[Any, ...] = ()
     cache_to: tuple[Any, ...] = ()
     if getattr(args, "cache_from", ()) or getattr(args, "cache_to", ()):
-        from ..remotecache.spec import parse_cache_from, parse_cache_to
+        from ..remotecache.spec import parse_cache_from, parse_cache_to  # lazy: only when the flag is given
 
         cache_from = tuple(parse_cache_from(spec) for spec in getattr(args, "cache_from", ()))
         cache_to = tuple(parse_cache_to(spec) for spec in getattr(args, "cache_to", ()))
     build_contexts: dict[str, Any] = {}
     if getattr(args, "build_context", ()):
-        from ..frontend.named_contexts import parse_build_contexts
+        from ..frontend.named_contexts import parse_build_contexts  # lazy: only when the flag is given
 
         build_contexts = dict(parse_build_contexts(args.build_context))
     secrets: tuple[Any, ...] = ()
     ssh: tuple[Any, ...] = ()
     if getattr(args, "secret", ()) or getattr(args, "ssh", ()):
-        from ..session import parse_secret, parse_ssh
+        from ..session import parse_secret, parse_ssh  # lazy: only when the flag is given
 
         secrets = tuple(parse_secret(text) for text in getattr(args, "secret", ()))
         ssh = tuple(parse_ssh(text) for text in getattr(args, "ssh", ()))
@@ -268,22 +266,20 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if getattr(args, "metadata_file", None):
         check_output_path(args.metadata_file, "--metadata-file")
     if args.output:
-        from ..image.export import check_output_spec
+        from ..image.export import check_output_spec  # lazy: only with --output
 
         for spec in args.output:
             check_output_spec(spec)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ContextError
-
     if args.context == "-" and args.file == "-":
         raise ContextError("invalid argument: can't use stdin for both build context and dockerfile")
     _check_outputs(args)
     store = open_store(args)
     if args.context != "-":
         return _build(args, store, options_from_args(args))
-    from ..stdin_context import context_from_stream
+    from ..stdin_context import context_from_stream  # lazy: only a context on stdin
 
     with store.temp_dir("stdin-context") as work:
         received = context_from_stream(sys.stdin.buffer, work)
@@ -300,12 +296,13 @@ def _noop(args: argparse.Namespace, store: Store, options: BuildOptions) -> bool
     build machinery; False when the build must go the whole way."""
     if getattr(args, "check", False) or args.explain or args.graph or args.push or args.verify:
         return False
-    from ..fastpath import fingerprint, lookup
+    from ..fastpath import fingerprint, lookup  # lazy: `build --help` and a flag error load no build path
 
     found = fingerprint(options, keep=True)  # a miss builds next, with this fingerprint
     hit = lookup(store, found) if found is not None else None
     if hit is None:
         return False
+    # lazy: only a hit needs these here (a miss loads them with the builder)
     from ..digest import Digest
     from ..reference import parse_reference
     from ..solver.progress import BuildMessage, StepCached
@@ -321,12 +318,12 @@ def _noop(args: argparse.Namespace, store: Store, options: BuildOptions) -> bool
     for tag in options.tags:
         tags.append(store.tags.set(parse_reference(tag).familiar, image_id))
     if args.output:
-        from ..image.export import export_image
+        from ..image.export import export_image  # lazy: only with --output
 
         for spec in args.output:
             export_image(store, image_id, spec)
     if args.metadata_file:
-        from ..image.build_metadata import build_metadata, write_metadata_file
+        from ..image.build_metadata import build_metadata, write_metadata_file  # lazy: only with --metadata-file
 
         write_metadata_file(Path(args.metadata_file), build_metadata(store, image_id, tuple(tags), None))
     if args.iidfile:
@@ -351,9 +348,10 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
     if _noop(args, store, options):
         return 0
     if not (getattr(args, "check", False) or args.explain) and os.geteuid() == 0:
-        from ..exec.forkserver import prestart
+        from ..exec.forkserver import prestart  # lazy: the sandbox's fork server only once the no-op path missed
 
         prestart()  # the sandbox's fork server starts while the frontend is loaded and the Dockerfile read
+    # lazy: the build machinery only once the no-op path missed (see _noop)
     from .. import builder
     from .progress import make_progress
 
@@ -366,7 +364,7 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
     progress = make_progress("quiet" if args.quiet else args.progress)
     result = builder.build(options, progress=progress, store=store)
     if args.output:
-        from ..image.export import export_image
+        from ..image.export import export_image  # lazy: only with --output
         from .progress import TtyProgress
         from .transfers import TransferView
 
@@ -374,12 +372,12 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
             for spec in args.output:
                 export_image(store, result.image_id, spec, view)
     if args.graph:
-        from ..solver.dot import solved_dot, write_graph
+        from ..solver.dot import solved_dot, write_graph  # lazy: only with --graph
 
         write_graph(Path(args.graph), solved_dot(result.plan.graph.subgraph_for([result.plan.target]), result.stats))
     pushed = _push(args, store, result.tags) if args.push else None
     if args.metadata_file:
-        from ..image.build_metadata import build_metadata, write_metadata_file
+        from ..image.build_metadata import build_metadata, write_metadata_file  # lazy: only with --metadata-file
 
         metadata = build_metadata(store, result.image_id, result.tags, pushed)
         write_metadata_file(Path(args.metadata_file), metadata)
@@ -398,8 +396,7 @@ def _build(args: argparse.Namespace, store: Store, options: BuildOptions) -> int
 
 def _push(args: argparse.Namespace, store: Store, tags: tuple[str, ...]) -> Manifest | None:
     """Push every tag; the manifest of the last push (all tags name the same image, so the same manifest)."""
-    from ..errors import BuildError
-    from ..registry.push import push_image
+    from ..registry.push import push_image  # lazy: only --push loads the registry client (httpx)
 
     if not tags:
         raise BuildError("--push needs a tag (-t REGISTRY/NAME:TAG)")
@@ -412,6 +409,7 @@ def _push(args: argparse.Namespace, store: Store, tags: tuple[str, ...]) -> Mani
 
 
 def _verify(options: BuildOptions, store: Store, result: BuildResult, progress: Any) -> int:
+    # lazy: only --verify rebuilds and compares
     from ..builder import rebuild_without_cache
     from ..digest import digest_bytes
     from ..reproduce import compare_images
@@ -427,7 +425,7 @@ def _verify(options: BuildOptions, store: Store, result: BuildResult, progress: 
 
 def _check(options: BuildOptions, store: Any) -> int:
     """`--check`: the findings, then a summary line; 1 when there is a finding, as `docker build --check`."""
-    from ..checking import check_options, format_warning_detail
+    from ..checking import check_options, format_warning_detail  # lazy: only --check
 
     result = check_options(options, store)
     for warning in result.warnings:

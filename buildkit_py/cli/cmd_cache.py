@@ -74,6 +74,7 @@ def _mount_description(record: CacheMountRecord) -> str:
 
 
 def run_du(args: argparse.Namespace) -> int:
+    # lazy: store.gc (44 modules) loads when the command runs, not for `--help`
     from ..store.gc import cache_mount_usage, cache_totals, cache_usage
 
     store = open_store(args)
@@ -141,7 +142,7 @@ def _until(filters: list[str]) -> float | None:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from ..store.gc import prune_cache
+    from ..store.gc import prune_cache  # lazy: see run_du
 
     until = _until(args.filter)
     keep_storage = parse_size(args.keep_storage) if args.keep_storage is not None else None

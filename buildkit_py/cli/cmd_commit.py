@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `commit` runs, not for `--help`
     from ..container.commit import commit_container
     from ..container.lifecycle import find
 

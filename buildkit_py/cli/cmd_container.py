@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from ..errors import BuildError
@@ -25,6 +26,7 @@ def register(subparsers: Any) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `container prune` runs, not for `--help`
     from ..container.lifecycle import prune_containers
 
     store = open_store(args)
@@ -36,6 +38,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def container_document(store: Any, name: str) -> dict[str, Any]:
+    # lazy: as in _prune, only when a container is inspected
     from ..container.layout import ContainerLayout
     from ..container.lifecycle import find
     from ..container.status import inspect_document
@@ -47,7 +50,6 @@ def container_document(store: Any, name: str) -> dict[str, Any]:
 
 def format_path(document: dict[str, Any], template: str) -> str:
     """`{{.State.Status}}`-style templates: dotted paths, printed as Go would (JSON for maps and lists)."""
-    import re
 
     def value(match: re.Match[str]) -> str:
         current: Any = document

@@ -35,6 +35,7 @@ def _split(text: str) -> tuple[str, str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `cp` runs, not for `--help`
     from ..container import copy
     from ..container.lifecycle import find
     from ..container.rootfs import container_root, kernel_mounts

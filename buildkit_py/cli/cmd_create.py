@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `create` runs, not for `--help`
     from ..container.lifecycle import create_container
 
     try:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import BuildError
 from ..fs.output import check_output_path, write_output
+from ..units import human_size
 from .common import open_store
 
 if TYPE_CHECKING:
@@ -30,14 +33,10 @@ def register(subparsers: Any) -> None:
 
 
 def _signed(size: int) -> str:
-    from ..units import human_size
-
     return ("+" if size > 0 else "-" if size < 0 else "±") + human_size(abs(size))
 
 
 def render_text(result: ImageDiff, top: int) -> str:
-    from ..units import human_size
-
     a, b = result.a, result.b
     lines = [
         f"A: {a.name} ({a.image_id.short})  {human_size(a.content_size)} in {len(a.layers)} layers",
@@ -79,13 +78,11 @@ def render_text(result: ImageDiff, top: int) -> str:
 
 def container_diff(args: argparse.Namespace) -> int:
     """`pybuild diff CONTAINER`: Docker's A/C/D list of the container's changes."""
-    import sys
-
+    # lazy: the container machinery (70 modules) loads when `diff` runs, not for `--help`
     from ..container.changes import container_changes
     from ..container.layout import ContainerLayout
     from ..container.lifecycle import find
     from ..container.plan import image_lowers
-    from ..errors import BuildError
 
     try:
         with open_store(args) as store:
@@ -100,6 +97,7 @@ def container_diff(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: analyze loads when an image diff runs, not for `--help`
     from ..analyze import imagediff
 
     if args.html:
@@ -109,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         result = imagediff.diff(store, args.image_a, args.image_b)
         if args.html:
+            # lazy: only --html analyses both images
             from ..analyze.analysis import analyze_image
             from ..analyze.report_html import render_diff
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ..errors import BuildError
@@ -29,8 +30,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
+    # lazy: the container machinery (70 modules) loads when `exec` runs, not for `--help`
     from ..container.detachkeys import parse_detach_keys
     from ..container.execin import ExecFailed, ExecOptions, exec_in_container
     from ..container.lifecycle import find

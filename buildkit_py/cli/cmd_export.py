@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `export` runs, not for `--help`
     from ..container.lifecycle import find
     from ..container.rootfs import container_root
     from ..layer.generate import write_layer_tar

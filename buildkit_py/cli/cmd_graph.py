@@ -47,6 +47,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the builder loads when the command runs, not for `--help`
     from .. import builder
     from ..solver.critical_path import critical_path
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(output: str | None, found: GraphStates, critical: CriticalPath) -> None:
-    from ..solver.graph_json import graph_json
+    from ..solver.graph_json import graph_json  # lazy: only --format json
 
     document = graph_json(found.graph, found.states, found.reasons, found.numbers, found.durations, critical)
     text = json.dumps(document, indent=2) + "\n"
@@ -75,7 +76,7 @@ def _write_json(output: str | None, found: GraphStates, critical: CriticalPath) 
 
 
 def _write_dot(output: str | None, found: GraphStates) -> None:
-    from ..solver.dot import to_dot, write_graph
+    from ..solver.dot import to_dot, write_graph  # lazy: only --format dot
 
     text = to_dot(found.graph, found.states, found.reasons, found.numbers)
     if output is None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..image.stored import image_config
+from ..units import docker_size
 from .common import open_store
 from .formatting import age_of, parse_created, table
 
@@ -67,6 +68,7 @@ def rows_of(store: Any, name: str) -> list[dict[str, Any]]:
     """One dict per history entry, newest first, with the size of the layer it made (0 for metadata steps).
 
     The size is what docker shows: the bytes of the files in the layer (tar headers only are read), not the tar's."""
+    # lazy: only with --tree: reading layers loads analyze
     from ..analyze.filetree import read_layer
     from ..analyze.layers import dockerfile_line
 
@@ -98,8 +100,6 @@ def rows_of(store: Any, name: str) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..units import docker_size
-
     with open_store(args) as store:
         rows = rows_of(store, args.image)
     for row in rows:

@@ -35,6 +35,7 @@ def _split_tag(tag: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loaded when the command runs, not for `--help`
     from ..image.lineage import has_children
     from ..image.sizes import content_sizes
 

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the frontend and the importer load when the command runs, not for `--help`
     from ..frontend.changes import apply_changes
     from ..image.config import ContainerConfig
     from ..image.importer import import_rootfs

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ImageNotFound, StoreError
 from ..image.config import DOCKER_EMPTY_CONTAINER_CONFIG
 from ..image.stored import image_config
+from .cmd_container import container_document, format_path
 from .common import open_store
 
 
@@ -52,15 +53,11 @@ def run(args: argparse.Namespace) -> int:
             results.append(inspect_image(store, name))
         except ImageNotFound as error:
             try:
-                from .cmd_container import container_document
-
                 results.append(container_document(store, name))  # like `docker inspect`: images, then containers
             except StoreError:
                 print(f"Error: {error}", file=__import__("sys").stderr)
                 status = 1
     if args.format and "{{" in args.format and "." in args.format.strip("{} .")[:-1]:
-        from .cmd_container import format_path
-
         for result in results:
             print(format_path(result, args.format))
     elif args.format:

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loaded when the command runs, not for `--help`
     from ..image.load import load_archive
 
     store = open_store(args)

@@ -37,6 +37,7 @@ def _registry(text: str) -> str:
 
 
 def run_login(args: argparse.Namespace) -> int:
+    # lazy: the registry client (httpx) loads when the command runs, not for `--help`
     from ..registry.login import login
 
     username = args.username
@@ -62,7 +63,7 @@ def run_login(args: argparse.Namespace) -> int:
 
 
 def run_logout(args: argparse.Namespace) -> int:
-    from ..registry.credentials import erase_credentials
+    from ..registry.credentials import erase_credentials  # lazy: as in run_login
 
     registry = _registry(args.registry)
     if erase_credentials(registry):

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def _print(entry: Any, timestamps: bool) -> None:
-    from ..container.logs import rfc3339_nano
+    from ..container.logs import rfc3339_nano  # lazy: as in run
 
     text = entry.log.encode(errors="surrogateescape")
     if timestamps:
@@ -34,6 +34,7 @@ def _print(entry: Any, timestamps: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `logs` runs, not for `--help`
     from ..container.layout import ContainerLayout
     from ..container.lifecycle import RUNNING_STATES, find
     from ..container.logread import follow_entries, parse_log_time, select_entries

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ContainerError
 from .common import open_store
 from .container_common import error
+from .formatting import age_of, table
 
 _COLUMNS = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
 _FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
@@ -45,7 +46,7 @@ def _ellipsis(text: str, width: int) -> str:
 
 
 def _fields(row: Any, no_trunc: bool) -> dict[str, str]:
-    from ..cli.formatting import age_of
+    # lazy: the container modules load when `ps` runs, not for `--help`
     from ..container.spec import ContainerSpec, ports_from_json
     from ..container.status import created_text, status_text
 
@@ -67,7 +68,7 @@ def _fields(row: Any, no_trunc: bool) -> dict[str, str]:
 
 
 def _matches(row: Any, filters: list[tuple[str, str]]) -> bool:
-    from ..container.spec import ContainerSpec
+    from ..container.spec import ContainerSpec  # lazy: as in _fields
 
     by_key: dict[str, list[str]] = {}
     for key, value in filters:
@@ -117,8 +118,8 @@ def _render(template: str, item: dict[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `ps` runs, not for `--help`
     from ..container.lifecycle import all_containers
-    from .formatting import table
 
     try:
         filters = _parse_filters(args.filter)

@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the registry client (httpx; registry.pull, 200 modules) loads when the command runs, not for `--help`
     from ..image.manifest import Platform
     from ..registry.pull import pull_image
     from .transfers import TransferView

@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the registry client (httpx) loads when the command runs, not for `--help`
     from ..registry.push import push_image
     from .transfers import TransferView
 

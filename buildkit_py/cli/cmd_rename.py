@@ -17,6 +17,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `rename` runs, not for `--help`
     from ..container.lifecycle import rename_container
 
     store = open_store(args)

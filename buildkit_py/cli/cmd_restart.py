@@ -17,6 +17,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `restart` runs, not for `--help`
     from ..container.lifecycle import find, start_container, stop_container
     from ..container.spawn import fork_monitor
 

@@ -18,6 +18,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `rm` runs, not for `--help`
     from ..container.lifecycle import remove_container
 
     store = open_store(args)

@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: image.remove (45 modules) loads when the command runs, not for `--help`
     from ..image.remove import remove_image
 
     store = open_store(args)

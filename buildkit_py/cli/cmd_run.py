@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..errors import ContainerError
 from .container_common import add_create_options, error, run_option_fields
 
 
@@ -26,13 +27,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: already loaded by main's fork_early; kept out of `pybuild --help`
     from ..container.spawn import fork_monitor, take_early_monitor
 
     monitor = take_early_monitor() or fork_monitor()  # forked first: see container/spawn.py
     monitor.root = args.root
 
+    # lazy: loaded once the monitor is forked, so that the fork comes first
     from ..container.detachkeys import parse_detach_keys
-    from ..errors import ContainerError
 
     try:
         detach_keys = parse_detach_keys(args.detach_keys)
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         error(failure)
         return 125
 
+    # lazy: as parse_detach_keys, after the fork
     from ..container.attach import relay, terminal_size
     from ..container.session import StartFailed
 

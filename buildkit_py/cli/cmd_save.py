@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .transfers import TransferView
+    from .transfers import TransferView  # lazy: bars only on a terminal
 
     if args.output and not (args.format == "oci" and (args.output.endswith("/") or Path(args.output).is_dir())):
         check_output_path(args.output, "archive")
@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _save(args: argparse.Namespace, store: Store, view: TransferCallback) -> None:
-    from ..image.docker_archive import save_docker_archive
+    from ..image.docker_archive import save_docker_archive  # lazy: only the format asked for loads its writer
 
     save: Callable[[Store, Sequence[str], BinaryIO], None]
     if args.format == "oci":
+        # lazy: only the format asked for loads its writer
         from ..image.oci_layout import save_oci_archive, save_oci_layout
 
         compression = args.compression or "gzip"

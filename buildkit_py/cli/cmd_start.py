@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `start` runs, not for `--help`
     from ..container.attach import relay, terminal_size
     from ..container.detachkeys import parse_detach_keys
     from ..container.lifecycle import RUNNING_STATES, StartFailed, find, start_container

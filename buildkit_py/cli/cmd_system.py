@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from typing import Any
 
+from .cmd_cache import print_prune_report
 from .cmd_image import add_prune_flags, confirmed, print_image_report
 from .common import help_without_command, open_store
 from .formatting import age_of, human_age, human_size, table
@@ -47,6 +49,7 @@ def _reclaimable(reclaimable: int, size: int) -> str:
 
 
 def run_df(args: argparse.Namespace) -> int:
+    # lazy: store.gc (44 modules) loads when `system df` runs, not for `--help`
     from ..store.gc import system_df
 
     usage = system_df(open_store(args))
@@ -112,8 +115,7 @@ def run_df(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    import sys
-
+    # lazy: loaded when `system check` runs, not for `--help`
     from ..image.check import check_store
 
     report = check_store(open_store(args))
@@ -131,9 +133,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    # lazy: image.remove and store.gc load when `system prune` runs, not for `--help`
     from ..image.remove import prune_images
     from ..store.gc import prune_cache
-    from .cmd_cache import print_prune_report
 
     if args.all:
         items = ["all images without at least one container associated to them", "all build cache"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..reference import parse_reference
 from .common import open_store
 
 
@@ -18,8 +19,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reference import parse_reference
-
     store = open_store(args)
     image_id = store.resolve(args.source)
     store.tags.set(parse_reference(args.target).familiar, image_id)

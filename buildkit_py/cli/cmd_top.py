@@ -38,6 +38,7 @@ def _pids_in_namespace(pid: int) -> set[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `top` runs, not for `--help`
     from ..container.lifecycle import RUNNING_STATES, find
 
     try:

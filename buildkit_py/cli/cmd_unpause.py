@@ -18,6 +18,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `unpause` runs, not for `--help`
     from ..container.pausing import pause_container
 
     store = open_store(args)

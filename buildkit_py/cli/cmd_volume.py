@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import BuildError
 from .common import help_without_command, open_store
 from .container_common import error, for_each
+from .formatting import table
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    import secrets
+    import secrets  # lazy: secrets (random, hmac) only to name an anonymous volume
 
     store = open_store(args)
     name = args.name or secrets.token_hex(32)
@@ -57,13 +58,13 @@ def _list(args: argparse.Namespace) -> int:
         for volume in volumes:
             print(volume.name)
         return 0
-    from .formatting import table
 
     print(table([["DRIVER", "VOLUME NAME"]] + [["local", volume.name] for volume in volumes]))
     return 0
 
 
 def _document(volume: Any) -> dict[str, Any]:
+    # lazy: the container modules load when `volume inspect` runs, not for `--help`
     from ..container.status import timestamp
 
     return {

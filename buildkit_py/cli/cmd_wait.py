@@ -16,6 +16,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the container machinery (70 modules) loads when `wait` runs, not for `--help`
     from ..container.lifecycle import wait_container
 
     store = open_store(args)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    from ..store import Store, default_root
+    from ..store import Store, default_root  # lazy: `--help` and a flag error open no store (sqlite3)
 
     return Store(args.root or default_root())
 
@@ -30,7 +30,7 @@ def add_transport_options(parser: argparse.ArgumentParser) -> None:
 
 def transport_options(args: argparse.Namespace) -> TransportOptions:
     """What `add_transport_options` read."""
-    from ..registry.client import TransportOptions
+    from ..registry.client import TransportOptions  # lazy: only registry commands load the registry client (httpx)
 
     return TransportOptions(insecure=args.insecure, ca_cert=args.ca_cert)
 

@@ -71,7 +71,7 @@ def run_option_fields(args: argparse.Namespace, attach_stdin: bool = False) -> d
 
 
 def run_options(args: argparse.Namespace, attach_stdin: bool = False) -> Any:
-    from ..container.options import RunOptions
+    from ..container.options import RunOptions  # lazy: only `run` and `create` parse run options
 
     return RunOptions.from_fields(run_option_fields(args, attach_stdin))
 

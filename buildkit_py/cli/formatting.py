@@ -6,11 +6,11 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+from ..units import docker_size, human_duration
+
 
 def human_size(size: float) -> str:
     """Docker's units.HumanSizeWithPrecision(size, 3): decimal units, three significant digits (1.24MB, 512B)."""
-    from ..units import docker_size
-
     return docker_size(size)
 
 
@@ -37,8 +37,6 @@ def human_age(created: str) -> str:
 
 def age_of(timestamp: float) -> str:
     """Docker's "2 minutes ago" style of a Unix time."""
-    from ..units import human_duration
-
     return human_duration(max(0.0, time.time() - timestamp)) + " ago"
 
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..dataclass_cache import save
+
 if TYPE_CHECKING:
     from ..errors import BuildError
 
@@ -128,7 +130,7 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
 def exit_status_of(error: BuildError) -> int:
     """1, except for a RUN that failed: its own exit status, as `docker build` with the classic builder exits
     (`RUN exit 3` exits 3; a step killed by signal N exits 128+N)."""
-    from ..errors import StepError
+    from ..errors import StepError  # lazy: errors loads after `run` forks its monitor (see main)
 
     if isinstance(error, StepError) and error.exit_status:
         return error.exit_status
@@ -139,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = with_build_word(sys.argv[1:] if argv is None else argv)
     command = _command_in(arguments)
     if command == "run":
-        from ..container.spawn import fork_early
+        from ..container.spawn import fork_early  # lazy: only `run` forks early
 
         fork_early()  # the container's monitor imports what it needs while we parse (container/spawn.py)
     from ..errors import BuildError  # after that fork: it is the first module that costs
@@ -177,8 +179,6 @@ def entry() -> None:
     arguments = sys.argv[1:]
     status = main(arguments)
     if _command_in(arguments) in _EXIT_AT_ONCE:
-        from ..dataclass_cache import save
-
         save()  # what atexit would have done
         for stream in (sys.stdout, sys.stderr):
             try:

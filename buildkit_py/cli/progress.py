@@ -32,7 +32,7 @@ _TICK = 0.2  # seconds between two redraws of the terminal view's running steps
 
 
 def _sizeof(size: int) -> str:
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm (76 modules) only for a terminal's bars
 
     return str(tqdm.format_sizeof(size, "B"))
 
@@ -174,7 +174,7 @@ class TtyProgress:
         return []
 
     def _live(self, step: _Step, width: int, now: float) -> str:
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: tqdm (76 modules) only for a terminal's bars
 
         elapsed = now - step.started
         moved = ""

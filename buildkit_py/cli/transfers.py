@@ -26,7 +26,7 @@ class TransferView:
             return
         with self._lock:
             if self._open:
-                from tqdm import tqdm
+                from tqdm import tqdm  # lazy: tqdm (76 modules) only for a terminal's bars
 
                 tqdm.write(text, file=self.stream)
             else:
@@ -42,7 +42,7 @@ class TransferView:
                 return
             bar = self._open.get(key)
             if bar is None:
-                from tqdm import tqdm
+                from tqdm import tqdm  # lazy: tqdm (76 modules) only for a terminal's bars
 
                 bar = self._open[key] = tqdm(
                     desc=f"{transfer.item}: {transfer.action}",

@@ -86,6 +86,7 @@ def serve(starter: socket.socket) -> None:
 
 def _create(store: Store, order: dict[str, object], starter: socket.socket) -> str | None:
     """`pybuild run`'s container, created here: its id, or None once the reason it cannot be is sent (125)."""
+    # lazy: only `run` has the monitor create its container; a `start` never loads lifecycle or image.stored
     from .lifecycle import create_container
     from .options import RunOptions
 
@@ -270,7 +271,7 @@ class Monitor:
                 error=message,
             )
             if spec.auto_remove:
-                from .lifecycle import remove_stopped
+                from .lifecycle import remove_stopped  # lazy: only an --rm container needs lifecycle here (see _create)
 
                 remove_stopped(self.store, self.container_id, volumes=True)
         except BuildError:
@@ -293,7 +294,7 @@ class Monitor:
                 finished_at=time.time(),
             )
             if spec.auto_remove:
-                from .lifecycle import remove_stopped
+                from .lifecycle import remove_stopped  # lazy: only an --rm container needs lifecycle here (see _create)
 
                 remove_stopped(self.store, self.container_id, volumes=True)
         except BuildError:

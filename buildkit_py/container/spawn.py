@@ -36,7 +36,7 @@ class MonitorHandle:
         self.root: Path | None = None
 
     def start(self, container_id: str, hello: dict[str, object]) -> tuple[Session, str]:
-        from . import protocol as p
+        from . import protocol as p  # lazy: after the fork, as in _order
 
         return self._order(p.START, {"container": container_id, "hello": hello})
 
@@ -45,7 +45,7 @@ class MonitorHandle:
     ) -> tuple[Session, str]:
         """Create the container (`options`: RunOptions' fields) and start it; StartFailed with code 125 when it
         cannot be created."""
-        from . import protocol as p
+        from . import protocol as p  # lazy: after the fork, as in _order
 
         return self._order(p.CREATE, {"image": image, "name": name, "options": options, "hello": hello})
 
@@ -53,6 +53,7 @@ class MonitorHandle:
         self.sock.close()
 
     def _order(self, kind: int, document: dict[str, object]) -> tuple[Session, str]:
+        # lazy: imported before the monitor fork, this module loads the protocol (json) only after it
         from . import protocol as p
         from .session import await_start
 
@@ -75,7 +76,7 @@ def fork_monitor(root: Path | None = None) -> MonitorHandle:
         try:
             ours.close()
             os.setsid()
-            from .monitor import serve
+            from .monitor import serve  # lazy: only the forked monitor loads the container runtime
 
             serve(theirs)
         except BaseException:  # noqa: BLE001 - a monitor never returns into the command that forked it

@@ -44,6 +44,7 @@ from ..solver.ops import Chown, CopyAction
 from .archive import extract_archive, is_archive
 from .copycount import CopyCounter
 from .rootpath import container_path, resolve_in_root
+from .users import resolve_chown
 
 __all__ = ["copy_action", "mkdir_all", "resolve_owner"]
 
@@ -55,7 +56,6 @@ def resolve_owner(dest_root: Path, chown: Chown | None) -> tuple[int, int] | Non
     """uid:gid for `--chown`, looked up in the destination's /etc/passwd and /etc/group."""
     if chown is None:
         return None
-    from .users import resolve_chown
 
     try:
         return resolve_chown(dest_root, chown.user, chown.group)

@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import Any
 
+from ..dataclass_cache import save
 from ..errors import ExecError
 
 _HEADER = struct.Struct("!Q")
@@ -35,6 +36,7 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _child(request: Any, status_fd: int, output_fd: int, progress_fd: int | None) -> None:
+    # lazy: only the server process loads the sandbox (serve did); the build process, its client, never does
     from . import sandbox
 
     os.setsid()
@@ -171,7 +173,6 @@ def main(argv: list[str]) -> int:
     # socket closes instead, which happens when the executor closes it or its process dies.
     sock = socket.socket(fileno=int(argv[1]))
     serve(sock)
-    from ..dataclass_cache import save
 
     save()
     os._exit(0)  # nothing to flush or close: tearing the interpreter down would only keep the build waiting

@@ -12,10 +12,13 @@ still in the host's network namespace; `start_slirp` lets it attach to the new n
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import select
 import shutil
+import socket
+import struct
 from dataclasses import dataclass
 
 from ..errors import ExecError
@@ -184,10 +187,6 @@ def host_gateway(address: str, network: str) -> str:
 
 
 def _default_route_address() -> str | None:
-    import fcntl
-    import socket
-    import struct
-
     try:
         with open("/proc/net/route") as routes:
             interface = next(

@@ -80,7 +80,7 @@ def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:  # not glibc: find_library runs ldconfig, slow but rare
-        from ctypes.util import find_library
+        from ctypes.util import find_library  # lazy: ctypes.util only when libc.so.6 is missing
 
         return ctypes.CDLL(find_library("c"), use_errno=True)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..image.manifest import oci_architecture
+
 __all__ = ["AUTOMATIC_ARGS", "PLATFORM", "automatic_args", "normalize_platform"]
 
 PLATFORM = "linux/amd64"
@@ -25,20 +27,23 @@ AUTOMATIC_ARGS = (
     "TARGETVARIANT",
     "TARGETSTAGE",
 )
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "amd64": "amd64"}
 
 
 def normalize_platform(text: str) -> str | None:
     """`os[/arch[/variant]]` as containerd normalises it (`linux/x86_64` is linux/amd64, `amd64` alone too);
     None when it is not linux/amd64."""
     parts = text.strip().lower().split("/")
-    if len(parts) == 1 and parts[0] in _ARCH_ALIASES:
+    if len(parts) == 1 and _is_amd64(parts[0]):
         return PLATFORM
-    if len(parts) not in (2, 3) or parts[0] != "linux" or parts[1] not in _ARCH_ALIASES:
+    if len(parts) not in (2, 3) or parts[0] != "linux" or not _is_amd64(parts[1]):
         return None
     if len(parts) == 3 and parts[2] not in ("", "v1"):
         return None
     return PLATFORM
+
+
+def _is_amd64(architecture: str) -> bool:
+    return oci_architecture(architecture) == ("amd64", "")
 
 
 def automatic_args(target_stage: str, overrides: Mapping[str, str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..digest import Digest
+from ..fs.output import write_output
 from .compressed import compressed_layers, layer_media_type
 from .config import ImageConfig
 from .manifest import DOCKER_CONFIG, DOCKER_MANIFEST, Descriptor, Manifest
@@ -61,6 +62,4 @@ def build_metadata(
 
 def write_metadata_file(path: Path, metadata: dict[str, Any]) -> None:
     """Written as every output file is: a device or fifo in place, a regular file atomically."""
-    from ..fs.output import write_output
-
     write_output(path, json.dumps(metadata, indent=2) + "\n", "--metadata-file")

@@ -29,8 +29,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..digest import Digest
 from ..errors import StoreError
+from ..layer.compression import open_decompressed
+from ..reference import parse_reference
+from ..store import normalize_tag
 from ..transfer import TransferCallback, counted
-from .config import DOCKER_EMPTY_CONTAINER_CONFIG
+from .config import DOCKER_EMPTY_CONTAINER_CONFIG, HistoryEntry, ImageConfig
 from .ingest import ArchiveSource, IngestBatch, open_source, parse_config, read_small
 
 if TYPE_CHECKING:
@@ -89,8 +92,6 @@ def save_docker_archive(
 ) -> None:
     """Write the images `names` (tags or ids, resolved as `docker save` does) to `out` as one tar stream; `transfer`
     hears how much of each layer is written."""
-    from ..reference import parse_reference
-
     images = _collect(store, names)
     manifest: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
@@ -166,8 +167,6 @@ def _json(source: ArchiveSource, name: str) -> Any:
 
 
 def _tags(value: Any, where: str) -> list[str]:
-    from ..store import normalize_tag
-
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
@@ -202,8 +201,6 @@ def load_docker_source(store: Store, source: ArchiveSource, batch: IngestBatch) 
 
 def _load_legacy(source: ArchiveSource, batch: IngestBatch) -> None:
     """`repositories` and v1 layer dirs only: the top layer's json carries the image config, parents the chain."""
-    from .config import HistoryEntry, ImageConfig
-
     if not source.exists("repositories"):
         raise StoreError("not a docker archive: no manifest.json and no repositories file")
     repositories = _json(source, "repositories")
@@ -252,8 +249,6 @@ def _load_legacy(source: ArchiveSource, batch: IngestBatch) -> None:
 
 def _layer_digest(source: ArchiveSource, name: str) -> Digest:
     """The diff_id of a layer file that may be compressed (a v1 archive records none)."""
-    from ..layer.compression import open_decompressed
-
     hasher = hashlib.sha256()
     with source.open(name) as raw:
         stream = open_decompressed(raw)

@@ -104,12 +104,12 @@ def export_image(store: Store, image_id: Digest, spec: str, transfer: TransferCa
     kind, dest = fields["type"], fields["dest"]
     names = store.tags.of(image_id) or [str(image_id)]
     if kind == "docker":
-        from .docker_archive import save_docker_archive
+        from .docker_archive import save_docker_archive  # lazy: only the format asked for loads its writer
 
         with _output_stream(dest) as stream:
             save_docker_archive(store, names, stream, transfer)
     elif kind == "oci":
-        from .oci_layout import save_oci_archive, save_oci_layout
+        from .oci_layout import save_oci_archive, save_oci_layout  # lazy: only the format asked for loads its writer
 
         compression = fields.get("compression", "gzip")
         if fields.get("tar", "true").lower() == "false":

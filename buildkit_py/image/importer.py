@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import Digest
+from ..store import normalize_tag
 from .config import ContainerConfig, HistoryEntry, ImageConfig, rfc3339
 from .ingest import IngestBatch
 from .manifest import host_platform
@@ -33,8 +34,6 @@ def import_rootfs(
 ) -> Digest:
     """Store the tarball as a one-layer image (tagged `name` when given) with `config` (empty when not given: apply
     `--change` strings with `frontend.changes.apply_changes` first); returns the image id."""
-    from ..store import normalize_tag
-
     tag = normalize_tag(name) if name else None
     if isinstance(source, str):
         source = Path(source)

@@ -33,6 +33,7 @@ from ..fs.beneath import open_beneath
 from ..layer.compression import open_decompressed
 from ..layer.tarsplit import commit_unpacked_layer
 from ..layer.unpack import unpack_layer
+from .config import ImageConfig
 from .stored import put_image_bytes
 
 if TYPE_CHECKING:
@@ -336,8 +337,6 @@ class IngestBatch:
 
 def parse_config(data: bytes, where: str) -> tuple[Digest, tuple[Digest, ...]]:
     """An image config's id (sha256 of its bytes) and diff_ids; StoreError when it is not a valid config."""
-    from ..image.config import ImageConfig
-
     try:
         config = ImageConfig.from_bytes(data)
     except (ValueError, TypeError, AttributeError, KeyError, InvalidDigest) as error:

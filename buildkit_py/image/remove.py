@@ -40,7 +40,7 @@ def remove_image(store: Store, name: str, *, force: bool = False) -> list[str]:
 
 
 def prune_images(store: Store, *, all: bool = False) -> ImagePruneReport:
-    from ..store.gc import layer_disk_sizes
+    from ..store.gc import layer_disk_sizes  # lazy: only prune measures sizes on disk; `rmi` does not load store.gc
 
     sizes = layer_disk_sizes(store)
     lines: list[str] = []

@@ -15,7 +15,7 @@ def snapshot_path(store: Store, diff_id: Digest) -> Path:
     existing = store.layers.snapshot(diff_id)
     if existing is not None:
         return existing
-    from .unpack import unpack_layer
+    from .unpack import unpack_layer  # lazy: unpacking only when the snapshot is missing
 
     with store.temp_dir("unpack") as work:
         target = work / "root"

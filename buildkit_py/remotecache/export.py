@@ -45,6 +45,7 @@ from ..image.manifest import (
     parse_manifest,
 )
 from ..image.oci_layout import LAYOUT_FILE, LAYOUT_VERSION, REF_NAME
+from ..reference import parse_reference
 from .metadata import CacheDocument, CachedResult, cache_config_bytes
 from .sources import CacheSource, copy_verified
 from .spec import CacheExport
@@ -381,7 +382,7 @@ def push_cache(
     store: Store, name: str, artifact: CacheArtifact, options: TransportOptions | None = None
 ) -> tuple[int, bool]:
     """Returns (blob bytes uploaded, whether the registry had this very manifest under the tag already)."""
-    from ..reference import parse_reference
+    # lazy: only a registry cache loads the registry client (httpx, ~130 modules)
     from ..registry.client import RegistryClient
     from ..registry.push import BlobPusher, put_manifest
 
@@ -405,7 +406,7 @@ def push_cache(
 def _body(store: Store, blob: ExportBlob, spare: Path) -> Callable[[], FileBody]:
     """What to upload when the registry lacks the blob: a file of ours as it is, else the blob written (checked) to
     the spare path first."""
-    from ..registry.client import FileBody
+    from ..registry.client import FileBody  # lazy: see push_cache
 
     def body() -> FileBody:
         if blob.file is not None:
@@ -422,7 +423,7 @@ def _body(store: Store, blob: ExportBlob, spare: Path) -> Callable[[], FileBody]
 
 def _current_manifest(client: RegistryClient, repository: str, tag: str) -> Digest | None:
     """The digest of the manifest the registry has under the tag (HEAD), or None."""
-    from ..registry.auth import repository_scope
+    from ..registry.auth import repository_scope  # lazy: see push_cache
     from ..registry.pull import MANIFEST_ACCEPT
 
     response = client.request(

@@ -27,6 +27,7 @@ from ..errors import BuildError, CacheImportError, DigestMismatch
 from ..image.compressed import layer_media_type
 from ..image.manifest import Descriptor
 from ..layer.compression import compress_stream
+from ..solver.ops import CacheSpec, ExecOp
 from ..store import CompressedForm
 from .export import ExportBlob
 from .metadata import CachedMount
@@ -54,8 +55,6 @@ class PackedMount:
 
 def mount_ids(plan: BuildPlan, solved: SolveResult) -> list[str]:
     """The cache mount ids of the steps the build needed, sorted."""
-    from ..solver.ops import CacheSpec, ExecOp
-
     ids: set[str] = set()
     for digest in solved.keys:
         op = plan.graph.op(digest)

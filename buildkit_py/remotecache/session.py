@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from ..digest import Digest
 from ..errors import BuildError, CarriedLayerError
 from ..image.manifest import Platform
+from ..image.stored import image_config
+from ..solver.ops import ImageSource
 from .export import CarriedLayers, ExportBlob, ExportReport, cache_artifact, collect_records, export_cache
 from .metadata import CachedMount, CacheDocument
 from .mounts import PackedMount, mount_ids, pack_mounts
@@ -81,9 +83,6 @@ def _records(
 
 def _base_layers(store: Store, plan: BuildPlan, solved: SolveResult) -> set[Digest]:
     """The layers of the build's base images, which a build that can use the cache pulls anyway."""
-    from ..image.stored import image_config
-    from ..solver.ops import ImageSource
-
     layers: set[Digest] = set()
     for op in solved.keys:
         source = plan.graph.op(op)

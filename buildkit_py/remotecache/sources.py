@@ -24,6 +24,7 @@ from ..errors import BuildError, CacheImportError, DigestMismatch, ImageNotFound
 from ..image.ingest import IngestBatch, LayoutDir, read_small, verify_file
 from ..image.manifest import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, Descriptor, Manifest, parse_index, parse_manifest
 from ..image.oci_layout import LAYOUT_FILE, REF_NAME
+from ..reference import parse_reference
 from .metadata import CacheDocument, read_cache_config
 from .spec import CacheImport
 
@@ -121,8 +122,6 @@ class _Loaded:
 
 class RegistryCache:
     def __init__(self, reference: str, options: TransportOptions | None = None) -> None:
-        from ..reference import parse_reference
-
         self.reference = parse_reference(reference)
         self.name = f"registry {reference}"
         self.registry_location = (self.reference.registry, self.reference.repository)
@@ -138,6 +137,7 @@ class RegistryCache:
 
     @property
     def _client(self) -> RegistryClient:
+        # lazy: only a registry cache loads the registry client (httpx, ~130 modules)
         from ..registry.client import RegistryClient
 
         with self._lock:
@@ -146,7 +146,7 @@ class RegistryCache:
             return self._client_open
 
     def _load(self) -> _Loaded:
-        from ..registry.client import NotFoundError
+        from ..registry.client import NotFoundError  # lazy: see _client
         from ..registry.pull import download_blob, resolve_manifest
 
         try:
@@ -163,12 +163,12 @@ class RegistryCache:
         return _Loaded(document, layers, size + len(manifest.to_bytes()))
 
     def fetch(self, store: Store, diff_id: Digest) -> int:
-        from ..registry.pull import fetch_layer
+        from ..registry.pull import fetch_layer  # lazy: see _client
 
         return fetch_layer(store, self._client, self.reference.repository, self.layers[diff_id], diff_id)
 
     def fetch_blob(self, store: Store, descriptor: Descriptor, dest: Path) -> int:
-        from ..registry.pull import download_blob
+        from ..registry.pull import download_blob  # lazy: see _client
 
         try:
             return download_blob(self._client, self.reference.repository, descriptor, dest)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import CacheSpecError
+from ..reference import InvalidReference, parse_reference
 
 __all__ = ["CacheExport", "CacheImport", "parse_cache_from", "parse_cache_to"]
 
@@ -90,6 +91,7 @@ def parse_cache_to(spec: str) -> CacheExport:
     mode = fields.pop("mode", "min").lower()
     if mode not in _MODES:
         raise CacheSpecError(f"--cache-to mode must be min or max, not {mode!r}")
+    # lazy: the compressors (zstandard, lzma, bz2) only once --cache-to is given
     from ..layer.compression import COMPRESSIONS
 
     compression = fields.pop("compression", "gzip").lower()
@@ -142,8 +144,6 @@ def parse_cache_from(spec: str) -> CacheImport:
 
 
 def _check_reference(text: str) -> None:
-    from ..reference import InvalidReference, parse_reference
-
     try:
         parse_reference(text)
     except InvalidReference as error:

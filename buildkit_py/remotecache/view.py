@@ -208,7 +208,7 @@ class CacheView:
                     self._mounts_done.add(cache_id)
 
     def _restore_mount(self, cache_id: str) -> None:
-        from .mounts import restore_mount
+        from .mounts import restore_mount  # lazy: mounts imports this module (human_size)
 
         found = self.imported_mount(cache_id)
         if found is None:

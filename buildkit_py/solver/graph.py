@@ -91,7 +91,7 @@ class BuildGraph:
 
     @property
     def networkx(self) -> nx.DiGraph:
-        import networkx as nx
+        import networkx as nx  # lazy: networkx costs 0.25 s; only `pybuild graph` asks for it
 
         graph: Any = nx.DiGraph()
         for digest, op in self._ops.items():

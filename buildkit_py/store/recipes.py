@@ -80,7 +80,7 @@ class RecipeWriter:
 
 def _records(recipe: bytes) -> Iterator[tuple[bytes, bytes | None, int]]:
     """(literal, None, 0) or (b"", relpath, size) per record."""
-    import zstandard
+    import zstandard  # lazy: as in RecipeWriter
 
     try:
         data = zstandard.ZstdDecompressor().decompress(recipe, max_output_size=1 << 31)

@@ -103,61 +103,61 @@ class Store:
 
     @cached_property
     def cache(self) -> CacheStore:
-        from . import cache
+        from . import cache  # lazy: on first use, as said above
 
         return cache.CacheStore(self.db, self.layers)
 
     @cached_property
     def stat_cache(self) -> StatCache:
-        from . import statcache
+        from . import statcache  # lazy: on first use, as said above
 
         return statcache.StatCache(self.db)
 
     @cached_property
     def steps(self) -> StepLogStore:
-        from . import steplog
+        from . import steplog  # lazy: on first use, as said above
 
         return steplog.StepLogStore(self.db)
 
     @cached_property
     def forms(self) -> FormStore:
-        from . import forms
+        from . import forms  # lazy: on first use, as said above
 
         return forms.FormStore(self.db, self.blobs)
 
     @cached_property
     def registry(self) -> RegistryRecords:
-        from . import registry_records
+        from . import registry_records  # lazy: on first use, as said above
 
         return registry_records.RegistryRecords(self.db)
 
     @cached_property
     def fingerprints(self) -> FingerprintRecords:
-        from . import fingerprints
+        from . import fingerprints  # lazy: on first use, as said above
 
         return fingerprints.FingerprintRecords(self.db)
 
     @cached_property
     def containers(self) -> ContainerRecords:
-        from . import containers
+        from . import containers  # lazy: on first use, as said above
 
         return containers.ContainerRecords(self.db)
 
     @cached_property
     def volumes(self) -> VolumeRecords:
-        from . import volumes
+        from . import volumes  # lazy: on first use, as said above
 
         return volumes.VolumeRecords(self.db, self.root)
 
     @cached_property
     def downloads(self) -> DownloadRecords:
-        from . import downloads
+        from . import downloads  # lazy: on first use, as said above
 
         return downloads.DownloadRecords(self.db, self.blobs)
 
     @cached_property
     def cache_mounts(self) -> CacheMountStore:
-        from . import cachemounts
+        from . import cachemounts  # lazy: on first use, as said above
 
         return cachemounts.CacheMountStore(self.db, self.root)
 

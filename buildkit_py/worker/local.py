@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..context.hashing import ContextHasher
 from ..digest import Digest, digest_json
 from ..errors import StepError, StoreError
 from ..exec.executor import CopyProgress, Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
@@ -43,11 +44,10 @@ from ..solver.ops import (
 )
 from ..solver.progress import StepSink
 from ..solver.solver import Chain, ContentSummary
+from ..sources.git import ResolvedRef, checkout, resolve_ref, subdir_folder
 from .mounts import context_selection, prepare_mounts
 
 if TYPE_CHECKING:
-    from ..context.hashing import ContextHasher
-    from ..sources.git import ResolvedRef
     from ..sources.http import FetchedFile
     from ..store import Store
 
@@ -128,7 +128,7 @@ class LocalWorker:
 
     def _download(self, op: HttpSource) -> FetchedFile:
         """The op's file in the store, fetched once per build."""
-        from ..sources.http import fetch
+        from ..sources.http import fetch  # lazy: only ADD of a URL loads httpx (~130 modules)
 
         with self._remote_lock:
             known = self._downloads.get(op.digest)
@@ -140,8 +140,6 @@ class LocalWorker:
 
     def _resolved(self, op: GitSource) -> ResolvedRef:
         """The commit the op's ref names, asked once per build."""
-        from ..sources.git import resolve_ref
-
         with self._remote_lock:
             known = self._commits.get(op.digest)
         if known is None:
@@ -192,8 +190,6 @@ class LocalWorker:
         with self._hashers_lock:
             hasher = self._hashers.get(source.path)
             if hasher is None:
-                from ..context.hashing import ContextHasher
-
                 hasher = self._hashers[source.path] = ContextHasher(Path(source.path), self.store)
             return hasher
 
@@ -310,14 +306,12 @@ class LocalWorker:
         if isinstance(source, InlineSource):
             return SourceTree(folder=_write_inline(folder, source.files))
         if isinstance(source, HttpSource):
-            from ..sources.http import materialize
+            from ..sources.http import materialize  # lazy: see _download
 
             folder.mkdir()
             materialize(self.store, self._download(source), folder)
             return SourceTree(folder=folder)
         if isinstance(source, GitSource):
-            from ..sources.git import checkout, subdir_folder
-
             checkout(source.remote, self._resolved(source), folder, keep_git_dir=source.keep_git_dir)
             return SourceTree(folder=subdir_folder(folder, source.subdir))
         return SourceTree(lowers=self._lowers(inputs[source.digest]))
@@ -331,6 +325,7 @@ class LocalWorker:
     def _commit(self, scratch: Path, upper: Path) -> Chain:
         """The layer of what changed in `upper`, committed to the store; no layer when nothing changed. The upper dir
         becomes the layer's snapshot, and its tar is kept as a recipe over it: the bytes are on disk once."""
+        # lazy: a build whose steps are all cached commits no layer and never loads tarfile
         from ..layer.generate import layer_recipe
 
         del scratch

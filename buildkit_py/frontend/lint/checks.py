@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ...context.dockerignore import IgnoreRules
 from ...errors import BuildError, DockerfileError, SourceLocation
 from ...image.config import DEFAULT_PATH
+from ...image.manifest import oci_architecture
 from ..convert import location_of, node_to_instruction
 from ..instructions import (
     Add,
@@ -326,8 +327,7 @@ class _Linter:
         if not 1 <= len(parts) <= 3 or not all(_PLATFORM_PART.fullmatch(part) for part in parts):
             return
         os_name = parts[0].lower() if len(parts) > 1 else "linux"
-        architecture = (parts[1] if len(parts) > 1 else parts[0]).lower()
-        architecture = "amd64" if architecture in ("x86_64", "x86-64") else architecture
+        architecture, _ = oci_architecture((parts[1] if len(parts) > 1 else parts[0]).lower())
         if os_name in source.stage_name or architecture in source.stage_name:
             return
         message = f'FROM --platform flag should not use constant value "{result}"'
