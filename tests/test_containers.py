@@ -285,7 +285,7 @@ def test_commit_diff_cp_export(pb: Pybuild, tmp_path: Path) -> None:
     assert "a message" in history
     config = json.loads(pb.ok("inspect", tag))[0]
     assert config["Author"] == "Jane <jane@example.com>" and config["Config"]["Cmd"] == ["cat", "/new/f"]
-    pb.ok("analyze", tag)
+    _assert_analyze_shows_the_commit(pb, tag, tmp_path)
 
     pb.ok("cp", f"{name}:/new", str(tmp_path))
     assert (tmp_path / "new" / "f").read_text() == "hi\n"
@@ -300,6 +300,24 @@ def test_commit_diff_cp_export(pb: Pybuild, tmp_path: Path) -> None:
         assert member is not None and member.read() == b"uploaded\n"
     assert {"new/f", "bin/x", ".dockerenv", "etc/hostname"} <= names and "bin/vi" not in names
     pb.ok("rm", name)
+
+
+def _assert_analyze_shows_the_commit(pb: Pybuild, tag: str, tmp_path: Path) -> None:
+    """The committed layer is the last: analyze names its author and message where a build layer has its step."""
+    report = pb.ok("analyze", "--html", str(tmp_path / "report.html"), tag)
+    committed = report.split("Committed layers:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    layers = json.loads(pb.ok("analyze", "--format", "json", "--no-file-list", tag))["layer"]
+    last = len(layers) - 1
+    assert committed[:2] == [f"  {last}. author:  Jane <jane@example.com>", "     message: a message"]
+    assert committed[2].startswith("     command: sh -c ") and len(committed) == 3
+    assert (layers[-1]["author"], layers[-1]["message"], layers[-1]["dockerfileLine"]) == (
+        "Jane <jane@example.com>",
+        "a message",
+        "",
+    )
+    assert all((layer["author"], layer["message"]) == ("", "") for layer in layers[:-1])
+    assert any(layer["dockerfileLine"] for layer in layers[:-1])  # the base's build layers keep their lines
+    assert f"#{last} &quot;a message&quot; by Jane &lt;jane@example.com&gt;" in (tmp_path / "report.html").read_text()
 
 
 def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: Path) -> None:
