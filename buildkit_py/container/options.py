@@ -29,6 +29,7 @@ __all__ = [
     "parse_size",
     "parse_tmpfs",
     "parse_volume",
+    "read_env_file",
 ]
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE)
@@ -234,20 +235,38 @@ def exposed_ports(image: ContainerConfig, published: Sequence[PortSpec]) -> list
     return ports
 
 
-def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
-    entries: list[str] = []
-    words: list[str] = []
-    for path in options.env_files:
+def read_env_file(path: str, host_env: Mapping[str, str]) -> list[str]:
+    """`--env-file` as the Docker CLI reads it (opts/file.go): a UTF-8 BOM and each line's leading white space go,
+    blank lines and `#` comments are skipped, `NAME=VALUE` is kept as written (no trimming of the value), and a bare
+    `NAME` takes the caller's value, or is left out when the caller has none."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ContainerError(f"open {path}: {error.strerror.lower() if error.strerror else error}") from None
+    entries = []
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
         try:
-            text = Path(path).read_text()
-        except OSError as error:
-            raise ContainerError(f"open {path}: {error.strerror.lower() if error.strerror else error}") from None
-        for line in text.splitlines():
-            stripped = line.lstrip()
-            if stripped and not stripped.startswith("#"):
-                words.append(line)
-    words.extend(options.env)
-    for word in words:
+            line = raw.decode().lstrip()
+        except UnicodeDecodeError:
+            raise ContainerError(f"env file {path} contains invalid utf8 bytes at line {number}") from None
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        name = name.lstrip(" \t")
+        if any(space in name for space in " \t"):
+            raise ContainerError(f"poorly formatted environment: variable '{name}' contains whitespaces")
+        if not name:
+            raise ContainerError(f"poorly formatted environment: no variable name on line '{line}'")
+        if equals:
+            entries.append(f"{name}={value}")
+        elif name in host_env:
+            entries.append(f"{name}={host_env[name]}")
+    return entries
+
+
+def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
+    entries = [entry for path in options.env_files for entry in read_env_file(path, host_env)]
+    for word in options.env:
         name, equals, value = word.partition("=")
         if not name:
             raise ContainerError(f"invalid environment variable: {word}")
