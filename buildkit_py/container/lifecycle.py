@@ -231,7 +231,8 @@ def _wait_exit(session: Session, timeout: float | None) -> int | None:
 
 
 def stop_container(store: Store, text: str, timeout: int | None = None) -> ContainerRow:
-    """The stop signal, then SIGKILL after `timeout` seconds (the container's --stop-timeout when None)."""
+    """The stop signal, then SIGKILL after `timeout` seconds (the container's --stop-timeout when None); a negative
+    timeout waits for the process however long it takes, as Docker's does."""
     row = find(store, text)
     if row.state not in RUNNING_STATES:
         return row
@@ -243,7 +244,9 @@ def stop_container(store: Store, text: str, timeout: int | None = None) -> Conta
         seconds = spec.stop_timeout if timeout is None else timeout
         if seconds != 0:
             session.send(p.encode_json(p.SIGNAL, {"signal": parse_signal(spec.stop_signal)}))
-        if seconds < 0 or _wait_exit(session, float(seconds) if seconds > 0 else 0.001) is None:
+        if seconds < 0:
+            _wait_exit(session, None)
+        elif _wait_exit(session, float(seconds) if seconds > 0 else 0.001) is None:
             try:
                 session.send(p.encode_json(p.SIGNAL, {"signal": 9}))
             except OSError:
