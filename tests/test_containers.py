@@ -653,10 +653,22 @@ def test_mount_bind_volume_and_tmpfs(pb: Pybuild, tmp_path: Path) -> None:
     empty = unique("vol")
     assert pb.ok("run", "--rm", "--mount", f"type=volume,src={empty},dst=/etc,volume-nocopy", BASE_IMAGE,
                  "ls", "/etc") == ""  # fmt: skip
-    for bad in (f"type=bind,src={tmp_path / 'missing'},dst=/x", "type=npipe,src=x,dst=/x", "type=tmpfs,dst=relative",
-                f"type=tmpfs,src={volume},dst=/x", "type=bind,dst=/x"):  # fmt: skip
+    refusals = {
+        f"type=bind,src={tmp_path / 'missing'},dst=/x": "bind source path does not exist",
+        "type=npipe,src=x,dst=/x": "invalid mount type",
+        "type=tmpfs,dst=relative": "must be absolute",
+        f"type=tmpfs,src={volume},dst=/x": "Source must not be specified",
+        "type=bind,dst=/x": "Source must not be empty",
+        f"type=bind,src={readable},dst=/x,colour=blue": "unexpected key 'colour'",
+        f"type=bind,src={readable},dst=/x,tmpfs-size=1m": "cannot mix 'tmpfs-*' options with mount type 'bind'",
+        "type=volume,dst=/x,volume-opt=type=nfs": "volume-opt=type=nfs is not supported",
+        f"type=bind,src={readable},dst=/x,bind-propagation=rshared": "bind-propagation=rshared is not supported",
+    }
+    for bad, message in refusals.items():
         result = pb.run("run", "--rm", "--mount", bad, BASE_IMAGE, "true")
-        assert result.returncode == 125 and result.stderr.startswith("Error: "), (bad, result.stderr)
+        assert result.returncode == 125 and result.stderr.startswith("Error: ") and message in result.stderr, bad
+    accepted = f"type=bind,src={readable},dst=/r,bind-propagation=rprivate,consistency=cached,ro"
+    assert pb.ok("run", "--rm", "--mount", accepted, BASE_IMAGE, "ls", "/r") == ""
     pb.ok("volume", "rm", volume, empty)
 
 

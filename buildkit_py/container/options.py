@@ -129,6 +129,30 @@ def _bool(value: str, key: str) -> bool:
     raise ContainerError(f"invalid value for {key}: {value}")
 
 
+_MOUNT_KEYS = frozenset(
+    {"source", "src", "target", "destination", "dst", "readonly", "ro", "consistency", "bind-propagation",
+     "bind-nonrecursive", "volume-nocopy", "volume-driver", "volume-label", "volume-opt", "tmpfs-size", "tmpfs-mode"}
+)  # fmt: skip  # the Docker CLI's (opts/mount.go)
+_SUPPORTED = {
+    "bind-propagation": ("private", "rprivate"),  # a container's mounts are private, recursively
+    "bind-nonrecursive": ("false", "0"),
+    "volume-driver": ("local",),
+}
+
+
+def _check_mount_fields(fields: Mapping[str, str], kind: str, text: str) -> None:
+    """Docker's refusals: a key its CLI does not know, and options of one mount type on another; then ours: options
+    pybuild does not implement, refused rather than ignored."""
+    for key, value in fields.items():
+        if key not in _MOUNT_KEYS:
+            raise ContainerError(f"unexpected key '{key}' in '{text}'")
+        prefix = key.partition("-")[0]
+        if prefix in (BIND, VOLUME, TMPFS) and prefix != kind:
+            raise ContainerError(f"invalid mount config: cannot mix '{prefix}-*' options with mount type '{kind}'")
+        if key in ("volume-label", "volume-opt") or (key in _SUPPORTED and value.lower() not in _SUPPORTED[key]):
+            raise ContainerError(f"--mount {key}={value} is not supported by pybuild")
+
+
 def parse_mount(text: str) -> MountSpec:
     """`--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...][,tmpfs-mode=...]`."""
     fields: dict[str, str] = {}
@@ -143,6 +167,7 @@ def parse_mount(text: str) -> MountSpec:
             raise ContainerError(f"invalid field '{item}' must be a key=value pair")
         fields[key] = value
     kind = fields.pop("type", "volume")
+    _check_mount_fields(fields, kind, text)
     source = fields.pop("source", fields.pop("src", ""))
     target = fields.pop("target", fields.pop("destination", fields.pop("dst", "")))
     readonly = _bool(fields.pop("readonly", fields.pop("ro", "false")), "readonly")
