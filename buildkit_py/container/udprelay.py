@@ -22,7 +22,7 @@ from .spec import PortSpec
 __all__ = ["UdpRelay"]
 
 IDLE_SECONDS = 90.0
-MAX_CLIENTS = 1024  # per published port: the oldest goes first
+MAX_CLIENTS = 256  # per published port (each holds a descriptor of the monitor): the oldest goes first
 _DATAGRAM = 65535
 
 
