@@ -321,6 +321,25 @@ def _assert_analyze_shows_the_commit(pb: Pybuild, tag: str, tmp_path: Path) -> N
     assert f"#{last} &quot;a message&quot; by Jane &lt;jane@example.com&gt;" in (tmp_path / "report.html").read_text()
 
 
+def test_analyze_a_commit_on_a_built_image_keeps_its_base_and_lines(pb: Pybuild, tmp_path: Path) -> None:
+    built, committed, name = f"built/{unique()}:1", f"committed/{unique()}:1", unique()
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo built > /built\n")
+    pb.ok("build", "-q", "-t", built, str(tmp_path))
+    pb.ok("run", "--name", name, built, "sh", "-c", "echo changed > /changed")
+    pb.ok("commit", "-m", "on top", name, committed)
+    before = json.loads(pb.ok("analyze", "--format", "json", "--no-file-list", built))
+    after = json.loads(pb.ok("analyze", "--format", "json", "--no-file-list", committed))
+    assert before["pybuild"]["baseLayers"] >= 1
+    assert after["pybuild"]["baseLayers"] == before["pybuild"]["baseLayers"]
+    assert [layer["dockerfileLine"] for layer in after["layer"]] == [
+        *(layer["dockerfileLine"] for layer in before["layer"]),
+        "",
+    ]
+    assert (after["layer"][-1]["author"], after["layer"][-1]["message"]) == ("", "on top")
+    pb.ok("rm", name)
+    pb.ok("rmi", committed, built)
+
+
 def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: Path) -> None:
     name = unique()
     secret = tmp_path / "secret"

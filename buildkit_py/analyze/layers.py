@@ -8,7 +8,8 @@ told apart when its lines do not increase into ours, which is the usual case (bo
 no such entry was not built here: none of its layers is known to be a base's.
 
 A layer that `pybuild commit` (or `docker commit`, or an import) made has no Dockerfile line: its history entry
-holds the container's command, the author and the message, and analyze shows those instead.
+holds the container's command, the author and the message, and analyze shows those instead. Such entries at the end
+of the history (commits on top of a built image) are passed over when looking for the Dockerfile's run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def dockerfile_line(comment: str) -> str:
     return f"{match.group(1)}:{match.group(2)}" if match else ""
 
 
+def commit_message(comment: str) -> str:
+    """The message a commit or import left in a history comment; "" for the comment a builder writes."""
+    if comment == _BUILDKIT_COMMENT or _BUILDER_COMMENT_RE.fullmatch(comment):
+        return ""
+    return comment
+
+
 def _source(comment: str) -> tuple[str, int] | None:
     match = _SOURCE_RE.search(comment)
     return (match.group(1), int(match.group(2))) if match else None
@@ -45,7 +53,10 @@ def own_history_start(history: Sequence[HistoryEntry]) -> int:
     """The index of the first history entry written for the image's own Dockerfile; len(history) when none was."""
     start = len(history)
     following: tuple[str, int] | None = None
-    for index in range(len(history) - 1, -1, -1):
+    end = len(history)
+    while end > 0 and (history[end - 1].author or commit_message(history[end - 1].comment)):
+        end -= 1  # commits on top of a built image: the run of its Dockerfile's entries lies beneath them
+    for index in range(end - 1, -1, -1):
         comment = history[index].comment
         if not comment.startswith(_OWN_COMMENT):
             break
@@ -56,13 +67,6 @@ def own_history_start(history: Sequence[HistoryEntry]) -> int:
             following = source
         start = index
     return start if following is not None else len(history)
-
-
-def commit_message(comment: str) -> str:
-    """The message a commit or import left in a history comment; "" for the comment a builder writes."""
-    if comment == _BUILDKIT_COMMENT or _BUILDER_COMMENT_RE.fullmatch(comment):
-        return ""
-    return comment
 
 
 def step_text(created_by: str) -> str:
