@@ -693,12 +693,13 @@ def test_mount_bind_volume_and_tmpfs(pb: Pybuild, tmp_path: Path) -> None:
 
 def _python_in_the_container() -> list[str]:
     """Bind mounts that let the busybox image run this interpreter (at its own path, with the host's libraries)."""
-    prefix = Path(sys.base_prefix).resolve()
-    mounts = ["-v", f"{prefix}:{prefix}:ro", "-v", "/usr:/usr:ro"]
+    trees = {Path(sys.prefix), Path(sys.base_prefix).resolve(), Path("/usr")}
+    outermost = sorted(tree for tree in trees if not any(other in tree.parents for other in trees))
+    mounts = [word for tree in outermost for word in ("-v", f"{tree}:{tree}:ro")]
     for directory in ("/lib", "/lib64"):
         if Path(directory).is_dir():
             mounts += ["-v", f"{Path(directory).resolve()}:{directory}:ro"]
-    return [*mounts, "--entrypoint", str(Path(sys._base_executable).resolve())]
+    return [*mounts, "--entrypoint", sys.executable]
 
 
 UDP_ECHO = """
