@@ -681,6 +681,8 @@ def test_mount_bind_volume_and_tmpfs(pb: Pybuild, tmp_path: Path) -> None:
         f"type=bind,src={readable},dst=/x,colour=blue": "unexpected key 'colour'",
         f"type=bind,src={readable},dst=/x,tmpfs-size=1m": "cannot mix 'tmpfs-*' options with mount type 'bind'",
         "type=volume,dst=/x,volume-opt=type=nfs": "volume-opt=type=nfs is not supported",
+        "type=tmpfs,dst=/x,tmpfs-mode=rwx": "invalid tmpfs mode: rwx",
+        "type=tmpfs,dst=/x,tmpfs-mode=-1": "invalid tmpfs mode: -1",
         f"type=bind,src={readable},dst=/x,bind-propagation=rshared": "bind-propagation=rshared is not supported",
     }
     for bad, message in refusals.items():

@@ -193,9 +193,19 @@ def parse_mount(text: str) -> MountSpec:
         if source:
             raise ContainerError('invalid mount config for type "tmpfs": field Source must not be specified')
         size = parse_size(fields.pop("tmpfs-size")) if "tmpfs-size" in fields else 0
-        mode = int(fields.pop("tmpfs-mode"), 8) if "tmpfs-mode" in fields else 0o1777
+        mode = _octal_mode(fields.pop("tmpfs-mode", "1777"))
         return MountSpec(TMPFS, target, "", readonly, size_bytes=size, mode=mode)
     raise ContainerError(f"invalid mount type: {kind!r}")
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ContainerError(f"invalid tmpfs mode: {text}") from None
+    if not 0 <= mode <= 0o7777:
+        raise ContainerError(f"invalid tmpfs mode: {text}")
+    return mode
 
 
 def parse_tmpfs(text: str) -> MountSpec:
@@ -209,10 +219,7 @@ def parse_tmpfs(text: str) -> MountSpec:
         if key == "size":
             size = parse_size(value)
         elif key == "mode":
-            try:
-                mode = int(value, 8)
-            except ValueError:
-                raise ContainerError(f"invalid tmpfs mode: {value}") from None
+            mode = _octal_mode(value)
         elif key == "ro":
             readonly = True
     return MountSpec(TMPFS, os.path.normpath(target), "", readonly, size_bytes=size, mode=mode)
