@@ -106,3 +106,15 @@ def for_each(names: list[str], action: Callable[[str], object]) -> int:
             error(failure)
             status = 1
     return status
+
+
+def print_pruned(heading: str, removed: list[tuple[str, int]]) -> None:
+    """Docker's prune report: the heading and one name a line when anything went, then the space reclaimed."""
+    from ..units import docker_size
+
+    if removed:
+        print(heading)
+        for name, _ in removed:
+            print(name)
+        print()
+    print(f"Total reclaimed space: {docker_size(sum(size for _, size in removed), precision=4)}")
