@@ -832,6 +832,7 @@ def test_container_prune_removes_only_stopped_containers(pb: Pybuild) -> None:
     running_id = pb.ok("run", "-d", "--name", running, BASE_IMAGE, "sleep", "300").strip()
     lines = pb.ok("container", "prune", "-f").splitlines()
     assert lines[0] == "Deleted Containers:" and {stopped_id, created_id} <= set(lines[1:])
+    assert lines[-2] == "" and re.fullmatch(r"Total reclaimed space: [0-9.]+[kMG]?B", lines[-1])
     assert running_id not in lines
     assert pb.run("inspect", stopped).returncode == 1 and pb.run("inspect", created).returncode == 1
     assert not (pb.root / "containers" / stopped_id).exists()
@@ -855,8 +856,11 @@ def test_volume_create_inspect_and_prune(pb: Pybuild) -> None:
 
     container = unique()
     pb.ok("create", "--name", container, "-v", f"{used}:/data", BASE_IMAGE, "true")
+    pb.ok("run", "--rm", "-v", f"{anonymous}:/data", BASE_IMAGE, "sh", "-c", "head -c 1234 /dev/zero > /data/f")
+    assert anonymous in pb.ok("volume", "ls", "-q").split()  # --rm takes only volumes mounted without a name
     pruned = pb.ok("volume", "prune", "-f").splitlines()
     assert pruned[0] == "Deleted Volumes:" and anonymous in pruned and named not in pruned and used not in pruned
+    assert pruned[-2] == "" and re.fullmatch(r"Total reclaimed space: [0-9.]+kB", pruned[-1])  # at least our 1234 B
     pruned = pb.ok("volume", "prune", "-f", "--all").splitlines()
     assert named in pruned and used not in pruned
     volumes = pb.ok("volume", "ls", "-q").split()
