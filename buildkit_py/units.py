@@ -19,13 +19,14 @@ def human_size(size: int) -> str:
     )
 
 
-def docker_size(size: float) -> str:
-    """go-units HumanSizeWithPrecision(size, 3), as `docker history` prints SIZE: "10.5MB", "0B"."""
+def docker_size(size: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision(size, 3), as `docker history` prints SIZE: "10.5MB", "0B" (4: HumanSize, as
+    the prune commands print what they reclaimed)."""
     index = 0
     while size >= 1000 and index < len(_UNITS_SUFFIXES) - 1:
         size /= 1000
         index += 1
-    return f"{size:.3g}{_UNITS_SUFFIXES[index]}"
+    return f"{size:.{precision}g}{_UNITS_SUFFIXES[index]}"
 
 
 def human_duration(seconds: float) -> str:

@@ -22,7 +22,9 @@ class Pybuild:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "buildkit_py.cli.main", "--root", str(self.root), *args]
 
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: bytes | None = None, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(*args),
             input=None if input is None else input.decode(),
@@ -31,6 +33,7 @@ class Pybuild:
             timeout=timeout,
             cwd=REPO,
             stdin=subprocess.DEVNULL if input is None else None,
+            env=env,
             check=False,
         )
 
@@ -39,10 +42,8 @@ class Pybuild:
         assert result.returncode == 0, (args, result.returncode, result.stdout, result.stderr)
         return result.stdout
 
-    def popen(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            self.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
-        )
+    def popen(self, *args: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
 
     def remove_all(self) -> None:
         ids = self.run("ps", "-aq", "--no-trunc").stdout.split()

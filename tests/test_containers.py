@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -285,7 +286,7 @@ def test_commit_diff_cp_export(pb: Pybuild, tmp_path: Path) -> None:
     assert "a message" in history
     config = json.loads(pb.ok("inspect", tag))[0]
     assert config["Author"] == "Jane <jane@example.com>" and config["Config"]["Cmd"] == ["cat", "/new/f"]
-    pb.ok("analyze", tag)
+    _assert_analyze_shows_the_commit(pb, tag, tmp_path)
 
     pb.ok("cp", f"{name}:/new", str(tmp_path))
     assert (tmp_path / "new" / "f").read_text() == "hi\n"
@@ -300,6 +301,43 @@ def test_commit_diff_cp_export(pb: Pybuild, tmp_path: Path) -> None:
         assert member is not None and member.read() == b"uploaded\n"
     assert {"new/f", "bin/x", ".dockerenv", "etc/hostname"} <= names and "bin/vi" not in names
     pb.ok("rm", name)
+
+
+def _assert_analyze_shows_the_commit(pb: Pybuild, tag: str, tmp_path: Path) -> None:
+    """The committed layer is the last: analyze names its author and message where a build layer has its step."""
+    report = pb.ok("analyze", "--html", str(tmp_path / "report.html"), tag)
+    committed = report.split("Committed layers:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    layers = json.loads(pb.ok("analyze", "--format", "json", "--no-file-list", tag))["layer"]
+    last = len(layers) - 1
+    assert committed[:2] == [f"  {last}. author:  Jane <jane@example.com>", "     message: a message"]
+    assert committed[2].startswith("     command: sh -c ") and len(committed) == 3
+    assert (layers[-1]["author"], layers[-1]["message"], layers[-1]["dockerfileLine"]) == (
+        "Jane <jane@example.com>",
+        "a message",
+        "",
+    )
+    assert all((layer["author"], layer["message"]) == ("", "") for layer in layers[:-1])
+    assert any(layer["dockerfileLine"] for layer in layers[:-1])  # the base's build layers keep their lines
+    assert f"#{last} &quot;a message&quot; by Jane &lt;jane@example.com&gt;" in (tmp_path / "report.html").read_text()
+
+
+def test_analyze_a_commit_on_a_built_image_keeps_its_base_and_lines(pb: Pybuild, tmp_path: Path) -> None:
+    built, committed, name = f"built/{unique()}:1", f"committed/{unique()}:1", unique()
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo built > /built\n")
+    pb.ok("build", "-q", "-t", built, str(tmp_path))
+    pb.ok("run", "--name", name, built, "sh", "-c", "echo changed > /changed")
+    pb.ok("commit", "-m", "on top", name, committed)
+    before = json.loads(pb.ok("analyze", "--format", "json", "--no-file-list", built))
+    after = json.loads(pb.ok("analyze", "--format", "json", "--no-file-list", committed))
+    assert before["pybuild"]["baseLayers"] >= 1
+    assert after["pybuild"]["baseLayers"] == before["pybuild"]["baseLayers"]
+    assert [layer["dockerfileLine"] for layer in after["layer"]] == [
+        *(layer["dockerfileLine"] for layer in before["layer"]),
+        "",
+    ]
+    assert (after["layer"][-1]["author"], after["layer"][-1]["message"]) == ("", "on top")
+    pb.ok("rm", name)
+    pb.ok("rmi", committed, built)
 
 
 def test_cp_refuses_to_follow_a_container_s_symlink_out(pb: Pybuild, tmp_path: Path) -> None:
@@ -521,3 +559,311 @@ def test_rmi_refuses_an_image_a_container_uses(pb: Pybuild) -> None:
     assert image_id.removeprefix("sha256:")[:12] in pb.ok("inspect", "-f", "{{.Id}}", only)
     assert "Untagged" in pb.ok("rmi", "-f", only)
     pb.ok("rm", user, name)
+
+
+# -- run options: --env-file, --stop-signal/--stop-timeout, STOPSIGNAL, --mount, udp ports ---------------------------
+
+
+def test_env_file_is_read_as_docker_reads_it(pb: Pybuild, tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "\ufeffFIRST=bom stripped\n# a comment\n   # an indented comment\n\n"
+        "PLAIN=value with spaces = and equals \n  INDENTED=kept\nFROM_CALLER\nNOT_IN_CALLER\nEMPTY=\nOVERRIDDEN=file\n"
+    )
+    caller = {key: value for key, value in os.environ.items() if key != "NOT_IN_CALLER"}
+    caller["FROM_CALLER"] = "caller's value"
+    result = pb.run("run", "--rm", "--env-file", str(env_file), "-e", "OVERRIDDEN=flag", BASE_IMAGE, "env", env=caller)
+    assert result.returncode == 0, result.stderr
+    variables = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+    assert {
+        key: variables.get(key) for key in ("FIRST", "PLAIN", "INDENTED", "FROM_CALLER", "EMPTY", "OVERRIDDEN")
+    } == {
+        "FIRST": "bom stripped",
+        "PLAIN": "value with spaces = and equals ",
+        "INDENTED": "kept",
+        "FROM_CALLER": "caller's value",
+        "EMPTY": "",
+        "OVERRIDDEN": "flag",
+    }
+    assert "NOT_IN_CALLER" not in variables and not any(key.lstrip().startswith("#") for key in variables)
+
+    bad = tmp_path / "bad"
+    bad.write_text("BAD NAME=x\n")
+    refused = pb.run("run", "--rm", "--env-file", str(bad), BASE_IMAGE, "true")
+    assert refused.returncode == 125 and "variable 'BAD NAME' contains whitespaces" in refused.stderr
+    missing = pb.run("run", "--rm", "--env-file", str(tmp_path / "missing"), BASE_IMAGE, "true")
+    assert missing.returncode == 125 and "no such file or directory" in missing.stderr
+
+
+def _run_ready(pb: Pybuild, *args: str) -> str:
+    """A detached container whose script has set its traps once it has logged "ready"."""
+    name = unique()
+    pb.ok("run", "-d", "--name", name, *args)
+    assert wait_until(lambda: "ready" in pb.ok("logs", name))
+    return name
+
+
+def _exit_code(pb: Pybuild, name: str) -> object:
+    return _record(pb, name)["State"]["ExitCode"]  # type: ignore[index]
+
+
+def test_stop_signal_and_stop_timeout_flags(pb: Pybuild) -> None:
+    trapping = _run_ready(pb, "--stop-signal", "USR1", BASE_IMAGE, "sh", "-c",
+                          "trap 'exit 7' USR1; echo ready; while true; do sleep 0.1; done")  # fmt: skip
+    assert _record(pb, trapping)["Config"]["StopSignal"] == "SIGUSR1"  # type: ignore[index]
+    pb.ok("stop", trapping)
+    assert _exit_code(pb, trapping) == 7
+
+    ignoring = _run_ready(pb, "--stop-timeout", "1", BASE_IMAGE, "sh", "-c",
+                          "trap '' TERM; echo ready; while true; do sleep 0.1; done")  # fmt: skip
+    assert _record(pb, ignoring)["Config"]["StopTimeout"] == 1  # type: ignore[index]
+    pb.ok("stop", ignoring)  # no -t: the container's own timeout, then SIGKILL
+    assert _exit_code(pb, ignoring) == 137
+
+    # -1 waits as long as the process takes (Docker: no SIGKILL), so a slow handler's own exit code is recorded
+    patient = _run_ready(pb, "--stop-timeout", "-1", BASE_IMAGE, "sh", "-c",
+                         "trap 'sleep 2; exit 8' TERM; echo ready; while true; do sleep 0.1; done")  # fmt: skip
+    pb.ok("stop", patient)
+    assert _exit_code(pb, patient) == 8
+    assert pb.run("run", "--rm", "--stop-signal", "NOPE", BASE_IMAGE, "true").returncode == 125
+    pb.ok("rm", trapping, ignoring, patient)
+
+
+def test_the_image_s_stopsignal_is_what_stop_sends(pb: Pybuild, tmp_path: Path) -> None:
+    context, tag = tmp_path / "ctx", f"stopsignal/{unique()}:1"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nSTOPSIGNAL SIGUSR2\n")
+    pb.ok("build", "-q", "-t", tag, str(context))
+    script = "trap 'exit 9' USR2; trap 'exit 7' USR1; echo ready; while true; do sleep 0.1; done"
+    from_image = _run_ready(pb, tag, "sh", "-c", script)
+    assert _record(pb, from_image)["Config"]["StopSignal"] == "SIGUSR2"  # type: ignore[index]
+    pb.ok("stop", from_image)
+    assert _exit_code(pb, from_image) == 9
+    overridden = _run_ready(pb, "--stop-signal", "SIGUSR1", tag, "sh", "-c", script)
+    pb.ok("stop", overridden)
+    assert _exit_code(pb, overridden) == 7
+    pb.ok("rm", from_image, overridden)
+    pb.ok("rmi", tag)
+
+
+def test_mount_bind_volume_and_tmpfs(pb: Pybuild, tmp_path: Path) -> None:
+    writable, readable = tmp_path / "rw", tmp_path / "ro"
+    writable.mkdir()
+    readable.mkdir()
+    (writable / "in").write_text("from host\n")
+    volume = unique("vol")
+    out = pb.ok(
+        "run", "--rm",
+        "--mount", f"type=bind,source={writable},target=/h",
+        "--mount", f"type=bind,src={readable},dst=/r,readonly",
+        "--mount", f"type=volume,source={volume},target=/etc",
+        "--mount", "type=volume,target=/anonymous",
+        "--mount", "type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=700",
+        BASE_IMAGE, "sh", "-c",
+        "cat /h/in; echo back > /h/out; touch /r/x 2>/dev/null || echo ro-refused; ls /etc | grep -c hostname; "
+        "echo kept > /etc/kept; grep ' /t ' /proc/mounts; stat -c %a /t; grep -c ' /anonymous ' /proc/mounts",
+    )  # fmt: skip
+    lines = out.splitlines()
+    assert lines[:3] == ["from host", "ro-refused", "1"]  # the new volume was filled from the image's /etc
+    assert lines[3].startswith("tmpfs /t tmpfs ") and "size=1024k" in lines[3]
+    assert lines[4:] == ["700", "1"]
+    assert (writable / "out").read_text() == "back\n" and not (readable / "x").exists()
+    assert pb.ok("run", "--rm", "--mount", f"src={volume},dst=/data", BASE_IMAGE, "cat", "/data/kept") == "kept\n"
+    empty = unique("vol")
+    assert pb.ok("run", "--rm", "--mount", f"type=volume,src={empty},dst=/etc,volume-nocopy", BASE_IMAGE,
+                 "ls", "/etc") == ""  # fmt: skip
+    refusals = {
+        f"type=bind,src={tmp_path / 'missing'},dst=/x": "bind source path does not exist",
+        "type=npipe,src=x,dst=/x": "invalid mount type",
+        "type=tmpfs,dst=relative": "must be absolute",
+        f"type=tmpfs,src={volume},dst=/x": "Source must not be specified",
+        "type=bind,dst=/x": "Source must not be empty",
+        f"type=bind,src={readable},dst=/x,colour=blue": "unexpected key 'colour'",
+        f"type=bind,src={readable},dst=/x,tmpfs-size=1m": "cannot mix 'tmpfs-*' options with mount type 'bind'",
+        "type=volume,dst=/x,volume-opt=type=nfs": "volume-opt=type=nfs is not supported",
+        "type=tmpfs,dst=/x,tmpfs-mode=rwx": "invalid tmpfs mode: rwx",
+        "type=tmpfs,dst=/x,tmpfs-mode=-1": "invalid tmpfs mode: -1",
+        f"type=bind,src={readable},dst=/x,bind-propagation=rshared": "bind-propagation=rshared is not supported",
+    }
+    for bad, message in refusals.items():
+        result = pb.run("run", "--rm", "--mount", bad, BASE_IMAGE, "true")
+        assert result.returncode == 125 and result.stderr.startswith("Error: ") and message in result.stderr, bad
+    accepted = f"type=bind,src={readable},dst=/r,bind-propagation=rprivate,consistency=cached,ro"
+    assert pb.ok("run", "--rm", "--mount", accepted, BASE_IMAGE, "ls", "/r") == ""
+    pb.ok("volume", "rm", volume, empty)
+
+
+def _python_in_the_container() -> list[str]:
+    """Bind mounts that let the busybox image run this interpreter (at its own path, with the host's libraries)."""
+    trees = {Path(sys.prefix), Path(sys.base_prefix).resolve(), Path("/usr")}
+    outermost = sorted(tree for tree in trees if not any(other in tree.parents for other in trees))
+    mounts = [word for tree in outermost for word in ("-v", f"{tree}:{tree}:ro")]
+    for directory in ("/lib", "/lib64"):
+        if Path(directory).is_dir():
+            mounts += ["-v", f"{Path(directory).resolve()}:{directory}:ro"]
+    return [*mounts, "--entrypoint", sys.executable]
+
+
+UDP_ECHO = """
+import socket
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("0.0.0.0", 5353))
+print("ready", flush=True)
+while True:
+    data, sender = server.recvfrom(512)
+    server.sendto(b"echo:" + data, sender)
+"""
+
+
+def test_udp_through_a_published_port(pb: Pybuild) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    python = _python_in_the_container()
+    name = _run_ready(pb, "-p", f"{port}:5353/udp", "-p", "127.0.0.1::5353/udp", *python, BASE_IMAGE, "-c", UDP_ECHO)
+    assert f"0.0.0.0:{port}->5353/udp" in pb.ok("ps", "--filter", f"name={name}")
+    random_port = int(pb.ok("port", name).splitlines()[1].rpartition(":")[2])
+
+    def exchange(client: socket.socket, target: int, payload: bytes) -> bool:
+        client.sendto(payload, ("127.0.0.1", target))
+        try:
+            return client.recvfrom(512)[0] == b"echo:" + payload
+        except OSError:
+            return False  # a datagram sent before the container listened is lost: send again
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second,
+    ):
+        for client in (first, second):
+            client.settimeout(0.5)
+        assert wait_until(lambda: exchange(first, port, b"one"))
+        assert wait_until(lambda: exchange(second, port, b"two"))  # each client gets its own answers
+        assert wait_until(lambda: exchange(first, random_port, b"three"))
+    pb.ok("stop", "-t", "0", name)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("0.0.0.0", port))  # the stopped container's monitor let the port go
+    pb.ok("rm", name)
+
+
+# -- start -i, attach, commit --pause --------------------------------------------------------------------------------
+
+
+def test_start_interactive_attaches_stdin(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("create", "-i", "--name", name, BASE_IMAGE, "sh", "-c", 'read line; echo "got $line"; exit 4')
+    result = pb.run("start", "-i", name, input=b"hello\n")
+    assert (result.returncode, result.stdout) == (4, "got hello\n")
+    pb.ok("rm", name)
+
+
+def test_attach_no_stdin_keeps_our_input_from_the_container(pb: Pybuild) -> None:
+    script = 'while [ ! -e /go ]; do echo waiting; sleep 0.1; done; read -t 2 line; echo "read=[$line]"'
+    outputs = {}
+    for flags in ((), ("--no-stdin",)):
+        name = unique()
+        pb.ok("run", "-d", "-i", "--name", name, BASE_IMAGE, "sh", "-c", script)
+        attached = pb.popen("attach", *flags, name, stdin=subprocess.PIPE)
+        assert attached.stdin is not None and attached.stdout is not None
+        attached.stdin.write(b"typed\n")
+        attached.stdin.flush()
+        assert attached.stdout.readline() == b"waiting\n"  # attached: what we typed was offered before /go
+        pb.ok("exec", name, "touch", "/go")
+        outputs[flags] = attached.stdout.read().decode().replace("waiting\n", "")
+        assert attached.wait(timeout=60) == 0
+        pb.ok("rm", name)
+    assert outputs == {(): "read=[typed]\n", ("--no-stdin",): "read=[]\n"}
+
+
+def test_attach_sig_proxy_false_leaves_the_container_running(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "--init", BASE_IMAGE, "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    for flag in ("--sig-proxy=false", "--sig-proxy"):  # Docker's bool flag: alone it means true
+        attached = pb.popen("attach", flag, name)
+        assert attached.stdout is not None and attached.stdout.readline() == b"tick\n"
+        attached.send_signal(signal.SIGINT)
+        attached.wait(timeout=60)
+        status = pb.ok("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}")
+        if flag == "--sig-proxy=false":
+            assert status.startswith("Up"), status
+    assert wait_until(lambda: pb.ok("wait", name) == "130\n")  # the proxied SIGINT stopped it
+    pb.ok("rm", name)
+
+
+def test_commit_pause_flag(pb: Pybuild) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sh", "-c", "echo made > /made; echo ready; sleep 300")
+    assert wait_until(lambda: "ready" in pb.ok("logs", name))
+    tags = [f"paused/{unique()}:1" for _ in range(4)]
+    for flag, tag in zip(("--pause", "--pause=true", "--pause=false", "-p=false"), tags, strict=True):
+        pb.ok("commit", flag, name, tag)
+        assert pb.ok("exec", name, "echo", "alive", timeout=30) == "alive\n"  # not left frozen
+        assert pb.ok("run", "--rm", tag, "cat", "/made") == "made\n"
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    assert "(Paused)" not in pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}")
+    pb.ok("rm", "-f", name)
+    pb.ok("rmi", *tags)
+
+
+# -- rename, container prune, volume create/inspect/prune -------------------------------------------------------------
+
+
+def test_rename(pb: Pybuild) -> None:
+    name, renamed, other = unique(), unique(), unique()
+    pb.ok("run", "-d", "--name", name, BASE_IMAGE, "sleep", "300")
+    pb.ok("create", "--name", other, BASE_IMAGE, "true")
+    pb.ok("rename", name, renamed)
+    assert _record(pb, renamed)["Name"] == f"/{renamed}"
+    assert pb.ok("exec", renamed, "echo", "found") == "found\n"
+    assert pb.ok("ps", "--filter", f"name={renamed}", "--format", "{{.Names}}").split() == [renamed]
+    assert pb.run("inspect", name).returncode == 1
+    for args in ((renamed, other), (renamed, renamed), (name, unique()), (renamed, "bad name!")):
+        result = pb.run("rename", *args)
+        assert result.returncode == 1 and result.stderr.startswith("Error: "), (args, result.stderr)
+    assert _record(pb, renamed)["Name"] == f"/{renamed}"
+    pb.ok("rm", "-f", renamed, other)
+
+
+def test_container_prune_removes_only_stopped_containers(pb: Pybuild) -> None:
+    stopped, created, running = unique(), unique(), unique()
+    stopped_id = pb.ok("run", "-d", "--name", stopped, BASE_IMAGE, "true").strip()
+    assert pb.ok("wait", stopped) == "0\n"
+    created_id = pb.ok("create", "--name", created, BASE_IMAGE, "true").strip()
+    running_id = pb.ok("run", "-d", "--name", running, BASE_IMAGE, "sleep", "300").strip()
+    lines = pb.ok("container", "prune", "-f").splitlines()
+    assert lines[0] == "Deleted Containers:" and {stopped_id, created_id} <= set(lines[1:])
+    assert lines[-2] == "" and re.fullmatch(r"Total reclaimed space: [0-9.]+[kMG]?B", lines[-1])
+    assert running_id not in lines
+    assert pb.run("inspect", stopped).returncode == 1 and pb.run("inspect", created).returncode == 1
+    assert not (pb.root / "containers" / stopped_id).exists()
+    assert pb.ok("ps", "-q", "--no-trunc", "--filter", f"name={running}").strip() == running_id
+    pb.ok("rm", "-f", running)
+
+
+def test_volume_create_inspect_and_prune(pb: Pybuild) -> None:
+    named, used = unique("vol"), unique("vol")
+    assert pb.ok("volume", "create", "-l", "team=a", "--label", "empty=", named) == f"{named}\n"
+    anonymous = pb.ok("volume", "create").strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", anonymous)
+    document = json.loads(pb.ok("volume", "inspect", named))
+    assert len(document) == 1 and document[0]["Name"] == named and document[0]["Driver"] == "local"
+    assert document[0]["Labels"] == {"team": "a", "empty": ""} and Path(document[0]["Mountpoint"]).is_dir()
+    assert pb.ok("volume", "create", named) == f"{named}\n"  # as Docker: creating it again is not an error
+    missing = pb.run("volume", "inspect", named, "no-such-volume")
+    assert missing.returncode == 1 and "no-such-volume" in missing.stderr
+    assert [volume["Name"] for volume in json.loads(missing.stdout)] == [named]
+    assert pb.run("volume", "create", "bad/name").returncode == 1
+
+    container = unique()
+    pb.ok("create", "--name", container, "-v", f"{used}:/data", BASE_IMAGE, "true")
+    pb.ok("run", "--rm", "-v", f"{anonymous}:/data", BASE_IMAGE, "sh", "-c", "head -c 1234 /dev/zero > /data/f")
+    assert anonymous in pb.ok("volume", "ls", "-q").split()  # --rm takes only volumes mounted without a name
+    pruned = pb.ok("volume", "prune", "-f").splitlines()
+    assert pruned[0] == "Deleted Volumes:" and anonymous in pruned and named not in pruned and used not in pruned
+    assert pruned[-2] == "" and re.fullmatch(r"Total reclaimed space: [0-9.]+kB", pruned[-1])  # at least our 1234 B
+    pruned = pb.ok("volume", "prune", "-f", "--all").splitlines()
+    assert named in pruned and used not in pruned
+    volumes = pb.ok("volume", "ls", "-q").split()
+    assert used in volumes and named not in volumes and anonymous not in volumes
+    pb.ok("rm", container)
+    pb.ok("volume", "rm", used)

@@ -144,3 +144,28 @@ def test_detach_keys_for_run_and_attach(pb: Pybuild, tmux: Tmux) -> None:
         again.kill()
     assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
     pb.ok("rm", "-f", name)
+
+
+def test_start_interactive_with_a_terminal(pb: Pybuild, tmux: Tmux) -> None:
+    name = unique()
+    pb.ok("create", "-it", "--name", name, BASE_IMAGE, "sh")
+    tmux.start(pb.argv("start", "-i", name))
+    assert tmux.shows("/ #")
+    tmux("send-keys", "tty; echo started-$((40 + 2))", "Enter")
+    assert tmux.shows("started-42")
+    assert "/dev/pts/0" in tmux.screen()
+    tmux("send-keys", "exit 3", "Enter")
+    assert tmux.shows("exit=3")
+    assert pb.ok("wait", name) == "3\n"
+    pb.ok("rm", name)
+
+
+def test_attach_sig_proxy_false_ctrl_c_detaches_only_us(pb: Pybuild, tmux: Tmux) -> None:
+    name = unique()
+    pb.ok("run", "-d", "--name", name, "--init", BASE_IMAGE, "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    tmux.start(pb.argv("attach", "--sig-proxy=false", name))
+    assert tmux.shows("tick")
+    tmux("send-keys", "C-c")
+    assert tmux.shows("exit=")
+    assert pb.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Up")
+    pb.ok("rm", "-f", name)

@@ -6,6 +6,10 @@ entries whose lines increase within one file (a stage built on an earlier stage 
 that run); every layer before its first entry is the base's. A base that pybuild built from another Dockerfile is
 told apart when its lines do not increase into ours, which is the usual case (both start near line 1). An image with
 no such entry was not built here: none of its layers is known to be a base's.
+
+A layer that `pybuild commit` (or `docker commit`, or an import) made has no Dockerfile line: its history entry
+holds the container's command, the author and the message, and analyze shows those instead. Such entries at the end
+of the history (commits on top of a built image) are passed over when looking for the Dockerfile's run.
 """
 
 from __future__ import annotations
@@ -23,12 +27,21 @@ from .filetree import LayerFiles, read_layer
 _SOURCE_RE = re.compile(r"buildkit_py:\s*(\S+?):(\d+)")
 _BUILDKIT_SUFFIX = " # buildkit"
 _OWN_COMMENT = "buildkit_py"
+_BUILDER_COMMENT_RE = re.compile(r"buildkit_py(:\s*\S+?:\d+)?")
+_BUILDKIT_COMMENT = "buildkit.dockerfile.v0"  # what BuildKit's Dockerfile frontend writes in every entry
 
 
 def dockerfile_line(comment: str) -> str:
     """ "Dockerfile:7" from a history comment the builder wrote, "" when there is none."""
     match = _SOURCE_RE.search(comment)
     return f"{match.group(1)}:{match.group(2)}" if match else ""
+
+
+def commit_message(comment: str) -> str:
+    """The message a commit or import left in a history comment; "" for the comment a builder writes."""
+    if comment == _BUILDKIT_COMMENT or _BUILDER_COMMENT_RE.fullmatch(comment):
+        return ""
+    return comment
 
 
 def _source(comment: str) -> tuple[str, int] | None:
@@ -40,7 +53,10 @@ def own_history_start(history: Sequence[HistoryEntry]) -> int:
     """The index of the first history entry written for the image's own Dockerfile; len(history) when none was."""
     start = len(history)
     following: tuple[str, int] | None = None
-    for index in range(len(history) - 1, -1, -1):
+    end = len(history)
+    while end > 0 and (history[end - 1].author or commit_message(history[end - 1].comment)):
+        end -= 1  # commits on top of a built image: the run of its Dockerfile's entries lies beneath them
+    for index in range(end - 1, -1, -1):
         comment = history[index].comment
         if not comment.startswith(_OWN_COMMENT):
             break
@@ -84,7 +100,16 @@ class Layer:
 
     @property
     def dockerfile_line(self) -> str:
-        return dockerfile_line(self.history.comment) if self.history else ""
+        return dockerfile_line(self.history.comment) if self.history and not self.message else ""
+
+    @property
+    def author(self) -> str:
+        return self.history.author if self.history else ""
+
+    @property
+    def message(self) -> str:
+        """The commit's (or import's) message; "" for a layer a build made."""
+        return commit_message(self.history.comment) if self.history else ""
 
     @property
     def label(self) -> str:

@@ -85,10 +85,14 @@ def layer_chart(analysis: ImageAnalysis, colours: dict[str, str], scale_max: int
     ]
     for position, layer in enumerate(layers):
         y = position * row
-        label = " ".join(part for part in (f"#{layer.index}", layer.dockerfile_line, layer.step) if part)
+        committed = " ".join(
+            part for part in (layer.message and f'"{layer.message}"', layer.author and f"by {layer.author}") if part
+        )
+        label = " ".join(part for part in (f"#{layer.index}", layer.dockerfile_line, committed or layer.step) if part)
         if len(label) > 46:
             label = label[:45] + "…"
-        parts.append(f'<text x="0" y="{y + 15}" class="mono"><title>{escape(layer.created_by)}</title>')
+        title = "\n".join(part for part in (layer.created_by, committed) if part)
+        parts.append(f'<text x="0" y="{y + 15}" class="mono"><title>{escape(title)}</title>')
         parts.append(f"{escape(label)}</text>")
         x = float(label_width)
         change = analysis.changes[layer.index]

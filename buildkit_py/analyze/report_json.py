@@ -3,7 +3,8 @@
 dive's keys keep dive's meaning: `layer[].sizeBytes` is the sum of the layer's tar header sizes, `fileList` holds
 dive's FileInfo of every tree node (child first, by name), `image.inefficientBytes` and `efficiencyScore` come from
 its efficiency walk, `fileReference` lists the inefficient paths largest first. Ours sit beside them under `pybuild`
-(image level) and as extra layer keys (`dockerfileLine`, `step`, `tarSizeBytes`, `added`, `modified`, `removed`).
+(image level) and as extra layer keys (`dockerfileLine`, `step`, `author`, `message`, `tarSizeBytes`, `added`, `modified`, `removed`;
+`author` and `message` are a commit's, empty for a build's layer).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def export(analysis: ImageAnalysis, file_lists: bool = True) -> dict[str, Any]:
                 "fileList": file_list,
                 "dockerfileLine": layer.dockerfile_line,
                 "step": layer.step,
+                "author": layer.author,
+                "message": layer.message,
                 "tarSizeBytes": layer.tar_size,
                 "added": {"count": change.added, "sizeBytes": change.added_bytes},
                 "modified": {"count": change.modified, "sizeBytes": change.modified_bytes},

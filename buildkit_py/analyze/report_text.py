@@ -35,6 +35,22 @@ def _excluded(analysis: ImageAnalysis) -> list[str]:
     return [f"  (the base image's {layers} left out of these figures: --exclude-base)"]
 
 
+def _committed(analysis: ImageAnalysis) -> list[str]:
+    """The layers a commit or import made, each with its author and message (a build layer's are its LINE and STEP)."""
+    layers = [layer for layer in analysis.image.layers if layer.author or layer.message]
+    if not layers:
+        return []
+    lines = ["", "Committed layers:"]
+    for layer in layers:
+        lines.append(f"  {layer.index}. author:  {layer.author or '(none)'}")
+        message = layer.message.splitlines() or ["(none)"]
+        lines.append(f"     message: {message[0]}")
+        lines += [f"              {line}" for line in message[1:]]
+        if layer.created_by:
+            lines.append(f"     command: {layer.created_by}")
+    return lines
+
+
 def render(analysis: ImageAnalysis, shown: int = SHOWN) -> str:
     image = analysis.image
     result = analysis.efficiency
@@ -67,6 +83,7 @@ def render(analysis: ImageAnalysis, shown: int = SHOWN) -> str:
             )
         )
     lines += _table(rows, right=(0, 1))
+    lines += _committed(analysis)
     lines += ["", "Findings:" if analysis.findings else "Findings: (none)"]
     for number, finding in enumerate(analysis.findings, start=1):
         where = f" layer {finding.layer}" + (f", {finding.location}" if finding.location else "")

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import BuildError
 from .common import open_store
-from .container_common import error
+from .container_common import add_docker_bool, error
 
 
 def register(subparsers: Any) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
         description="Attach local standard input, output and error to a running container.",
     )
     parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
-    parser.add_argument("--sig-proxy", default="true", choices=("true", "false"), help="forward received signals")
+    add_docker_bool(parser, "--sig-proxy", default=True, help="forward received signals")
     parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("container", metavar="CONTAINER")
     parser.set_defaults(func=run)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         error("You cannot attach to a stopped container, start it first")
         return 1
     try:
-        code = relay(session.endpoint(), stdin, spec.tty, args.sig_proxy == "true", detach_keys)
+        code = relay(session.endpoint(), stdin, spec.tty, args.sig_proxy, detach_keys)
     finally:
         session.close()
     if code is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import BuildError
 from .common import open_store
-from .container_common import error
+from .container_common import add_docker_bool, error
 
 
 def register(subparsers: Any) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-a", "--author", default="", help='author (e.g. "Jane <jane@example.com>")')
     parser.add_argument("-m", "--message", default="", help="commit message")
     parser.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction")
-    parser.add_argument("-p", "--pause", default="true", choices=("true", "false"), help="pause while committing")
+    add_docker_bool(parser, "-p", "--pause", default=True, help="pause the container while committing")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
     parser.set_defaults(func=run)
@@ -33,9 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = open_store(args)
         row = find(store, args.container)
-        image_id = commit_container(
-            store, row, args.repository, args.author, args.message, args.change, args.pause == "true"
-        )
+        image_id = commit_container(store, row, args.repository, args.author, args.message, args.change, args.pause)
     except BuildError as failure:
         error(failure)
         return 1

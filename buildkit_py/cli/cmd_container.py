@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import BuildError
 from .common import help_without_command, open_store
-from .container_common import error
+from .container_common import error, print_pruned
 
 
 def register(subparsers: Any) -> None:
@@ -31,9 +31,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     removed = prune_containers(store)
-    print("Deleted Containers:")
-    for container_id in removed:
-        print(container_id)
+    print_pruned("Deleted Containers:", removed)
     return 0
 
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..errors import ContainerError
-from .container_common import add_create_options, error, run_option_fields
+from .container_common import add_create_options, add_docker_bool, error, run_option_fields
 
 
 def register(subparsers: Any) -> None:
@@ -18,9 +18,7 @@ def register(subparsers: Any) -> None:
         add_help=False,
     )
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-    parser.add_argument(
-        "--sig-proxy", default="true", choices=("true", "false"), help="forward received signals to the container"
-    )
+    add_docker_bool(parser, "--sig-proxy", default=True, help="forward received signals to the container")
     parser.add_argument("--detach-keys", default=None, help="the keys that detach (default ctrl-p,ctrl-q)")
     add_create_options(parser)
     parser.set_defaults(func=run)
@@ -63,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(container_id)
         return 0
     try:
-        code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy == "true", detach_keys)
+        code = relay(session.endpoint(), attached_stdin, args.tty, args.sig_proxy, detach_keys)
     finally:
         session.close()
     if code is None:

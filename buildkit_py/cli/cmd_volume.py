@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import BuildError
 from .common import help_without_command, open_store
-from .container_common import error, for_each
+from .container_common import error, for_each, print_pruned
 from .formatting import table
 
 
@@ -104,15 +104,16 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     store = open_store(args)
+    from ..store.cachemounts import tree_size  # lazy: only prune measures the volumes' trees
+
     removed = []
     for volume in store.volumes.all():
         if (volume.anonymous or args.all) and not store.volumes.users(volume.name):
+            size = tree_size(volume.mountpoint)
             try:
                 store.volumes.remove(volume.name)
-                removed.append(volume.name)
+                removed.append((volume.name, size))
             except BuildError:
                 continue
-    print("Deleted Volumes:")
-    for name in removed:
-        print(name)
+    print_pruned("Deleted Volumes:", removed)
     return 0

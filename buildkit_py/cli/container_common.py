@@ -12,6 +12,22 @@ from ..errors import BuildError
 EXIT_OWN_ERROR = 125  # docker run/create: the error is pybuild's (bad option, unknown image), not the command's
 
 
+_BOOL_WORDS = {"1": True, "t": True, "T": True, "true": True, "True": True, "TRUE": True}  # Go's strconv.ParseBool
+_BOOL_WORDS |= {"0": False, "f": False, "F": False, "false": False, "False": False, "FALSE": False}
+
+
+def add_docker_bool(parser: argparse.ArgumentParser, *names: str, default: bool, help: str) -> None:
+    """A boolean flag as Docker's CLI has it: `--pause` alone is true, `--pause=false` sets it, and it never takes
+    the next word (`commit --pause CONTAINER`). argparse matches a whole `--pause=false` against the option strings
+    before it splits at "=", so each NAME=WORD is an option of its own."""
+    dest = names[-1].lstrip("-").replace("-", "_")
+    usage = f"{help} (default {str(default).lower()}; {names[-1]}=false to turn it off)"
+    parser.add_argument(*names, dest=dest, action="store_const", const=True, default=default, help=usage)
+    for word, value in _BOOL_WORDS.items():
+        spelled = [f"{name}={word}" for name in names]
+        parser.add_argument(*spelled, dest=dest, action="store_const", const=value, help=argparse.SUPPRESS)
+
+
 def add_create_options(parser: argparse.ArgumentParser) -> None:
     """The options `run` and `create` share (Docker's names; `-h` is --hostname there, so help is --help only)."""
     add = parser.add_argument
@@ -90,3 +106,15 @@ def for_each(names: list[str], action: Callable[[str], object]) -> int:
             error(failure)
             status = 1
     return status
+
+
+def print_pruned(heading: str, removed: list[tuple[str, int]]) -> None:
+    """Docker's prune report: the heading and one name a line when anything went, then the space reclaimed."""
+    from ..units import docker_size  # lazy: `run` loads this module and never prints a size
+
+    if removed:
+        print(heading)
+        for name, _ in removed:
+            print(name)
+        print()
+    print(f"Total reclaimed space: {docker_size(sum(size for _, size in removed), precision=4)}")

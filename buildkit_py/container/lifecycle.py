@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
 from ..image.stored import image_config
 from ..store import Store
+from ..store.cachemounts import tree_size
 from ..store.containers import ContainerRow
 from . import protocol as p
 from .cgroups import freezer_cgroup
@@ -231,7 +232,8 @@ def _wait_exit(session: Session, timeout: float | None) -> int | None:
 
 
 def stop_container(store: Store, text: str, timeout: int | None = None) -> ContainerRow:
-    """The stop signal, then SIGKILL after `timeout` seconds (the container's --stop-timeout when None)."""
+    """The stop signal, then SIGKILL after `timeout` seconds (the container's --stop-timeout when None); a negative
+    timeout waits for the process however long it takes, as Docker's does."""
     row = find(store, text)
     if row.state not in RUNNING_STATES:
         return row
@@ -243,7 +245,9 @@ def stop_container(store: Store, text: str, timeout: int | None = None) -> Conta
         seconds = spec.stop_timeout if timeout is None else timeout
         if seconds != 0:
             session.send(p.encode_json(p.SIGNAL, {"signal": parse_signal(spec.stop_signal)}))
-        if seconds < 0 or _wait_exit(session, float(seconds) if seconds > 0 else 0.001) is None:
+        if seconds < 0:
+            _wait_exit(session, None)
+        elif _wait_exit(session, float(seconds) if seconds > 0 else 0.001) is None:
             try:
                 session.send(p.encode_json(p.SIGNAL, {"signal": 9}))
             except OSError:
@@ -281,16 +285,21 @@ def wait_container(store: Store, text: str) -> int:
 
 
 def remove_stopped(store: Store, container_id: str, volumes: bool = False) -> None:
-    """Delete a stopped container: its record, its read-write layer and, with `volumes`, its anonymous volumes."""
+    """Delete a stopped container: its record, its read-write layer and, with `volumes`, the volumes it mounted
+    without naming them (`-v /path`, an image's VOLUME). As in Docker, a volume it mounted by name stays, even one
+    `volume create` made without a name."""
+    row = store.containers.get(container_id)
+    mounts = ContainerSpec.from_json(row.spec).mounts if row is not None else ()
+    unnamed = {mount.source for mount in mounts if mount.kind == VOLUME and mount.anonymous}
     used = store.containers.delete(container_id, STOPPED_STATES)
     ContainerLayout(store.root, container_id).remove()
     if volumes:
         for name in used:
-            try:
-                if store.volumes.get(name).anonymous:
+            if name in unnamed:
+                try:
                     store.volumes.remove(name)
-            except BuildError:
-                pass
+                except BuildError:
+                    pass
 
 
 def remove_container(store: Store, text: str, force: bool = False, volumes: bool = False) -> ContainerRow:
@@ -328,13 +337,15 @@ def rename_container(store: Store, text: str, new_name: str) -> None:
     store.containers.transition(row.container_id, None, name=name)
 
 
-def prune_containers(store: Store) -> list[str]:
+def prune_containers(store: Store) -> list[tuple[str, int]]:
+    """Remove every stopped container; each removed one's id with the bytes of its read-write layer."""
     removed = []
     for row in all_containers(store):
         if row.state in STOPPED_STATES:
+            size = tree_size(ContainerLayout(store.root, row.container_id).upper)
             try:
                 remove_stopped(store, row.container_id)
-                removed.append(row.container_id)
+                removed.append((row.container_id, size))
             except BuildError:
                 pass
     return removed

@@ -42,6 +42,7 @@ from .plan import rootfs_plan
 from .process import exit_code_of_error
 from .procinfo import start_time
 from .runtime import (
+    GUEST_ADDRESS,
     PreparedRoot,
     abort_init,
     assign_host_ports,
@@ -52,6 +53,7 @@ from .runtime import (
     wait_network,
 )
 from .spec import ContainerSpec, PortSpec, ports_to_json
+from .udprelay import UdpRelay
 
 __all__ = ["Monitor", "serve"]
 
@@ -148,6 +150,7 @@ class Monitor:
         self.slirp: SlirpHelper | None = None
         self.scratch: Path | None = None
         self.ports: tuple[PortSpec, ...] = ()
+        self.udp: UdpRelay | None = None  # published UDP ports (slirp4netns forwards the TCP ones)
 
     # -- lifetime --------------------------------------------------------------------------------------------
 
@@ -192,13 +195,19 @@ class Monitor:
         status = self._loop(listener)
         if self.slirp is not None:
             stop_slirp(self.slirp, wait=False)  # it stops while the exit is recorded
+        if self.udp is not None:
+            self.udp.close()  # before the exit is told: whoever waited for it may bind the port next
         self._finish(spec, status)
         self._clean_up()
 
     def _start(self, row: ContainerRow, spec: ContainerSpec) -> None:
         """Everything up to the container's command running: slirp4netns is started first and waited for last."""
         plan = rootfs_plan(self.store, row, spec)
-        self.ports = assign_host_ports(spec.ports) if spec.network == "default" else ()
+        published = spec.ports if spec.network == "default" else ()
+        self.udp = UdpRelay.bind([port for port in published if port.protocol == "udp"], GUEST_ADDRESS)
+        tcp = iter(assign_host_ports([port for port in published if port.protocol != "udp"]))
+        udp = iter(self.udp.ports)
+        self.ports = tuple(next(udp if port.protocol == "udp" else tcp) for port in published)
         self.slirp = enter_namespaces(spec, self.layout.directory)
         self.cgroup = freezer_cgroup(self.container_id)  # made by the first `pause` (cgroups.py)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"rootfs-{owner_tag()}", dir=self.store.tmp_dir))
@@ -229,7 +238,7 @@ class Monitor:
             self.pidfd = os.pidfd_open(init.pid)
             prepare_rootfs(plan, root, spec)
             self.log = LogWriter(self.layout.log)
-            wait_network(self.slirp, self.ports, self.layout.directory)
+            wait_network(self.slirp, [port for port in self.ports if port.protocol != "udp"], self.layout.directory)
             master = release_init(init)
         except BaseException:
             abort_init(init)
@@ -251,6 +260,8 @@ class Monitor:
                 self.scratch.rmdir()
             except OSError:
                 pass
+        if self.udp is not None:
+            self.udp.close()
         if self.cgroup is not None and self.cgroup.path.is_dir():
             self.cgroup.remove()
         if self.slirp is not None:
@@ -323,6 +334,8 @@ class Monitor:
         self.selector.register(self.pidfd, selectors.EVENT_READ, "exit")
         for fd in self.outputs:
             self.selector.register(fd, selectors.EVENT_READ, "io")
+        if self.udp is not None:
+            self.udp.register(self.selector)
         if self.tty_master >= 0:
             os.set_blocking(self.tty_master, False)
         if self.stdin_fd >= 0:
@@ -341,6 +354,8 @@ class Monitor:
                         self._write_stdin()
                     if events & selectors.EVENT_READ and key.fd in self.outputs:
                         self._read_output(key.fd)
+                elif isinstance(key.data, UdpRelay):
+                    key.data.readable(key.fd)
                 elif isinstance(key.data, _Client):
                     if events & selectors.EVENT_READ:
                         self._read_client(key.data)

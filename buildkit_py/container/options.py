@@ -29,6 +29,7 @@ __all__ = [
     "parse_size",
     "parse_tmpfs",
     "parse_volume",
+    "read_env_file",
 ]
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE)
@@ -128,6 +129,30 @@ def _bool(value: str, key: str) -> bool:
     raise ContainerError(f"invalid value for {key}: {value}")
 
 
+_MOUNT_KEYS = frozenset(
+    {"source", "src", "target", "destination", "dst", "readonly", "ro", "consistency", "bind-propagation",
+     "bind-nonrecursive", "volume-nocopy", "volume-driver", "volume-label", "volume-opt", "tmpfs-size", "tmpfs-mode"}
+)  # fmt: skip  # the Docker CLI's (opts/mount.go)
+_SUPPORTED = {
+    "bind-propagation": ("private", "rprivate"),  # a container's mounts are private, recursively
+    "bind-nonrecursive": ("false", "0"),
+    "volume-driver": ("local",),
+}
+
+
+def _check_mount_fields(fields: Mapping[str, str], kind: str, text: str) -> None:
+    """Docker's refusals: a key its CLI does not know, and options of one mount type on another; then ours: options
+    pybuild does not implement, refused rather than ignored."""
+    for key, value in fields.items():
+        if key not in _MOUNT_KEYS:
+            raise ContainerError(f"unexpected key '{key}' in '{text}'")
+        prefix = key.partition("-")[0]
+        if prefix in (BIND, VOLUME, TMPFS) and prefix != kind:
+            raise ContainerError(f"invalid mount config: cannot mix '{prefix}-*' options with mount type '{kind}'")
+        if key in ("volume-label", "volume-opt") or (key in _SUPPORTED and value.lower() not in _SUPPORTED[key]):
+            raise ContainerError(f"--mount {key}={value} is not supported by pybuild")
+
+
 def parse_mount(text: str) -> MountSpec:
     """`--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...][,tmpfs-mode=...]`."""
     fields: dict[str, str] = {}
@@ -142,6 +167,7 @@ def parse_mount(text: str) -> MountSpec:
             raise ContainerError(f"invalid field '{item}' must be a key=value pair")
         fields[key] = value
     kind = fields.pop("type", "volume")
+    _check_mount_fields(fields, kind, text)
     source = fields.pop("source", fields.pop("src", ""))
     target = fields.pop("target", fields.pop("destination", fields.pop("dst", "")))
     readonly = _bool(fields.pop("readonly", fields.pop("ro", "false")), "readonly")
@@ -167,9 +193,19 @@ def parse_mount(text: str) -> MountSpec:
         if source:
             raise ContainerError('invalid mount config for type "tmpfs": field Source must not be specified')
         size = parse_size(fields.pop("tmpfs-size")) if "tmpfs-size" in fields else 0
-        mode = int(fields.pop("tmpfs-mode"), 8) if "tmpfs-mode" in fields else 0o1777
+        mode = _octal_mode(fields.pop("tmpfs-mode", "1777"))
         return MountSpec(TMPFS, target, "", readonly, size_bytes=size, mode=mode)
     raise ContainerError(f"invalid mount type: {kind!r}")
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ContainerError(f"invalid tmpfs mode: {text}") from None
+    if not 0 <= mode <= 0o7777:
+        raise ContainerError(f"invalid tmpfs mode: {text}")
+    return mode
 
 
 def parse_tmpfs(text: str) -> MountSpec:
@@ -183,10 +219,7 @@ def parse_tmpfs(text: str) -> MountSpec:
         if key == "size":
             size = parse_size(value)
         elif key == "mode":
-            try:
-                mode = int(value, 8)
-            except ValueError:
-                raise ContainerError(f"invalid tmpfs mode: {value}") from None
+            mode = _octal_mode(value)
         elif key == "ro":
             readonly = True
     return MountSpec(TMPFS, os.path.normpath(target), "", readonly, size_bytes=size, mode=mode)
@@ -234,20 +267,38 @@ def exposed_ports(image: ContainerConfig, published: Sequence[PortSpec]) -> list
     return ports
 
 
-def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
-    entries: list[str] = []
-    words: list[str] = []
-    for path in options.env_files:
+def read_env_file(path: str, host_env: Mapping[str, str]) -> list[str]:
+    """`--env-file` as the Docker CLI reads it (opts/file.go): a UTF-8 BOM and each line's leading white space go,
+    blank lines and `#` comments are skipped, `NAME=VALUE` is kept as written (no trimming of the value), and a bare
+    `NAME` takes the caller's value, or is left out when the caller has none."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ContainerError(f"open {path}: {error.strerror.lower() if error.strerror else error}") from None
+    entries = []
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
         try:
-            text = Path(path).read_text()
-        except OSError as error:
-            raise ContainerError(f"open {path}: {error.strerror.lower() if error.strerror else error}") from None
-        for line in text.splitlines():
-            stripped = line.lstrip()
-            if stripped and not stripped.startswith("#"):
-                words.append(line)
-    words.extend(options.env)
-    for word in words:
+            line = raw.decode().lstrip()
+        except UnicodeDecodeError:
+            raise ContainerError(f"env file {path} contains invalid utf8 bytes at line {number}") from None
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        name = name.lstrip(" \t")
+        if any(space in name for space in " \t"):
+            raise ContainerError(f"poorly formatted environment: variable '{name}' contains whitespaces")
+        if not name:
+            raise ContainerError(f"poorly formatted environment: no variable name on line '{line}'")
+        if equals:
+            entries.append(f"{name}={value}")
+        elif name in host_env:
+            entries.append(f"{name}={host_env[name]}")
+    return entries
+
+
+def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
+    entries = [entry for path in options.env_files for entry in read_env_file(path, host_env)]
+    for word in options.env:
         name, equals, value = word.partition("=")
         if not name:
             raise ContainerError(f"invalid environment variable: {word}")
