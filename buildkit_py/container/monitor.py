@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
 from ..exec import syscalls as sc
+from ..exec.foreign_mounts import release_foreign_overlays
 from ..exec.network import SlirpHelper, stop_slirp
 from ..store import Store
 from ..store.containers import ContainerRow
@@ -209,6 +210,7 @@ class Monitor:
         udp = iter(self.udp.ports)
         self.ports = tuple(next(udp if port.protocol == "udp" else tcp) for port in published)
         self.slirp = enter_namespaces(spec, self.layout.directory)
+        release_foreign_overlays(spec, plan, self.store.root, self.layout.directory)
         self.cgroup = freezer_cgroup(self.container_id)  # made by the first `pause` (cgroups.py)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"rootfs-{owner_tag()}", dir=self.store.tmp_dir))
         root = PreparedRoot(self.scratch)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ContainerError
 from ..exec import syscalls as sc
+from ..exec.foreign_mounts import release_foreign_overlays
 from ..exec.overlay import mount_overlay
 from ..store import Store
 from ..store.containers import ContainerRow
@@ -40,6 +41,7 @@ def container_root(store: Store, row: ContainerRow, writable: bool = False, live
     if not _private:
         sc.unshare(sc.CLONE_NEWNS)  # this process's own mounts from here on; the host never sees them
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        release_foreign_overlays(store.root)
         _private = True
     with store.temp_dir("rootfs-") as scratch:
         target = scratch / "root"

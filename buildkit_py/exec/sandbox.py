@@ -45,6 +45,7 @@ from .executor import (
     SourceTree,
     TmpfsMount,
 )
+from .foreign_mounts import release_foreign_overlays
 from .hardening import harden_kernel_paths, mount_dev
 from .lookpath import look_path
 from .mountsources import prepare_sources
@@ -323,6 +324,7 @@ def run(request: RunRequest) -> int:
     slirp = prepare_slirp(slirp_binary()) if process.network == "default" else None  # forked in the host's netns
     try:
         _private_scratch(flags, request.scratch)
+        release_foreign_overlays(request)
         if flags & sc.CLONE_NEWNET:
             sc.loopback_up()
         if slirp is not None:
@@ -409,6 +411,7 @@ class _CountsPipe:
 
 def apply_files(request: FilesRequest, progress_fd: int | None = None) -> None:
     _private_scratch(sc.CLONE_NEWNS, request.scratch)
+    release_foreign_overlays(request)
     empty = request.scratch / "empty"
     empty.mkdir(mode=0o755)
     dest = request.scratch / "dest"
