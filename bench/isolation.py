@@ -94,7 +94,7 @@ def main() -> int:
     docker_tag = f"{tag}-docker:1"
     if not args.no_docker and os.access(DOCKER, os.X_OK):
         archive = work / "base.tar"
-        subprocess.run([*pybuild[:4], "save", "-o", str(archive), BASE_IMAGE], check=True, cwd=REPO, env=env)
+        subprocess.run([*pybuild[:5], "save", "-o", str(archive), BASE_IMAGE], check=True, cwd=REPO, env=env)
         subprocess.run([DOCKER, "load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
         docker_env = dict(env, DOCKER_BUILDKIT="0")
         variants["docker (classic) --network=none"] = [

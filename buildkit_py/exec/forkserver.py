@@ -61,6 +61,10 @@ def serve(sock: socket.socket) -> None:
     except ExecError:
         pass  # reported by each step that needs the filter, with the reason
 
+    from . import syscalls as sc  # lazy: loaded with sandbox above, named here for the one call
+
+    # A sandbox leaves its slirp4netns to stop on its own; orphaned, it is ours to reap in the loop below.
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:

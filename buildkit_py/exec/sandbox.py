@@ -49,7 +49,7 @@ from .foreign_mounts import release_foreign_overlays
 from .hardening import harden_kernel_paths, mount_dev
 from .lookpath import look_path
 from .mountsources import prepare_sources
-from .network import prepare_slirp, resolv_conf_for, slirp_binary, start_slirp, stop_slirp
+from .network import prepare_slirp, release_slirp, resolv_conf_for, slirp_binary, stop_slirp, wait_slirp
 from .overlay import mount_overlay
 from .rootpath import resolve_in_root
 from .seccomp import prepare_default_filter
@@ -328,15 +328,15 @@ def run(request: RunRequest) -> int:
         if flags & sc.CLONE_NEWNET:
             sc.loopback_up()
         if slirp is not None:
-            start_slirp(slirp, os.getpid())
+            release_slirp(slirp, os.getpid())  # it comes up while the root is mounted; waited for before the fork
         sc.sethostname(process.hostname)
-        return _run_container(request)
+        return _run_container(request, lambda: wait_slirp(slirp) if slirp is not None else None)
     finally:
         if slirp is not None:
-            stop_slirp(slirp)
+            stop_slirp(slirp, wait=False)  # it ends on its own; the fork server, a subreaper, reaps it
 
 
-def _run_container(request: RunRequest) -> int:
+def _run_container(request: RunRequest, network_ready: Callable[[], None]) -> int:
     merged = request.scratch / "rootfs"
     merged.mkdir()
     rootfs = request.rootfs
@@ -351,6 +351,7 @@ def _run_container(request: RunRequest) -> int:
     )
     placed, created = _mount_stubs(merged, request.mounts, sources)
 
+    network_ready()
     error_r, error_w = os.pipe()  # close-on-exec: EOF without data means execve succeeded
     alive_r, alive_w = os.pipe()
     pid = os.fork()
