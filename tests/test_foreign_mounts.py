@@ -107,3 +107,50 @@ def test_a_container_monitor_holds_no_foreign_overlay(host_overlay: Path, tmp_pa
         assert str(host_overlay) not in _mount_points(init_pid)
     finally:
         pb.remove_all()
+
+
+@pytest.fixture
+def shared_host_mount(tmp_path: Path) -> Iterator[Path]:
+    """A shared mount with a mount beneath it, as Docker keeps /var/lib/docker (shared) and its containers' roots."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    sc.mount(shared, shared, None, sc.MS_BIND)
+    sc.mount(None, shared, None, sc.MS_SHARED)
+    inner = shared / "inner"
+    inner.mkdir()
+    sc.mount("tmpfs", inner, "tmpfs", 0, "size=1m")
+    (inner / "witness").write_text("still here")
+    try:
+        yield inner
+    finally:
+        while str(shared) in _mount_points("self"):  # a propagated copy may sit on the same mount point
+            sc.umount2(shared, sc.MNT_DETACH)
+
+
+def test_a_step_with_the_default_network_unmounts_nothing_of_the_hosts(shared_host_mount: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    build_base(root, tmp_path)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo one > /one\nRUN echo two > /two\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "buildkit_py.cli.main",
+            "--root",
+            str(root),
+            "build",
+            "-q",
+            "-t",
+            unique(),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(shared_host_mount) in _mount_points("self")
+    assert (shared_host_mount / "witness").read_text() == "still here"

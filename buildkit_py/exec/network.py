@@ -80,6 +80,12 @@ def prepare_slirp(binary: str, extra_args: tuple[str, ...] = ()) -> SlirpHelper:
             target = os.read(go_r, 32).decode()
             if not target.isdigit():
                 os._exit(0)
+            # slirp4netns's --enable-sandbox unshares the mount namespace, makes "/" private but not what is mounted
+            # beneath it, and detaches the old root after its pivot_root: an unmount that reaches the host through
+            # every shared mount (Docker's /var/lib/docker, its containers' roots). In a namespace of ours whose
+            # mounts are all private, what it detaches is only ours.
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
