@@ -513,3 +513,23 @@ def write_oci_layout(folder: Path, layers: list[bytes], tag: str = "latest") -> 
 def store_is_clean(store: Store) -> bool:
     """No temp files or folders left behind in the store's tmp."""
     return not any(os.scandir(store.tmp_dir))
+
+
+def push_test_base(registry: RegistryServer, store: Any) -> str:
+    """The busybox base of the tests, pushed to `registry`: each runner pulls it when it resolves FROM, as a CI
+    runner pulls its base. Returns its reference there."""
+    from buildkit_py.registry.push import push_image
+
+    ref = f"{registry.host}/base/busybox:1"
+    store.tags.set(ref, store.resolve("pybuild-test/busybox:latest"))
+    push_image(store, ref)
+    return ref
+
+
+def isolate_registry_env(monkeypatch: Any, tmp_path: Path) -> None:
+    """A Docker config of the test's own, no proxies and no SOURCE_DATE_EPOCH from the caller's environment."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

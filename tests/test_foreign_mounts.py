@@ -133,24 +133,6 @@ def test_a_step_with_the_default_network_unmounts_nothing_of_the_hosts(shared_ho
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo one > /one\nRUN echo two > /two\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "buildkit_py.cli.main",
-            "--root",
-            str(root),
-            "build",
-            "-q",
-            "-t",
-            unique(),
-            str(context),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert result.returncode == 0, result.stderr
+    Pybuild(root).ok("build", "-q", "-t", unique(), str(context))
     assert str(shared_host_mount) in _mount_points("self")
     assert (shared_host_mount / "witness").read_text() == "still here"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_fixtures import RegistryServer, run_registry
+from registry_fixtures import RegistryServer, isolate_registry_env, push_test_base, run_registry
 
 from buildkit_py.builder import BuildResult, build
 from buildkit_py.digest import Digest
@@ -71,19 +71,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
 @pytest.fixture(scope="module")
 def base_ref(registry: RegistryServer, base_store: Store) -> str:
     """The busybox base, pushed: each runner pulls it when it resolves FROM, as a CI runner pulls its base."""
-    ref = f"{registry.host}/base/busybox:1"
-    base_store.tags.set(ref, base_store.resolve("pybuild-test/busybox:latest"))
-    push_image(base_store, ref)
-    return ref
+    return push_test_base(registry, base_store)
 
 
 @pytest.fixture(autouse=True)
 def no_proxies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    isolate_registry_env(monkeypatch, tmp_path)
 
 
 def make_project(folder: Path, base: str) -> Path:

@@ -22,12 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_fixtures import RegistryServer, htpasswd_file, run_holding_proxy, run_registry
+from registry_fixtures import (
+    RegistryServer,
+    htpasswd_file,
+    isolate_registry_env,
+    push_test_base,
+    run_holding_proxy,
+    run_registry,
+)
 from test_remotecache import executed
 
 from buildkit_py.builder import BuildResult, build
 from buildkit_py.image.manifest import parse_index, parse_manifest
-from buildkit_py.registry.push import push_image
 from buildkit_py.remotecache.metadata import CACHE_FIELD
 from buildkit_py.store import Store
 
@@ -55,19 +61,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
 
 @pytest.fixture(scope="module")
 def base_ref(registry: RegistryServer, base_store: Store) -> str:
-    ref = f"{registry.host}/base/busybox:1"
-    base_store.tags.set(ref, base_store.resolve("pybuild-test/busybox:latest"))
-    push_image(base_store, ref)
-    return ref
+    return push_test_base(registry, base_store)
 
 
 @pytest.fixture(autouse=True)
 def no_proxies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    isolate_registry_env(monkeypatch, tmp_path)
 
 
 def two_stage_project(folder: Path, base: str) -> Path:

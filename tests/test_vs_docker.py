@@ -65,16 +65,24 @@ def docker_base(docker_daemon: None, tmp_path_factory: pytest.TempPathFactory) -
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
 
 
-def case_context(case: Path, docker_base: str, base_store: object, folder: Path) -> Path:
-    """A copy of the case's context whose Dockerfile names this run's base; pybuild's store knows that name too, so
-    both builders read the same context."""
+def base_for_both(docker_base: str, base_store: object) -> str:
+    """This run's base under the name Docker knows it by; pybuild's store gets that name too."""
     store: Any = base_store
     store.tags.set(docker_base, store.resolve(BASE_IMAGE))
+    return docker_base
+
+
+def case_context(case: Path, docker_base: str, base_store: object, folder: Path) -> Path:
+    """A copy of the case's context whose Dockerfile names this run's base (also through `ARG TAG`, as
+    env-arg-forms spells it), so both builders read the same context."""
+    base_for_both(docker_base, base_store)
     context = folder / case.name
     shutil.copytree(case, context, symlinks=True)
+    own_tag = docker_base.rpartition(":")[2]
     for dockerfile in (context / "Dockerfile", context / "dockerfile"):  # bytes: a case may hold Latin-1
         if dockerfile.exists():
-            dockerfile.write_bytes(dockerfile.read_bytes().replace(BASE_IMAGE.encode(), docker_base.encode()))
+            text = dockerfile.read_bytes().replace(BASE_IMAGE.encode(), docker_base.encode())
+            dockerfile.write_bytes(text.replace(b"ARG TAG=latest", b"ARG TAG=" + own_tag.encode()))
     return context
 
 
@@ -170,8 +178,10 @@ def _docker_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
         ("volume-over-file", "cannot mount volume over existing file, file exists"),
     ],
 )
-def test_refusal_says_what_docker_says(case: str, message: str, docker_base: str, base_store: object) -> None:
-    context = TESTDATA / "compare-refused" / case
+def test_refusal_says_what_docker_says(
+    case: str, message: str, docker_base: str, base_store: object, tmp_path: Path
+) -> None:
+    context = case_context(TESTDATA / "compare-refused" / case, docker_base, base_store, tmp_path)
     docker = _docker_cli("build", "--network=none", "-q", str(context))
     assert docker.returncode == 1 and message in docker.stderr.decode()
     ours = _pybuild(base_store.root, "build", "-q", str(context))  # type: ignore[attr-defined]
@@ -180,7 +190,7 @@ def test_refusal_says_what_docker_says(case: str, message: str, docker_base: str
 
 
 def test_failing_run_exits_with_its_status_as_docker_does(docker_base: str, base_store: object, tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN exit 3\n")
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_for_both(docker_base, base_store)}\nRUN exit 3\n")
     docker = _docker_cli("build", "--network=none", "-q", str(tmp_path))
     ours = _pybuild(base_store.root, "build", "-q", "--network=none", str(tmp_path))  # type: ignore[attr-defined]
     assert (ours.returncode, docker.returncode) == (3, 3), (ours.stderr, docker.stderr)
@@ -189,7 +199,8 @@ def test_failing_run_exits_with_its_status_as_docker_does(docker_base: str, base
 def test_label_flags_are_labels_and_history_as_docker_adds_them(
     docker_base: str, base_store: object, tmp_path: Path
 ) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE} AS first\nLABEL x=1\nFROM {BASE_IMAGE}\nLABEL y=2\n")
+    base = base_for_both(docker_base, base_store)
+    (tmp_path / "Dockerfile").write_text(f"FROM {base} AS first\nLABEL x=1\nFROM {base}\nLABEL y=2\n")
     flags = ["--label", "k=v 1", "--label", "b=2", "--label", "novalue", "--label", "x=$HOME"]
     for target in ([], ["--target", "first"]):
         tag = f"pybuild-compare/labels-{uuid.uuid4().hex[:12]}"
@@ -214,7 +225,7 @@ def test_names_that_are_not_utf8_are_copied_as_docker_copies_them(
     (context / os.fsdecode(b"d\xe9r")).mkdir(parents=True)
     (context / os.fsdecode(b"d\xe9r") / os.fsdecode(b"f\xff")).write_text("latin-1 name\n")
     os.symlink(os.fsdecode(b"t\xfe"), context / os.fsdecode(b"l\xfd"))
-    (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY . /x/\n")
+    (context / "Dockerfile").write_text(f"FROM {base_for_both(docker_base, base_store)}\nCOPY . /x/\n")
     tag = f"pybuild-compare/non-utf8-{uuid.uuid4().hex[:12]}"
     docker = _docker_cli("build", "--network=none", "-q", "-t", tag, str(context))
     assert docker.returncode == 0, docker.stderr
@@ -230,7 +241,7 @@ def test_names_that_are_not_utf8_are_copied_as_docker_copies_them(
 
 def test_image_size_is_dockers(docker_base: str, base_store: object, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(
-        f"FROM {BASE_IMAGE}\n"
+        f"FROM {base_for_both(docker_base, base_store)}\n"
         "RUN head -c 123457 /dev/zero > /data && ln /data /hard && ln -s /data /soft && mkdir -p /d/e\n"
         "COPY Dockerfile /d/e/\n"
         "RUN rm /hard /bin/ls && echo changed > /data\n"

@@ -289,11 +289,15 @@ def read_env_file(path: str, host_env: Mapping[str, str]) -> list[str]:
             raise ContainerError(f"poorly formatted environment: variable '{name}' contains whitespaces")
         if not name:
             raise ContainerError(f"poorly formatted environment: no variable name on line '{line}'")
-        if equals:
-            entries.append(f"{name}={value}")
-        elif name in host_env:
-            entries.append(f"{name}={host_env[name]}")
+        entries.extend(_env_entry(name, equals, value, host_env))
     return entries
+
+
+def _env_entry(name: str, equals: str, value: str, host_env: Mapping[str, str]) -> list[str]:
+    """`NAME=VALUE` as given; a bare `NAME` takes the caller's value, and is left out when the caller has none."""
+    if equals:
+        return [f"{name}={value}"]
+    return [f"{name}={host_env[name]}"] if name in host_env else []
 
 
 def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
@@ -302,10 +306,7 @@ def _env_entries(options: RunOptions, host_env: Mapping[str, str]) -> list[str]:
         name, equals, value = word.partition("=")
         if not name:
             raise ContainerError(f"invalid environment variable: {word}")
-        if equals:
-            entries.append(f"{name}={value}")
-        elif name in host_env:
-            entries.append(f"{name}={host_env[name]}")
+        entries.extend(_env_entry(name, equals, value, host_env))
     return entries
 
 
