@@ -129,7 +129,7 @@ def test_terminal_view_shows_bytes_moving_and_a_ticking_timer(pb: Pybuild, tmux:
 
     def copying_moved_and_timer_ticked() -> bool:
         screen = tmux.screen()
-        seen_bytes.update(match[3] for match in _COPY_LIVE.findall(screen))
+        seen_bytes.update(match[2] for match in _COPY_LIVE.findall(screen))
         seen_timers.update(f"{match[1]}:{match[2]}" for match in _SLEEP_LIVE.findall(screen))
         return len(seen_bytes) >= 2 and len(seen_timers) >= 2
 
