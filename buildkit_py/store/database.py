@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,18 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         # A connection must not cross a fork; a child process opens its own.
         if self._connection is None or self._pid != os.getpid():
+            self._connection = self._open_connection()
+            self._pid = os.getpid()
+        return self._connection
+
+    def _open_connection(self) -> sqlite3.Connection:
+        """A new connection in WAL mode. Switching to WAL, or recovering the WAL of a store another process is
+        opening at the same moment, can answer "database is locked" without waiting for the busy timeout: such an
+        answer is retried until the timeout, as a lock held by a transaction would be waited for."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        pause = 0.005
+        while True:
+            connection = None
             try:
                 connection = sqlite3.connect(
                     self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
@@ -69,11 +82,14 @@ class Database:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")
                 connection.execute("PRAGMA foreign_keys = ON")
+                return connection
             except sqlite3.OperationalError as error:
-                raise StoreError(f"cannot open the store's database {self.path}: {error}") from None
-            self._connection = connection
-            self._pid = os.getpid()
-        return self._connection
+                if connection is not None:
+                    connection.close()
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open the store's database {self.path}: {error}") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
