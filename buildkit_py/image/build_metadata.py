@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..digest import Digest
 from ..fs.output import write_output
-from .compressed import compressed_layers, layer_media_type
+from .compressed import known_layers, layer_media_type
 from .config import ImageConfig
 from .manifest import DOCKER_CONFIG, DOCKER_MANIFEST, Descriptor, Manifest
 
@@ -32,7 +32,7 @@ def local_manifest(store: Store, image_id: Digest) -> Manifest:
     """The manifest `pybuild push` sends for an image whose layers it compresses itself."""
     config_bytes = store.images.config_bytes(image_id)
     config = ImageConfig.from_bytes(config_bytes)
-    blobs = compressed_layers(store, config.diff_ids, "gzip")
+    blobs = known_layers(store, config.diff_ids, "gzip")
     media_type = layer_media_type("gzip", oci=False)
     return Manifest(
         config=Descriptor(DOCKER_CONFIG, image_id, len(config_bytes)),

@@ -26,7 +26,14 @@ from .manifest import DOCKER_LAYER, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["CompressedBlob", "compressed_layer", "compressed_layers", "layer_media_type"]
+__all__ = [
+    "CompressedBlob",
+    "compressed_layer",
+    "compressed_layers",
+    "known_layers",
+    "layer_media_type",
+    "let_go_of_compressed",
+]
 
 
 @dataclass(frozen=True)
@@ -111,3 +118,43 @@ def compressed_layers(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compress") as pool:
         blobs = list(pool.map(lambda diff_id: compressed_layer(store, diff_id, algorithm), unique))
     return {blob.diff_id: blob for blob in blobs}
+
+
+def _recorded(store: Store, diff_id: Digest, algorithm: str) -> CompressedBlob | None:
+    """The form of the layer pybuild compressed with `algorithm` before, its bytes here or not: compressing the same
+    layer again gives the same bytes."""
+    forms = [form for form in store.forms.of(diff_id) if form.algorithm == algorithm]
+    forms.sort(key=lambda form: not form.local)
+    return CompressedBlob(diff_id, forms[0].digest, forms[0].size, algorithm) if forms else None
+
+
+def known_layers(
+    store: Store, diff_ids: Sequence[Digest], algorithm: str, jobs: int | None = None
+) -> dict[Digest, CompressedBlob]:
+    """Every distinct layer's digest and size compressed with `algorithm`, for a manifest: a form recorded before
+    (whose bytes may have been let go after a push) or, for the others, compressed now and kept."""
+    found: dict[Digest, CompressedBlob] = {}
+    missing: list[Digest] = []
+    for diff_id in dict.fromkeys(diff_ids):
+        recorded = _recorded(store, diff_id, algorithm) if algorithm != "uncompressed" else None
+        if recorded is None:
+            missing.append(diff_id)
+        else:
+            found[diff_id] = recorded
+    found.update(compressed_layers(store, missing, algorithm, jobs))
+    return found
+
+
+def let_go_of_compressed(store: Store, diff_ids: Sequence[Digest], algorithm: str) -> int:
+    """Delete the bytes of the `algorithm` forms pybuild made of these layers, keeping their records: the layer
+    itself stays in the store and compresses again to the same digest when a save, push or export needs the bytes.
+    Returns the bytes let go."""
+    freed = 0
+    for diff_id in dict.fromkeys(diff_ids):
+        if algorithm == "uncompressed" or not store.layers.has(diff_id):
+            continue
+        for form in store.forms.of(diff_id):
+            if form.algorithm == algorithm and form.local:
+                store.blobs.delete(form.digest)
+                freed += form.size
+    return freed

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ..digest import Digest
 from ..errors import RegistryError
-from ..image.compressed import compressed_layer, layer_media_type
+from ..image.compressed import compressed_layer, layer_media_type, let_go_of_compressed
 from ..image.config import ImageConfig
 from ..image.manifest import (
     DOCKER_CONFIG,
@@ -281,6 +281,9 @@ def push_image(
         data = manifest.to_bytes()
         manifest_digest = put_manifest(client, reference, manifest.media_type, data)
         pusher.records.add_manifest(client.registry, reference.repository, manifest_digest, image_id)
+        # The registry holds the compressed layers now; the store keeps each layer once (as Docker does), and the
+        # forms' records, which find them in a registry again or compress them again to the same digest.
+        let_go_of_compressed(store, config.diff_ids, compression)
         progress(f"{reference.tag}: digest: {manifest_digest} size: {len(data)}")
         return PushResult(
             reference=reference,

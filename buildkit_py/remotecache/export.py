@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..digest import Digest
 from ..errors import BuildError, CacheExportError, CarriedLayerError
-from ..image.compressed import CompressedBlob, compressed_layers, layer_media_type
+from ..image.compressed import CompressedBlob, compressed_layer, known_layers, layer_media_type
 from ..image.manifest import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -91,6 +91,7 @@ class ExportBlob:
     descriptor: Descriptor
     file: Path | None = None
     source: CacheSource | None = None
+    compression: str = ""  # a form of the store's layer: compressed again when `file` is gone
 
 
 class CarriedLayers(Protocol):
@@ -156,7 +157,8 @@ def _stored_blob(store: Store, blob: CompressedBlob, compression: str) -> Export
     descriptor = Descriptor(layer_media_type(compression), blob.digest, blob.size)
     if compression == "uncompressed":
         return ExportBlob(blob.diff_id, descriptor)
-    return ExportBlob(blob.diff_id, descriptor, file=store.blobs.path(blob.digest))
+    file = store.blobs.path(blob.digest) if store.blobs.has(blob.digest) else None
+    return ExportBlob(blob.diff_id, descriptor, file=file, compression=compression)
 
 
 def cache_artifact(
@@ -171,7 +173,7 @@ def cache_artifact(
     """The manifest, config and blobs of `document`: its records' layers (base image layers left out), then the
     layers of its cache mounts (`mount_blobs`, one per `document.mounts` entry)."""
     layers = [diff_id for diff_id in document.layers() if diff_id not in base_layers]
-    local = compressed_layers(store, [diff_id for diff_id in layers if store.layers.has(diff_id)], compression)
+    local = known_layers(store, [diff_id for diff_id in layers if store.layers.has(diff_id)], compression)
     blobs: list[ExportBlob] = []
     for diff_id in layers:
         if diff_id in local:
@@ -249,8 +251,16 @@ def _write_atomic(target: Path, content: bytes | BinaryIO) -> int:
 
 
 def _open_local(store: Store, blob: ExportBlob) -> BinaryIO:
+    """The blob's bytes (the caller checks them against its digest)."""
     if blob.file is not None:
-        return open(blob.file, "rb")
+        try:
+            return open(blob.file, "rb")
+        except FileNotFoundError:
+            if not blob.compression:
+                raise
+    if blob.compression:  # let go of after a push, or by another process meanwhile: made again
+        made = compressed_layer(store, blob.diff_id, blob.compression)
+        return open(store.blobs.path(made.digest), "rb")
     return store.layers.open(blob.diff_id)
 
 
@@ -409,7 +419,7 @@ def _body(store: Store, blob: ExportBlob, spare: Path) -> Callable[[], FileBody]
     from ..registry.client import FileBody  # lazy: see push_cache
 
     def body() -> FileBody:
-        if blob.file is not None:
+        if blob.file is not None and blob.file.exists():
             return FileBody(blob.file, 0, blob.descriptor.size)
         if blob.source is not None:
             _fetch_carried(store, blob, spare)
