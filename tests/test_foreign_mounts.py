@@ -15,7 +15,7 @@ from container_helpers import Pybuild, build_base, unique, wait_until
 from helpers import BASE_IMAGE
 
 from buildkit_py.exec import syscalls as sc
-from buildkit_py.exec.foreign_mounts import MountEntry, foreign_overlays, parse_mountinfo, paths_in
+from buildkit_py.exec.mountns import MountEntry, foreign_overlays, parse_mountinfo, paths_in
 from buildkit_py.exec.overlay import mount_overlay
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root")
@@ -69,10 +69,8 @@ def test_a_private_namespace_keeps_only_the_overlays_it_needs(host_overlay: Path
     try:
         probe = (
             "import os, sys\n"
-            "from buildkit_py.exec import syscalls as sc\n"
-            "from buildkit_py.exec.foreign_mounts import release_foreign_overlays\n"
-            "sc.unshare(sc.CLONE_NEWNS)\n"
-            "sc.mount(None, '/', None, sc.MS_REC | sc.MS_PRIVATE)\n"
+            "from buildkit_py.exec.mountns import private_mount_namespace, release_foreign_overlays\n"
+            "private_mount_namespace()\n"
             "release_foreign_overlays(sys.argv[1])\n"
             "print(open('/proc/self/mountinfo').read())\n"
         )

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import BuildError, ConflictError, ContainerError, ContainerNotFound
 from ..exec import syscalls as sc
-from ..exec.foreign_mounts import release_foreign_overlays
+from ..exec.mountns import release_foreign_overlays
 from ..exec.network import SlirpHelper, stop_slirp
 from ..store import Store
 from ..store.containers import ContainerRow

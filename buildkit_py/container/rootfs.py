@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ContainerError
 from ..exec import syscalls as sc
-from ..exec.foreign_mounts import release_foreign_overlays
+from ..exec.mountns import private_mount_namespace, release_foreign_overlays
 from ..exec.overlay import mount_overlay
 from ..store import Store
 from ..store.containers import ContainerRow
@@ -39,8 +39,7 @@ def container_root(store: Store, row: ContainerRow, writable: bool = False, live
     layout = ContainerLayout(store.root, row.container_id)
     lowers = image_lowers(store, row)
     if not _private:
-        sc.unshare(sc.CLONE_NEWNS)  # this process's own mounts from here on; the host never sees them
-        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        private_mount_namespace()  # this process's own mounts from here on; the host never sees them
         release_foreign_overlays(store.root)
         _private = True
     with store.temp_dir("rootfs-") as scratch:

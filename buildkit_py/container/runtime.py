@@ -25,6 +25,7 @@ from pathlib import Path
 from ..errors import ContainerError, ExecError
 from ..exec import syscalls as sc
 from ..exec import wire
+from ..exec.mountns import private_mount_namespace
 from ..exec.network import SlirpHelper, prepare_slirp, release_slirp, resolv_conf_for, slirp_binary, wait_slirp
 from ..exec.overlay import mount_overlay
 from .mounts import ContainerMount, mount_all, prepare_staging
@@ -110,8 +111,7 @@ def enter_namespaces(spec: ContainerSpec, directory: Path) -> SlirpHelper | None
     elif spec.ports and spec.network != "host":
         raise ContainerError("port publishing needs the default network (not --network=none)")
     flags = _namespace_flags(spec.network)
-    sc.unshare(flags)
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    private_mount_namespace(flags)
     if flags & sc.CLONE_NEWNET:
         sc.loopback_up()
     if slirp is not None:

@@ -7,7 +7,8 @@ are reachable, while the host's loopback (which slirp would expose as 10.0.2.2) 
 filtered, and stops when the sandbox closes its exit pipe or dies.
 
 The sandbox process starts it in two halves around its own unshare(CLONE_NEWNET): `prepare_slirp` forks a helper while
-still in the host's network namespace; `start_slirp` lets it attach to the new namespace and waits until it is up.
+still in the host's network namespace; `release_slirp` lets it attach to the new namespace, and `wait_slirp` waits
+until it is up, so that the caller can mount the step's root meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import ExecError
 from . import syscalls as sc
+from .mountns import private_mount_namespace
 
 __all__ = [
     "DNS_FORWARDER",
@@ -33,7 +35,6 @@ __all__ = [
     "release_slirp",
     "resolv_conf_for",
     "slirp_binary",
-    "start_slirp",
     "stop_slirp",
     "wait_slirp",
 ]
@@ -66,7 +67,7 @@ class SlirpHelper:
 
 
 def prepare_slirp(binary: str, extra_args: tuple[str, ...] = ()) -> SlirpHelper:
-    """Fork the helper in the current (host) network namespace; it waits for `start_slirp` before it execs.
+    """Fork the helper in the current (host) network namespace; it waits for `release_slirp` before it execs.
     `extra_args` go to slirp4netns before the target (a container's `--api-socket=PATH` for its port forwards)."""
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
@@ -84,8 +85,7 @@ def prepare_slirp(binary: str, extra_args: tuple[str, ...] = ()) -> SlirpHelper:
             # beneath it, and detaches the old root after its pivot_root: an unmount that reaches the host through
             # every shared mount (Docker's /var/lib/docker, its containers' roots). In a namespace of ours whose
             # mounts are all private, what it detaches is only ours.
-            sc.unshare(sc.CLONE_NEWNS)
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            private_mount_namespace()
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -114,12 +114,6 @@ def prepare_slirp(binary: str, extra_args: tuple[str, ...] = ()) -> SlirpHelper:
     os.close(ready_w)
     os.close(exit_r)
     return SlirpHelper(pid, go_w, ready_r, exit_w)
-
-
-def start_slirp(helper: SlirpHelper, target_pid: int) -> None:
-    """Attach the helper to `target_pid`'s network namespace and wait until the interface is configured."""
-    release_slirp(helper, target_pid)
-    wait_slirp(helper)
 
 
 def release_slirp(helper: SlirpHelper, target_pid: int) -> None:

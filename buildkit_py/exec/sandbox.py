@@ -45,9 +45,9 @@ from .executor import (
     SourceTree,
     TmpfsMount,
 )
-from .foreign_mounts import release_foreign_overlays
 from .hardening import harden_kernel_paths, mount_dev
 from .lookpath import look_path
+from .mountns import private_mount_namespace, release_foreign_overlays
 from .mountsources import prepare_sources
 from .network import prepare_slirp, release_slirp, resolv_conf_for, slirp_binary, stop_slirp, wait_slirp
 from .overlay import mount_overlay
@@ -91,8 +91,7 @@ def _bind(source: Path | str, target: Path | str, readonly: bool = False) -> Non
 
 def _private_scratch(flags: int, scratch: Path) -> None:
     """Enter new namespaces, stop mount propagation both ways, and mount a private tmpfs on `scratch`."""
-    sc.unshare(flags)
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    private_mount_namespace(flags)
     sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0700")
 
 

@@ -136,7 +136,7 @@ def known_layers(
     found: dict[Digest, CompressedBlob] = {}
     missing: list[Digest] = []
     for diff_id in dict.fromkeys(diff_ids):
-        recorded = _recorded(store, diff_id, algorithm) if algorithm != "uncompressed" else None
+        recorded = _recorded(store, diff_id, algorithm)
         if recorded is None:
             missing.append(diff_id)
         else:
@@ -145,16 +145,14 @@ def known_layers(
     return found
 
 
-def let_go_of_compressed(store: Store, diff_ids: Sequence[Digest], algorithm: str) -> int:
+def let_go_of_compressed(store: Store, diff_ids: Sequence[Digest], algorithm: str) -> None:
     """Delete the bytes of the `algorithm` forms pybuild made of these layers, keeping their records: the layer
-    itself stays in the store and compresses again to the same digest when a save, push or export needs the bytes.
-    Returns the bytes let go."""
-    freed = 0
+    itself stays in the store and compresses again to the same digest when a save, push or export needs the bytes."""
+    if algorithm == "uncompressed":  # its "form" is the layer's own tar, never to be deleted here
+        return
     for diff_id in dict.fromkeys(diff_ids):
-        if algorithm == "uncompressed" or not store.layers.has(diff_id):
+        if not store.layers.has(diff_id):
             continue
         for form in store.forms.of(diff_id):
             if form.algorithm == algorithm and form.local:
                 store.blobs.delete(form.digest)
-                freed += form.size
-    return freed

@@ -1,11 +1,13 @@
-"""Letting go of other engines' overlay mounts in a mount namespace of ours.
+"""Mount namespaces of ours: private from the host's, and rid of other engines' overlay mounts.
 
-A new mount namespace starts with a copy of every mount of the host's, Docker's and podman's container roots
-(`/var/lib/docker/overlay2/<id>/merged`) among them. While that copy lives, the overlay stays mounted there after its
-engine unmounts it, its upper folder stays "in use", and the engine's next mount of that folder as a lower of a new
-layer is what overlayfs calls undefined behaviour (the kernel warns; Docker's next step sees files missing). A
-sandbox or a container monitor of ours can live for minutes, so right after it unshares it detaches every overlay it
-does not need: the overlays that hold none of the paths it works with. This changes nothing outside the namespace.
+A new mount namespace starts with a copy of every mount of the host's, and a copy that still shares propagation with
+the host's mounts passes its unmounts on to them: every namespace of ours makes all its mounts private first
+(`private_mount_namespace`). Among the copies are Docker's and podman's container roots
+(`/var/lib/docker/overlay2/<id>/merged`). While a copy lives, the overlay stays mounted there after its engine
+unmounts it, its upper folder stays "in use", and the engine's next mount of that folder as a lower of a new layer is
+what overlayfs calls undefined behaviour. A sandbox or a container monitor of ours can live for minutes, so right
+after it unshares it detaches every overlay it does not need (`release_foreign_overlays`): the overlays that hold
+none of the paths it works with. This changes nothing outside the namespace.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from . import syscalls as sc
 class MountEntry:
     mount_point: str
     fstype: str
+
+
+def private_mount_namespace(flags: int = sc.CLONE_NEWNS) -> None:
+    """Unshare into new namespaces (`flags`, a mount namespace among them) and make every mount private: what this
+    process mounts or unmounts from here on never reaches the host, nor the host's reaches it."""
+    sc.unshare(flags)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
 
 
 def _unescape(field: str) -> str:
