@@ -23,12 +23,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scenarios import BUSYBOX_TAG, DEBIAN_TAG, SCENARIOS, ensure_debian_tar, ensure_generated
+from scenarios import (
+    BUSYBOX_TAG,
+    DEBIAN_TAG,
+    DEBIAN_TAR,
+    MAKE_SCENARIOS,
+    SCENARIOS,
+    ensure_debian_tar,
+    ensure_generated,
+)
 from timing import run_quiet, run_timed
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-SHARED = REPO.parent / "shared" / "bench" / "make_scenarios.sh"
 sys.path.insert(0, str(REPO / "tests"))
 
 
@@ -37,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scenarios", default="many-steps,debian-app")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bench", type=Path, default=Path(os.environ.get("BENCH", "/var/tmp/pybuild-bench")))
-    parser.add_argument("--debian-tar", type=Path, default=Path("/var/tmp/pybuild-bench-debian/bookworm-minbase.tar"))
+    parser.add_argument("--debian-tar", type=Path, default=DEBIAN_TAR)
     return parser.parse_args()
 
 
@@ -176,7 +183,7 @@ def report(rows: list[dict[str, object]]) -> str:
 def main() -> int:
     args = parse_args()
     names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
-    ensure_generated(SHARED, args.bench, names, regenerate=False)
+    ensure_generated(MAKE_SCENARIOS, args.bench, names, regenerate=False)
     debian = ensure_debian_tar(args.debian_tar) if "debian-app" in names else None
     work = args.bench / "cache-travel"
     shutil.rmtree(work, ignore_errors=True)

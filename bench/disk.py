@@ -33,7 +33,17 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from diskuse import docker_inspect, docker_share, measure_parts, pybuild_parts
-from scenarios import BUSYBOX_TAG, DEBIAN_TAG, SCENARIOS, Scenario, append_line, ensure_debian_tar, ensure_generated
+from scenarios import (
+    BUSYBOX_TAG,
+    DEBIAN_TAG,
+    DEBIAN_TAR,
+    MAKE_SCENARIOS,
+    SCENARIOS,
+    Scenario,
+    append_line,
+    ensure_debian_tar,
+    ensure_generated,
+)
 from timing import SetupError, run_quiet
 
 DOCKER = "/usr/bin/docker"
@@ -64,13 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--make-scenarios",
         type=Path,
-        default=REPO.parent / "shared" / "bench" / "make_scenarios.sh",
+        default=MAKE_SCENARIOS,
         help="the scenario generator (default: %(default)s)",
     )
     parser.add_argument(
         "--debian-tar",
         type=Path,
-        default=Path("/var/tmp/pybuild-bench-debian/bookworm-minbase.tar"),
+        default=DEBIAN_TAR,
         help="debootstrap rootfs tarball, made once if missing (default: %(default)s)",
     )
     parser.add_argument(

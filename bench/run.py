@@ -28,6 +28,8 @@ from engines import Bases, BuildahEngine, DockerEngine, Engine, PybuildEngine, p
 from report import MEASUREMENTS, Results, cpu_table, fmt_seconds, goals, goals_issue14, markdown_table, rss_table
 from scenarios import (
     DEBIAN_TAG,
+    DEBIAN_TAR,
+    MAKE_SCENARIOS,
     SCENARIOS,
     SHARED_SCENARIOS,
     Scenario,
@@ -63,14 +65,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--make-scenarios",
         type=Path,
-        default=REPO.parent / "shared" / "bench" / "make_scenarios.sh",
+        default=MAKE_SCENARIOS,
         help="the scenario generator (default: %(default)s)",
     )
     parser.add_argument("--regenerate", action="store_true", help="regenerate the scenarios even if present")
     parser.add_argument(
         "--debian-tar",
         type=Path,
-        default=Path("/var/tmp/pybuild-bench-debian/bookworm-minbase.tar"),
+        default=DEBIAN_TAR,
         help="cached debootstrap rootfs tarball, made once if missing (default: %(default)s)",
     )
     parser.add_argument(

@@ -18,6 +18,9 @@ from timing import SetupError, run_quiet
 BUSYBOX_TAG = "bench/busybox:latest"
 DEBIAN_TAG = "local/debian:bookworm"
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# The shared scenario generator beside the project root, and the debootstrap tarball made once for debian-app.
+MAKE_SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_scenarios.sh"
+DEBIAN_TAR = Path("/var/tmp/pybuild-bench-debian/bookworm-minbase.tar")
 
 
 @dataclass(frozen=True)
