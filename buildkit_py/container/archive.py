@@ -22,6 +22,7 @@ from typing import BinaryIO
 from ..errors import ContainerError
 from ..exec.rootpath import resolve_in_root
 from ..fs.beneath import RootDir
+from ..gostring import go_clean
 from .paths import open_in_root
 
 __all__ = ["Owner", "SourceEntry", "extract_archive", "source_entry", "write_archive"]
@@ -162,20 +163,6 @@ def write_archive(
 # -- extracting ---------------------------------------------------------------------------------------------------
 
 
-def _clean(name: str) -> str:
-    """The entry's path inside the destination, as a chrooted untar sees it ("" for the destination itself)."""
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-        else:
-            parts.append(part)
-    return "/".join(parts)
-
-
 def _existing(dir_fd: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -202,7 +189,7 @@ class _Extractor:
         return open_in_root(self.root_fd, self.root, f"{self.folder}/{relpath}", make="dir" if make else None)
 
     def member(self, member: tarfile.TarInfo) -> None:
-        relpath = _clean(member.name)
+        relpath = go_clean("/" + member.name).lstrip("/")
         if not relpath or relpath.startswith(_WHITEOUT_META):
             return
         parent, _, name = relpath.rpartition("/")
@@ -250,7 +237,7 @@ class _Extractor:
             mtime = int(member.mtime * 1e9)
             os.utime(name, ns=(mtime, mtime), dir_fd=dir_fd, follow_symlinks=False)
         elif member.islnk():
-            target = _clean(member.linkname)
+            target = go_clean("/" + member.linkname).lstrip("/")
             target_parent, _, target_name = target.rpartition("/")
             target_fd = self.parent(target_parent, make=False)
             try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ..errors import StepError
+from ..gostring import go_clean
 from ..layer.compression import detect_compression
 from ..layer.tarstream import CheckedTarInfo, ForwardReader
 from .copycount import CopyCounter
@@ -61,20 +62,6 @@ def is_archive(raw: BinaryIO) -> bool:
     except (OSError, EOFError, lzma.LZMAError, tarfile.HeaderError, ValueError):
         return False
     return True
-
-
-def _clean_member(name: str) -> str:
-    """filepath.Join("/", filepath.Clean(name)) inside the chroot, as a relative path ("" for the root)."""
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-        else:
-            parts.append(part)
-    return "/".join(parts)
 
 
 def _remove(path: str) -> None:
@@ -132,7 +119,7 @@ def extract_archive(archive: BinaryIO, dest: Path, display: str, counter: CopyCo
         ):
             directories: list[tuple[str, tarfile.TarInfo]] = []
             for member in tar:
-                relpath = _clean_member(member.name)
+                relpath = go_clean("/" + member.name).lstrip("/")
                 if not relpath or relpath.startswith(_WHITEOUT_META):
                     continue
                 parent, _, base = relpath.rpartition("/")
@@ -175,7 +162,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, de
     elif member.issym():
         os.symlink(member.linkname, path)
     elif member.islnk():
-        parent, _, base = _clean_member(member.linkname).rpartition("/")
+        parent, _, base = go_clean("/" + member.linkname).lstrip("/").rpartition("/")
         os.link(os.path.join(resolve_in_root(dest, parent), base), path, follow_symlinks=False)
     elif member.ischr() or member.isblk() or member.isfifo():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
