@@ -85,3 +85,18 @@ def test_unknown_image_is_a_clear_error(tmp_path: Path) -> None:
     result = pybuild(tmp_path / "empty-root", "inspect", "nothing/here")
     assert result.returncode == 1
     assert "No such image" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_ends_with_its_records_checkpointed(tmp_path: Path) -> None:
+    """`pybuild build` skips the interpreter's teardown; it closes its store first, so the database holds every
+    record of the build (the write-ahead log is checkpointed and gone) when the command returns, no-op or not."""
+    root = tmp_path / "root"
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY hello /hello\n")
+    (context / "hello").write_text("hi\n")
+    for _ in ("built", "no-op"):
+        built = pybuild(root, "build", "-q", "-t", "cli/checkpointed:1", str(context))
+        assert built.returncode == 0, built.stderr
+        assert not (root / "meta.db-wal").exists()
+        assert "cli/checkpointed" in pybuild(root, "images").stdout

@@ -276,7 +276,13 @@ def run(args: argparse.Namespace) -> int:
     if args.context == "-" and args.file == "-":
         raise ContextError("invalid argument: can't use stdin for both build context and dockerfile")
     _check_outputs(args)
-    store = open_store(args)
+    # Closed here, not at the interpreter's teardown, which `pybuild build` skips (cli/main.py): closing the last
+    # connection checkpoints the log onto the database, which makes this build's records durable.
+    with open_store(args) as store:
+        return _run_with(args, store)
+
+
+def _run_with(args: argparse.Namespace, store: Store) -> int:
     if args.context != "-":
         return _build(args, store, options_from_args(args))
     from ..stdin_context import context_from_stream  # lazy: only a context on stdin

@@ -170,15 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Commands that hold no file, thread or connection open once they return, so the process may end at once: tearing
-# the interpreter down (every module, every object) costs more than the container a `run --rm` starts.
-_EXIT_AT_ONCE = frozenset({"run", "start", "exec", "attach"})
+# the interpreter down (every module, every object) costs more than the container a `run --rm` starts, and a
+# sixth of a no-op rebuild. A build's store connection may go unclosed: each transaction was committed in its write.
+_EXIT_AT_ONCE = frozenset({"build", "run", "start", "exec", "attach"})
 
 
 def entry() -> None:
     """The `pybuild` command."""
     arguments = sys.argv[1:]
     status = main(arguments)
-    if _command_in(arguments) in _EXIT_AT_ONCE:
+    if _command_in(with_build_word(arguments)) in _EXIT_AT_ONCE:
         save()  # what atexit would have done
         for stream in (sys.stdout, sys.stderr):
             try:

@@ -23,6 +23,8 @@ from ..dataclass_cache import save
 from ..errors import ExecError
 
 _HEADER = struct.Struct("!Q")
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SERVER_MAIN = f"import sys; from {__name__} import main; main(sys.argv)"
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -113,10 +115,12 @@ class ForkServerClient:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
+            "PYTHONPATH": os.pathsep.join(path for path in (_PACKAGE_PARENT, *sys.path) if path),
         }
+        # -S: this process's path is given whole, so the server skips the site hooks (an editable install's finder
+        # alone is 10 ms); and it starts without runpy. It is ready ~15 ms sooner, and a late change waits for it.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "buildkit_py.exec.forkserver", str(child_end.fileno())],
+            [sys.executable, "-S", "-c", _SERVER_MAIN, str(child_end.fileno())],
             pass_fds=(child_end.fileno(),),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -180,7 +184,3 @@ def main(argv: list[str]) -> int:
 
     save()
     os._exit(0)  # nothing to flush or close: tearing the interpreter down would only keep the build waiting
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
