@@ -179,3 +179,16 @@ def test_the_fingerprint_kept_for_the_build_is_given_once_and_a_change_after_it_
     assert not _took_fast_path(again)  # the kept fingerprint was of "kept 2"
     assert again.stdout.strip() == str(result.image_id)
     assert _took_fast_path(_pybuild(root, "build", "-q", str(project)))
+
+
+def test_a_build_that_runs_a_step_leaves_the_sandbox_code_to_its_fork_server(tmp_path: Path) -> None:
+    """The build process writes requests (exec/requests.py) and never loads the sandbox's own code: only the fork
+    server that forks each step's sandbox does."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY hello /hello\n")
+    (context / "hello").write_text("hi\n")
+    result = _pybuild(tmp_path / "root", "build", "-q", str(context))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "buildkit_py.exec.linux" in result.stderr  # it did run a step
+    assert "buildkit_py.exec.sandbox" not in result.stderr

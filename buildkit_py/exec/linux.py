@@ -22,7 +22,7 @@ from .copycount import CopyReport
 from .executor import AnyMount, OutputSink, ProcessSpec, RootfsSpec, SourceTree
 from .forkserver import take_prestarted
 from .initlayer import ensure_init_layer
-from .sandbox import ApplyActions, FilesRequest, RunRequest
+from .requests import ApplyActions, FilesRequest, RunRequest
 from .wire import MAX_ANSWER_BYTES, CountsReader, SandboxAnswer, decode_answer
 
 __all__ = ["LinuxExecutor"]

@@ -25,12 +25,11 @@ import os
 import select
 import signal
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ExecError
-from ..solver.ops import FileAction
 from . import syscalls as sc
 from . import wire
 from .copycount import CopyCounter
@@ -40,9 +39,7 @@ from .executor import (
     Mount,
     OverlayMount,
     ProcessSpec,
-    RootfsSpec,
     SecretFile,
-    SourceTree,
     TmpfsMount,
 )
 from .hardening import harden_kernel_paths, mount_dev
@@ -51,34 +48,12 @@ from .mountns import private_mount_namespace, release_foreign_overlays
 from .mountsources import prepare_sources
 from .network import prepare_slirp, release_slirp, resolv_conf_for, slirp_binary, stop_slirp, wait_slirp
 from .overlay import mount_overlay
+from .requests import ApplyActions, FilesRequest, RunRequest
 from .rootpath import resolve_in_root
 from .seccomp import prepare_default_filter
 from .users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-ApplyActions = Callable[[Path, Mapping[str, Path], Sequence[FileAction], CopyCounter | None], None]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    rootfs: RootfsSpec
-    process: ProcessSpec
-    mounts: tuple[AnyMount, ...]
-    init_layer: Path
-    scratch: Path  # an empty host folder; each sandbox mounts its own private tmpfs there
-    parent_pid: int
-
-
-@dataclass(frozen=True)
-class FilesRequest:
-    rootfs: RootfsSpec
-    actions: tuple[FileAction, ...]
-    sources: tuple[tuple[str, SourceTree], ...]
-    scratch: Path
-    parent_pid: int
-    apply_actions: ApplyActions | None = None  # pickled by reference; None means buildkit_py.exec.fileops
-
 
 # -- mounts -----------------------------------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ from ..context.hashing import ContextHasher
 from ..digest import Digest, digest_json
 from ..errors import StepError, StoreError
 from ..exec.executor import CopyProgress, Executor, Mount, ProcessSpec, RootfsSpec, SourceTree
-from ..exec.network import host_gateway
 from ..image.stored import image_config
 from ..layer.snapshots import snapshot_path
 from ..session import BuildSession
@@ -238,6 +237,11 @@ class LocalWorker:
             tail.extend(lines)
             partial[:] = rest
 
+        extra_hosts: tuple[tuple[str, str], ...] = ()
+        if op.extra_hosts:
+            from ..exec.network import host_gateway  # lazy: the sandbox's network code only for `--add-host`
+
+            extra_hosts = tuple((name, host_gateway(address, op.network)) for name, address in op.extra_hosts)
         process = ProcessSpec(
             args=op.args,
             env=(*op.env, *op.proxy_env),
@@ -245,7 +249,7 @@ class LocalWorker:
             user=op.user,
             network=op.network,
             security=op.security,
-            extra_hosts=tuple((name, host_gateway(address, op.network)) for name, address in op.extra_hosts),
+            extra_hosts=extra_hosts,
         )
         with self.store.temp_dir("exec-") as scratch, ExitStack() as held:
             rootfs = self._fresh_rootfs(scratch, chain)
