@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pybuild",
-        default=f"{sys.executable} -m buildkit_py.cli.main",
+        # What the installed `pybuild` script runs: entry() itself, without runpy's start-up.
+        default=f"{sys.executable} -c 'from buildkit_py.cli.main import entry; entry()'",
         help="the pybuild command, run with this checkout on PYTHONPATH (default: %(default)s)",
     )
     parser.add_argument(
@@ -134,7 +135,7 @@ def freeze_source(work: Path) -> Path:
 
 def make_engines(args: argparse.Namespace, work: Path, source: Path) -> dict[str, list[Engine]]:
     """Engine name (as in --engines) -> its variants; the --jobs variants only join the multi-stage scenario.
-    pybuild runs with `source` first on PYTHONPATH and as its working directory (`-m` puts the cwd first)."""
+    pybuild runs with `source` first on PYTHONPATH and as its working directory."""
     engines: dict[str, list[Engine]] = {}
     env = dict(os.environ)
     # Set in some shells; it would make every pybuild run compile the modules that have no bytecode yet.
