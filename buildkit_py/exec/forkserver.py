@@ -9,6 +9,7 @@ no sandboxed process ever holds the socket.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -108,6 +109,7 @@ class ForkServerClient:
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._forked: int | None = None
 
     def _connect(self) -> socket.socket:
         if self._socket is not None:
@@ -145,15 +147,40 @@ class ForkServerClient:
         return pid
 
     def close(self) -> None:
-        if self._socket is None or self._process is None:
+        if self._socket is None:
             return
         self._socket.close()
-        self._process.wait()  # it is blocked reading the socket we just closed, so it ends at once
+        # it is blocked reading the socket we just closed, so it ends at once
+        if self._process is not None:
+            self._process.wait()
+        elif self._forked is not None:
+            os.waitpid(self._forked, 0)
 
     def start_now(self) -> None:
         """Start the server before the first request, so that its start-up overlaps the caller's own work."""
         with self._lock:
             self._connect()
+
+    def fork_now(self) -> None:
+        """Start the server as a fork of this process, which must have no other thread. The fork has most of the
+        server's modules loaded already, so it is ready ~40 ms sooner than a new interpreter: a late change to a
+        build's context no longer waits for it."""
+        with self._lock:
+            if self._socket is not None:
+                return
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()  # else the fork would write what this process had buffered a second time
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    parent_end.close()
+                    _serve_forked(child_end)
+                finally:
+                    os._exit(1)
+            child_end.close()
+            self._forked = pid
+            self._socket = parent_end
 
 
 _prestarted: list[tuple[int, ForkServerClient]] = []
@@ -161,10 +188,38 @@ _prestarted: list[tuple[int, ForkServerClient]] = []
 
 def prestart() -> None:
     """Start a fork server now for the executor this process will make next (a build starts one while it parses
-    its Dockerfile: the server's own start-up, about a Python start and the sandbox's imports, then costs no time)."""
+    its Dockerfile: the server's own start-up, the sandbox's imports, then costs no time). A process with one
+    thread forks it; any other starts a new interpreter, as forking a threaded process is unsafe."""
     client = ForkServerClient()
-    client.start_now()
+    if threading.active_count() == 1:
+        client.fork_now()
+    else:
+        client.start_now()
     _prestarted.append((os.getpid(), client))
+
+
+def _serve_forked(sock: socket.socket) -> None:
+    """The server in a fork of its client: it keeps nothing of the client but its code. No object it inherited
+    is ever finalized here (one would close a descriptor number that now names something else), it holds no
+    descriptor but 0-2 and its socket, and its environment is the one a server started anew gets."""
+    gc.freeze()
+    keep = sock.fileno()
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2 and int(name) != keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the listing's own descriptor, gone already
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.setsid()
+    search_path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    os.environ.clear()
+    os.environ["PATH"] = search_path
+    serve(sock)
+    save()
+    os._exit(0)
 
 
 def take_prestarted() -> ForkServerClient:
