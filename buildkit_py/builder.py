@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -459,6 +459,9 @@ class _Forgetful:
 
     def get(self, key: Digest) -> tuple[Digest, ...] | None:
         return None
+
+    def get_many(self, keys: Sequence[Digest]) -> dict[Digest, tuple[Digest, ...]]:
+        return {}
 
     def put(self, key: Digest, chain: tuple[Digest, ...], description: str = "") -> None:
         pass

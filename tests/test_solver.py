@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
@@ -21,6 +21,9 @@ class MemoryCache:
 
     def get(self, key: Digest) -> Chain | None:
         return self.records.get(key)
+
+    def get_many(self, keys: Sequence[Digest]) -> dict[Digest, Chain]:
+        return {key: self.records[key] for key in keys if key in self.records}
 
     def put(self, key: Digest, chain: Chain, description: str = "") -> None:
         self.records[key] = chain

@@ -416,6 +416,20 @@ def test_cache_record_with_missing_blob_is_a_miss(store: Store) -> None:
     assert store.cache.records() == []
 
 
+def test_cache_get_many_answers_as_get_does_and_drops_records_of_missing_layers(store: Store) -> None:
+    shared = add_layer(store, {"1": b"1"})
+    kept = add_layer(store, {"2": b"2"})
+    lost = add_layer(store, {"3": b"3"})
+    store.cache.put(key("a"), (shared,))
+    store.cache.put(key("b"), (shared, kept))
+    store.cache.put(key("c"), (shared, lost))
+    store.cache.put(key("empty"), ())
+    store.blobs.delete(lost)
+    found = store.cache.get_many([key("a"), key("b"), key("c"), key("empty"), key("none"), key("a")])
+    assert found == {key("a"): (shared,), key("b"): (shared, kept), key("empty"): ()}
+    assert {record.key for record in store.cache.records()} == {key("a"), key("b"), key("empty")}
+
+
 def test_cache_record_with_missing_snapshot_is_a_hit_and_snapshot_comes_back(store: Store) -> None:
     layer = add_layer(store, {"f": b"content"})
     store.cache.put(key("a"), (layer,))

@@ -84,8 +84,16 @@ class CacheView:
 
     def get(self, key: Digest) -> Chain | None:
         chain = self.store.cache.get(key)
-        if chain is not None:
-            return chain
+        return chain if chain is not None else self._imported(key)
+
+    def get_many(self, keys: Sequence[Digest]) -> dict[Digest, Chain]:
+        found = self.store.cache.get_many(keys)
+        for key in keys:
+            if key not in found and (chain := self._imported(key)) is not None:
+                found[key] = chain
+        return found
+
+    def _imported(self, key: Digest) -> Chain | None:
         for source in self.sources:
             result = source.document.records.get(key)
             if result is not None and self._available(source, result.chain):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -59,6 +59,10 @@ class Worker(Protocol):
 
 class BuildCache(Protocol):
     def get(self, key: Digest) -> Chain | None: ...
+
+    def get_many(self, keys: Sequence[Digest]) -> dict[Digest, Chain]:
+        """`get` of each key, for those that have a chain."""
+        ...
 
     def put(self, key: Digest, chain: Chain, description: str = "") -> None: ...
 
@@ -195,11 +199,11 @@ class Solver:
 
     def _fill_skipped(self, keys: Mapping[Digest, Digest], chains: dict[Digest, Chain]) -> None:
         """Steps beneath a hit were never visited; their layers are still wanted (image history), from the cache."""
-        for digest in keys:
-            if digest not in chains:
-                cached = self.cache.get(keys[digest])
-                if cached is not None:
-                    chains[digest] = cached
+        skipped = [digest for digest in keys if digest not in chains]
+        cached = self.cache.get_many([keys[digest] for digest in skipped])
+        for digest in skipped:
+            if keys[digest] in cached:
+                chains[digest] = cached[keys[digest]]
 
     def explain(self, targets: list[Digest]) -> list[tuple[int, str, str]]:
         """Without running anything: (number, name, "cached" or the reason it would run) for every step."""

@@ -33,18 +33,27 @@ class CacheStore:
 
     def get(self, key: Digest) -> tuple[Digest, ...] | None:
         """The layer chain recorded for a cache key, or None. A hit updates last_used."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[Digest]) -> dict[Digest, tuple[Digest, ...]]:
+        """`get` of each key that has a record, in one transaction; a layer the chains share is looked for once."""
+        chains: dict[Digest, tuple[Digest, ...]] = {}
+        found: dict[Digest, tuple[Digest, ...]] = {}
+        now = time.time()
         with self._db.write() as db:
-            if db.execute("SELECT 1 FROM cache WHERE key = ?", (str(key),)).fetchone() is None:
-                return None
-            chain = tuple(
-                Digest.parse(row[0])
-                for row in db.execute("SELECT diff_id FROM cache_layers WHERE key = ? ORDER BY position", (str(key),))
-            )
-            if self._layers.missing(db, chain):
-                db.execute("DELETE FROM cache WHERE key = ?", (str(key),))
-                return None
-            db.execute("UPDATE cache SET last_used = ? WHERE key = ?", (time.time(), str(key)))
-        return chain
+            for key in dict.fromkeys(keys):
+                if db.execute("SELECT 1 FROM cache WHERE key = ?", (str(key),)).fetchone() is None:
+                    continue
+                rows = db.execute("SELECT diff_id FROM cache_layers WHERE key = ? ORDER BY position", (str(key),))
+                chains[key] = tuple(Digest.parse(row[0]) for row in rows)
+            missing = set(self._layers.missing(db, list(dict.fromkeys(d for chain in chains.values() for d in chain))))
+            for key, chain in chains.items():
+                if missing.intersection(chain):
+                    db.execute("DELETE FROM cache WHERE key = ?", (str(key),))
+                else:
+                    db.execute("UPDATE cache SET last_used = ? WHERE key = ?", (now, str(key)))
+                    found[key] = chain
+        return found
 
     def put(self, key: Digest, chain: tuple[Digest, ...], description: str = "", created: float | None = None) -> None:
         """Record what `key` gave. `created` is when it was first built, if not now (a record from an imported
