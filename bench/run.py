@@ -29,6 +29,7 @@ from report import MEASUREMENTS, Results, cpu_table, fmt_seconds, goals, goals_i
 from scenarios import (
     DEBIAN_TAG,
     DEBIAN_TAR,
+    DEFAULT_BENCH,
     MAKE_SCENARIOS,
     SCENARIOS,
     SHARED_SCENARIOS,
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--bench",
         type=Path,
-        default=Path(os.environ.get("BENCH", "/var/tmp/pybuild-bench")),
+        default=Path(os.environ.get("BENCH", str(DEFAULT_BENCH))),
         help="scratch folder for scenarios, engine stores and logs (default: $BENCH or %(default)s)",
     )
     parser.add_argument(

@@ -21,6 +21,7 @@ DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 # The shared scenario generator beside the project root, and the debootstrap tarball made once for debian-app.
 MAKE_SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_scenarios.sh"
 DEBIAN_TAR = Path("/var/tmp/pybuild-bench-debian/bookworm-minbase.tar")
+DEFAULT_BENCH = Path("/var/tmp/pybuild-bench")
 
 
 @dataclass(frozen=True)
