@@ -170,21 +170,9 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    _tmp_marked = False  # set on the first temp folder a command makes: see _mark_tmp
-
-    def _mark_tmp(self) -> None:
-        """Give `<root>/tmp` ext4's hint that its folders hold unrelated trees (fs/topdir.py), once per Store (the flag
-        stays on the directory): every step's upper dir, and every layer unpacked, is made there."""
-        if not self._tmp_marked:
-            from ..fs.topdir import mark_unrelated_trees  # lazy: only commands that write trees need it
-
-            mark_unrelated_trees(self.tmp_dir)
-            self._tmp_marked = True
-
     @contextmanager
     def temp_dir(self, prefix: str = "") -> Iterator[Path]:
         """A fresh folder under `<root>/tmp` (same filesystem as blobs and snapshots), removed on exit."""
-        self._mark_tmp()
         with tempspace.temp_dir(self.tmp_dir, prefix) as path:
             yield path
 
