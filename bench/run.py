@@ -24,7 +24,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from engines import Bases, BuildahEngine, DockerEngine, Engine, PybuildEngine, pybuild_command
+from engines import Bases, BuildahEngine, DockerEngine, Engine, PybuildEngine, empty_trash, pybuild_command
 from report import MEASUREMENTS, Results, cpu_table, fmt_seconds, goals, goals_issue14, markdown_table, rss_table
 from scenarios import (
     DEBIAN_TAG,
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         source, source_note = freeze_source(work), f"copied at the start from {started_at}"
     log(f"pybuild: buildkit_py/ {source_note}")
+    empty_trash(work)  # what an interrupted run set aside
     engines = make_engines(args, work, source)
     for name, variants in list(engines.items()):
         for engine in list(variants):
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(engine)
         if chosen:
             run_scenario(scenario, chosen, args, results)
+    log("deleting the pybuild roots set aside")
+    empty_trash(work)
 
     text = "\n".join(
         [
