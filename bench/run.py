@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep each scenario's images and caches afterwards")
     parser.add_argument(
+        "--keep-trash",
+        action="store_true",
+        help="leave the pybuild roots set aside in $BENCH/work/trash (by default deleted at the start and the end):"
+        " for runs back to back, each unslowed by the last one's deletion; delete the folder when done",
+    )
+    parser.add_argument(
         "--live",
         action="store_true",
         help="run pybuild from the checkout itself, not from a copy of buildkit_py/ taken at the start",
@@ -276,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         source, source_note = freeze_source(work), f"copied at the start from {started_at}"
     log(f"pybuild: buildkit_py/ {source_note}")
-    empty_trash(work)  # what an interrupted run set aside
+    if not args.keep_trash:
+        empty_trash(work)  # what an interrupted run set aside
     engines = make_engines(args, work, source)
     for name, variants in list(engines.items()):
         for engine in list(variants):
@@ -300,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(engine)
         if chosen:
             run_scenario(scenario, chosen, args, results)
-    log("deleting the pybuild roots set aside")
-    empty_trash(work)
+    if not args.keep_trash:
+        log("deleting the pybuild roots set aside")
+        empty_trash(work)
 
     text = "\n".join(
         [
