@@ -63,7 +63,7 @@ class LayerStore:
     def commit_recipe(self, diff_id: Digest, size: int, recipe: bytes, snapshot: Path) -> None:
         """Record a layer kept as `snapshot` (a folder under the store's root, moved into place) plus `recipe`, which
         the caller checked rebuilds the layer's tar exactly. If the layer is in the store already, that copy stays.
-        The snapshot's files are on disk (one syncfs, fs/sync.py) before the row that names them is written."""
+        The snapshot's files are on disk (one syncfs, syncfs.py) before the row that names them is written."""
         diff_id = checked_digest(diff_id)
         recipe_digest = self._blobs.put_bytes(recipe)
         synced = False
@@ -227,7 +227,7 @@ class LayerStore:
 
 def _on_disk(folder: Path) -> None:
     """A snapshot's files on disk before a row names them: one syncfs of the store's filesystem."""
-    from ..fs.sync import sync_filesystem  # lazy: ctypes, only for commands that commit layers
+    from .syncfs import sync_filesystem  # lazy: ctypes, only for commands that commit layers
 
     sync_filesystem(folder)
 

@@ -1,4 +1,4 @@
-"""fs/sync.py: syncfs(2) of the filesystem holding a path, on real files."""
+"""store/syncfs.py: syncfs(2) of the filesystem holding a path, on real files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from buildkit_py.fs.sync import sync_filesystem
+from buildkit_py.store.syncfs import sync_filesystem
 
 
 def test_syncs_the_filesystem_of_a_folder_or_a_file(tmp_path: Path) -> None:
