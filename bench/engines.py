@@ -7,12 +7,15 @@ import os
 import re
 import shlex
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scenarios import BUSYBOX_TAG, DEBIAN_TAG, Scenario
 from timing import SetupError, run_quiet
+
+TRASH = "trash"  # under the work folder: pybuild roots set aside, deleted when the measurements are over
 
 
 @dataclass
@@ -199,8 +202,7 @@ class PybuildEngine(Engine):
 
     def _fill_root(self, root: Path, base: str) -> None:
         assert self.bases is not None
-        if root.exists():
-            _remove_tree(root)
+        self._discard(root)
         root.mkdir(parents=True)
         run_quiet(
             [*self._pybuild(root), "build", "--progress=plain", "-t", BUSYBOX_TAG, str(self.bases.busybox_context)],
@@ -225,14 +227,24 @@ class PybuildEngine(Engine):
                 self._fill_root(probe, DEBIAN_TAG)
             except SetupError as error:
                 self.unsupported[DEBIAN_TAG] = "pybuild import failed: " + _last_line(str(error))
-        _remove_tree(probe)
+        self._discard(probe)
 
     def reset(self, scenario: Scenario) -> None:
         self._fill_root(self.root, scenario.base)
 
     def cleanup(self, scenario: Scenario) -> None:
-        if self.root.exists():
-            _remove_tree(self.root)
+        self._discard(self.root)
+
+    def _discard(self, root: Path) -> None:
+        """Move a used root into the trash (one rename), which `empty_trash` deletes when the measurements are over.
+        Deleting it here would slow down the builds that follow for a minute or more on this machine's ext4 without
+        a journal: there, each inode the kernel allocates scans past every inode freed in the last 60 s (360 s while
+        its inode-table block is dirty), and the next cold build's files go to the block groups the deleted root's
+        files were in (bench/README.md)."""
+        if root.exists():
+            trash = self.work / TRASH
+            trash.mkdir(parents=True, exist_ok=True)
+            root.rename(trash / f"{root.name}-{time.time_ns()}")
 
     def argv(self, scenario: Scenario, context: Path) -> list[str]:
         jobs = [] if self.jobs is None else [f"--jobs={self.jobs}"]
@@ -243,6 +255,14 @@ class PybuildEngine(Engine):
 
     def cold_warning(self, log: Path) -> str | None:
         return _unexpected_hits(log, re.compile(r"^#(\d+) \[[^\]]*\] (.*)$"), re.compile(r"^#(\d+) CACHED"))
+
+
+def empty_trash(work: Path) -> None:
+    """Delete the roots `PybuildEngine` set aside (at the end of a run, and at the start, what an interrupted one
+    left)."""
+    trash = work / TRASH
+    if trash.exists():
+        _remove_tree(trash)
 
 
 def _unexpected_hits(log: Path, header: re.Pattern[str], hit: re.Pattern[str]) -> str | None:

@@ -24,7 +24,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from engines import Bases, BuildahEngine, DockerEngine, Engine, PybuildEngine, pybuild_command
+from engines import Bases, BuildahEngine, DockerEngine, Engine, PybuildEngine, empty_trash, pybuild_command
 from report import MEASUREMENTS, Results, cpu_table, fmt_seconds, goals, goals_issue14, markdown_table, rss_table
 from scenarios import (
     DEBIAN_TAG,
@@ -91,6 +91,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Markdown result (default: %(default)s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep each scenario's images and caches afterwards")
+    parser.add_argument(
+        "--keep-trash",
+        action="store_true",
+        help="leave the pybuild roots set aside in $BENCH/work/trash (by default deleted at the start and the end):"
+        " for runs back to back, each unslowed by the last one's deletion; delete the folder when done",
+    )
     parser.add_argument(
         "--live",
         action="store_true",
@@ -278,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         source, source_note = freeze_source(work), f"copied at the start from {started_at}"
     log(f"pybuild: buildkit_py/ {source_note}")
+    if not args.keep_trash:
+        empty_trash(work)  # what an interrupted run set aside
     engines = make_engines(args, work, source)
     for name, variants in list(engines.items()):
         for engine in list(variants):
@@ -301,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(engine)
         if chosen:
             run_scenario(scenario, chosen, args, results)
+    if not args.keep_trash:
+        log("deleting the pybuild roots set aside")
+        empty_trash(work)
 
     text = "\n".join(
         [

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import stat
 import subprocess
@@ -236,6 +237,25 @@ def test_sorted_by_name_bytes_dirs_before_contents(tmp_path: Path) -> None:
     _, data = generate(tmp_path)
     # Per-directory byte order, depth first: "a/..." comes before "a-b" although "-" < "/".
     assert [member.name for member in members(data)] == ["B", "_", "a", "a/c", "a/c/d", "a/z", "a-b", "b"]
+
+
+def test_tree_deeper_than_the_descriptor_limit(tmp_path: Path) -> None:
+    """The walk holds one directory open at a time: a tree deeper than RLIMIT_NOFILE is still written whole."""
+    depth = 300
+    deepest = tmp_path.joinpath(*["d"] * depth)
+    deepest.mkdir(parents=True)
+    (deepest / "f").write_text("bottom")
+    (tmp_path / "d" / "after").write_text("beside the first folder, after it")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        info, data = generate(tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    names = [member.name for member in members(data)]
+    assert info.entries == depth + 2
+    assert names[:3] == ["d", "d/after", "d/d"]
+    assert names[-2:] == ["/".join(["d"] * depth), "/".join(["d"] * depth) + "/f"]
 
 
 @pytest.mark.docker

@@ -91,6 +91,8 @@ def _remove(path: str, info: os.stat_result) -> None:
         os.unlink(path)
 
 
+_SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _fast_copy = {"copy_file_range": True}  # cleared after the first refusal: into overlayfs it fails for every file
 _COPY_CHUNK = 8 << 20  # small enough that the byte count of a large file moves while it is copied
 
@@ -215,13 +217,22 @@ class _Copier:
                 links[(info.st_dev, info.st_ino)] = target
             source_fd = self.open_source(relpath)
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                owner, file_mode = self._owner(info), self._mode(info)
+                # Created with its final mode unless that has set-id or sticky bits (set last, after the chown that
+                # would clear them); the umask, a setgid folder or a default ACL may still change the mode or group
+                # the file gets, so what it got is checked, and only what differs is set: each set is a metadata
+                # write through the overlay, for every file of the copy.
+                plain = not file_mode & _SPECIAL_BITS
+                fd = os.open(target, _CREATE_FLAGS, file_mode if plain else 0o600)
                 try:
                     _copy_content(source_fd, fd, self.counter)
-                    os.fchown(fd, *self._owner(info))
+                    created = os.fstat(fd)
+                    if (created.st_uid, created.st_gid) != owner:
+                        os.fchown(fd, *owner)
                     if self.identity is None:
                         self._copy_capability(source_fd, fd)
-                    os.fchmod(fd, self._mode(info))
+                    if not plain or stat.S_IMODE(created.st_mode) != file_mode:
+                        os.fchmod(fd, file_mode)
                     os.utime(fd, ns=(seconds, seconds))
                 finally:
                     os.close(fd)

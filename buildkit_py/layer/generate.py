@@ -33,6 +33,10 @@ __all__ = ["LayerInfo", "is_empty_snapshot", "layer_recipe", "write_layer_tar"]
 
 BLOCK_SIZE = tarfile.BLOCKSIZE
 COPY_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WHITEOUT_PREFIX = WHITEOUT_PREFIX.encode()
+_ZEROS = bytes(BLOCK_SIZE)
 # Labels of the build host, not content of the image.
 _SKIPPED_XATTRS = ("security.selinux",)
 _ENCODING = "utf-8"
@@ -149,40 +153,76 @@ class _Generator:
 
     def walk(self, root: bytes) -> None:
         # An explicit stack of directory iterators, not recursion: deep trees must not hit the recursion limit.
-        stack: list[tuple[bytes, bytes, Iterator[bytes]]] = [(root, b"", iter(_sorted_names(root)))]
-        while stack:
-            directory, rel_dir, names = stack[-1]
-            name = next(names, None)
-            if name is None:
-                stack.pop()
-                continue
-            path = directory + b"/" + name
-            rel = rel_dir + name
-            if self._add(path, rel):
-                stack.append((path, rel + b"/", iter(_sorted_names(path))))
+        # Entries are read relative to their directory's descriptor, so no path is walked again for each of them;
+        # only the deepest directory's is held open (a parent's is opened again when its child is done), so a deep
+        # tree does not run out of descriptors.
+        stack: list[tuple[bytes, bytes, Iterator[bytes]]] = []
+        dir_fd = os.open(root, _DIR_FLAGS)
+        try:
+            stack.append((root, b"", iter(_sorted_names(dir_fd))))
+            while stack:
+                directory, rel_dir, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    stack.pop()
+                    os.close(dir_fd)
+                    dir_fd = -1
+                    if stack:
+                        dir_fd = os.open(stack[-1][0], _DIR_FLAGS)
+                    continue
+                path = directory + b"/" + name
+                rel = rel_dir + name
+                child_fd = self._add(dir_fd, name, path, rel)
+                if child_fd is not None:
+                    os.close(dir_fd)
+                    dir_fd = child_fd
+                    stack.append((path, rel + b"/", iter(_sorted_names(child_fd))))
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
 
-    def _add(self, path: bytes, rel: bytes) -> bool:
-        """Write the entries for one path; True when it is a directory whose contents must follow."""
-        st = os.lstat(path)
-        base = rel.rsplit(b"/", 1)[-1]
+    def _add(self, dir_fd: int, name: bytes, path: bytes, rel: bytes) -> int | None:
+        """Write the entries for `name` in the directory `dir_fd` (at `path`); for a directory whose contents must
+        follow, a descriptor of it (the caller closes it), else None."""
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if is_whiteout(st):
-            self._write_whiteout(rel, base, st)
-            return False
-        if base.startswith(WHITEOUT_PREFIX.encode()):
+            self._write_whiteout(rel, name, st)
+            return None
+        if name.startswith(_WHITEOUT_PREFIX):
             raise LayerError(f"snapshot has a file named like a whiteout, which a layer cannot hold: {_text(rel)}")
+        mode = st.st_mode
+        fd = None
+        if stat.S_ISDIR(mode):
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        elif stat.S_ISREG(mode) and st.st_size:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        try:
+            self._add_open(dir_fd, name, path, rel, st, fd)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        if fd is not None and not stat.S_ISDIR(mode):
+            os.close(fd)
+            return None
+        return fd
+
+    def _add_open(self, dir_fd: int, name: bytes, path: bytes, rel: bytes, st: os.stat_result, fd: int | None) -> None:
+        """_add's entries, with `fd` open on a directory or a regular file that is not empty (else None)."""
         info = tarfile.TarInfo(_text(rel))
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
         info.uname = info.gname = ""
         info.mtime = self._mtime(st)
-        xattr_names = _xattr_names(path)
+        target = path if fd is None else fd
+        xattr_names = _xattr_names(target)
         bad = unsupported_overlay_xattr(xattr_names)
         if bad is not None:
             raise LayerError(
                 f"snapshot path {_text(rel)} has {bad}: its content lives in a lower dir "
                 "(mount overlay with redirect_dir=off,metacopy=off)"
             )
-        info.pax_headers = _xattr_records(path, xattr_names)
+        info.pax_headers = _xattr_records(target, xattr_names) if xattr_names else {}
         data_size = 0
         mode = st.st_mode
         if stat.S_ISREG(mode):
@@ -198,7 +238,7 @@ class _Generator:
         elif stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(os.readlink(path))
+            info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(os.readlink(name, dir_fd=dir_fd))
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -208,15 +248,13 @@ class _Generator:
             raise LayerError(f"snapshot path {_text(rel)} is a socket or unknown file type; a layer cannot hold it")
         self._write_header(info, stat.S_IFMT(mode))
         if data_size:
-            self._copy_data(path, rel, data_size)
-        if info.type == tarfile.DIRTYPE:
-            if is_opaque(path, xattr_names):
-                # Carries the directory's owner, mode and mtime, as Docker's overlay driver writes it.
-                marker = tarfile.TarInfo(f"{info.name}/{OPAQUE_MARKER}")
-                marker.mode, marker.uid, marker.gid, marker.mtime = info.mode, info.uid, info.gid, info.mtime
-                self._write_header(marker, 0)
-            return True
-        return False
+            assert fd is not None
+            self._copy_data(fd, rel, data_size)
+        if info.type == tarfile.DIRTYPE and is_opaque(path, xattr_names):
+            # Carries the directory's owner, mode and mtime, as Docker's overlay driver writes it.
+            marker = tarfile.TarInfo(f"{info.name}/{OPAQUE_MARKER}")
+            marker.mode, marker.uid, marker.gid, marker.mtime = info.mode, info.uid, info.gid, info.mtime
+            self._write_header(marker, 0)
 
     def _mtime(self, st: os.stat_result) -> int:
         seconds = st.st_mtime_ns // 1_000_000_000
@@ -243,22 +281,18 @@ class _Generator:
         self._writer.write(block)
         self.entries += 1
 
-    def _copy_data(self, path: bytes, rel: bytes, size: int) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            if size <= COPY_CHUNK:
-                data = os.read(fd, size)
-                if len(data) == size:
-                    self._writer.content(rel, data)
-                else:  # a short read of a regular file: it shrank, or a signal came; read the rest the long way
-                    self._read_rest(fd, rel, size, data)
-            else:
-                self._read_rest(fd, rel, size, b"")
-        finally:
-            os.close(fd)
+    def _copy_data(self, fd: int, rel: bytes, size: int) -> None:
+        if size <= COPY_CHUNK:
+            data = os.read(fd, size)
+            if len(data) == size:
+                self._writer.content(rel, data)
+            else:  # a short read of a regular file: it shrank, or a signal came; read the rest the long way
+                self._read_rest(fd, rel, size, data)
+        else:
+            self._read_rest(fd, rel, size, b"")
         padding = -size % BLOCK_SIZE
         if padding:
-            self._writer.write(bytes(padding))
+            self._writer.write(_ZEROS[:padding])
 
     def _read_rest(self, fd: int, rel: bytes, size: int, start: bytes) -> None:
         if start:
@@ -317,27 +351,32 @@ def _go_style(block: bytes, full_mode: int) -> bytes:
     return bytes(header)
 
 
-def _sorted_names(directory: bytes) -> list[bytes]:
-    with os.scandir(directory) as scan:
-        return sorted(entry.name for entry in scan)
+def _sorted_names(dir_fd: int) -> list[bytes]:
+    return sorted(map(os.fsencode, os.listdir(dir_fd)))
 
 
-def _xattr_names(path: bytes) -> list[str]:
+def _xattr_names(target: bytes | int) -> list[str]:
+    """The xattr names of a path (never followed) or of an open descriptor."""
     try:
-        return os.listxattr(path, follow_symlinks=False)
+        if isinstance(target, int):
+            return os.listxattr(target)
+        return os.listxattr(target, follow_symlinks=False)
     except OSError as error:
         if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return []
         raise
 
 
-def _xattr_records(path: bytes, names: list[str]) -> dict[str, str]:
+def _xattr_records(target: bytes | int, names: list[str]) -> dict[str, str]:
     records: dict[str, str] = {}
     for name in sorted(names):
         if is_overlay_xattr(name) or name in _SKIPPED_XATTRS:
             continue
         try:
-            value = os.getxattr(path, name, follow_symlinks=False)
+            if isinstance(target, int):
+                value = os.getxattr(target, name)
+            else:
+                value = os.getxattr(target, name, follow_symlinks=False)
         except OSError as error:
             if error.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
                 continue

@@ -46,6 +46,8 @@ class LayerStore:
             raise StoreError(f"layer {diff_id} is {actual_size} bytes, not {size}")
         with open(tar_path, "rb") as file:
             os.fsync(file.fileno())
+        if snapshot is not None:
+            _on_disk(snapshot)
         with self._db.write() as db:
             self._blobs.place(tar_path, diff_id)
             now = time.time()
@@ -60,13 +62,20 @@ class LayerStore:
 
     def commit_recipe(self, diff_id: Digest, size: int, recipe: bytes, snapshot: Path) -> None:
         """Record a layer kept as `snapshot` (a folder under the store's root, moved into place) plus `recipe`, which
-        the caller checked rebuilds the layer's tar exactly. If the layer is in the store already, that copy stays."""
+        the caller checked rebuilds the layer's tar exactly. If the layer is in the store already, that copy stays.
+        The snapshot's files are on disk (one syncfs, syncfs.py) before the row that names them is written."""
         diff_id = checked_digest(diff_id)
         recipe_digest = self._blobs.put_bytes(recipe)
+        synced = False
+        if not self.has(diff_id):  # the usual case; a copy already here makes this one's files unneeded
+            _on_disk(snapshot)
+            synced = True
         with self._db.write() as db:
             row = db.execute("SELECT recipe FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone()
             kept = False
             if row is None or not self._present(row[0], diff_id):
+                if not synced:  # the copy that was here has just been deleted
+                    _on_disk(snapshot)
                 kept = self._snapshots.try_commit(snapshot, diff_id) or self._snapshots.has(diff_id)
                 if kept:
                     now = time.time()
@@ -155,6 +164,7 @@ class LayerStore:
     def add_snapshot(self, diff_id: Digest, folder: Path) -> Path:
         """Move `folder` (unpacked from the layer's blob, under the store's tmp) into place as its snapshot."""
         diff_id = checked_digest(diff_id)
+        _on_disk(folder)
         with self._db.write() as db:
             if db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (str(diff_id),)).fetchone() is None:
                 raise StoreError(f"layer was removed while it was unpacked: {diff_id}")
@@ -213,6 +223,13 @@ class LayerStore:
             deleted, trash = self.collect(db, [Digest.parse(row[0]) for row in rows])
         remove_trash(trash)
         return deleted
+
+
+def _on_disk(folder: Path) -> None:
+    """A snapshot's files on disk before a row names them: one syncfs of the store's filesystem."""
+    from .syncfs import sync_filesystem  # lazy: ctypes, only for commands that commit layers
+
+    sync_filesystem(folder)
 
 
 def remove_trash(trash: Sequence[Path]) -> None:
