@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,3 +142,25 @@ def docker_config(name: str) -> dict[str, object]:
     output = subprocess.run(["docker", "image", "inspect", name], check=True, capture_output=True).stdout
     config: dict[str, object] = json.loads(output)[0]["Config"]
     return config
+
+
+def loaded_by_a_build(tmp_path: Path, dockerfile: str, files: dict[str, str], modules: Iterable[str]) -> list[bool]:
+    """Build `dockerfile` with `files` through the CLI in a new process; for each of `modules`, whether that process
+    (not its sandbox fork server) had loaded it by the end. The build must succeed."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    for name, text in files.items():
+        (context / name).write_text(text)
+    names = list(modules)
+    code = (
+        "import json, sys\n"
+        "from buildkit_py.cli.main import main\n"
+        f"status = main(['--root', {str(tmp_path / 'root')!r}, 'build', '-q', {str(context)!r}])\n"
+        f"print(json.dumps([status, [name in sys.modules for name in {names!r}]]))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    status, loaded = json.loads(completed.stdout.splitlines()[-1])
+    assert status == 0, completed.stderr[-3000:]
+    return [bool(flag) for flag in loaded]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, loaded_by_a_build
 
 from buildkit_py.builder import build
 from buildkit_py.fastpath import fingerprint
@@ -184,16 +184,10 @@ def test_the_fingerprint_kept_for_the_build_is_given_once_and_a_change_after_it_
 def test_a_build_that_runs_a_step_leaves_the_sandbox_code_to_its_fork_server(tmp_path: Path) -> None:
     """The build process writes requests (exec/requests.py) and never loads the sandbox's own code: only the fork
     server that forks each step's sandbox does (a fork of the build process, started before the frontend loads)."""
-    context = tmp_path / "context"
-    context.mkdir()
-    (context / "Dockerfile").write_text("FROM scratch\nCOPY hello /hello\n")
-    (context / "hello").write_text("hi\n")
-    script = (
-        "import sys\n"
-        "from buildkit_py.cli.main import main\n"
-        f"status = main(['--root', {str(tmp_path / 'root')!r}, 'build', '-q', {str(context)!r}])\n"
-        "print(status, 'buildkit_py.exec.linux' in sys.modules, 'buildkit_py.exec.sandbox' in sys.modules)\n"
+    ran_a_step, sandbox = loaded_by_a_build(
+        tmp_path,
+        "FROM scratch\nCOPY hello /hello\n",
+        {"hello": "hi\n"},
+        ["buildkit_py.exec.linux", "buildkit_py.exec.sandbox"],
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1] == "0 True False"  # built, ran a step, without the sandbox's code
+    assert ran_a_step and not sandbox
