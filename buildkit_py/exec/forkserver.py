@@ -18,12 +18,13 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from ..dataclass_cache import save
 from ..errors import ExecError
 
 _HEADER = struct.Struct("!Q")
+_FALLBACK_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the server's PATH when its client has none
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SERVER_MAIN = f"import sys; from {__name__} import main; main(sys.argv)"
 
@@ -116,7 +117,7 @@ class ForkServerClient:
             return self._socket
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "PATH": os.environ.get("PATH", _FALLBACK_PATH),
             "PYTHONPATH": os.pathsep.join(path for path in (_PACKAGE_PARENT, *sys.path) if path),
         }
         # -S: this process's path is given whole, so the server skips the site hooks (an editable install's finder
@@ -198,7 +199,7 @@ def prestart() -> None:
     _prestarted.append((os.getpid(), client))
 
 
-def _serve_forked(sock: socket.socket) -> None:
+def _serve_forked(sock: socket.socket) -> NoReturn:
     """The server in a fork of its client: it keeps nothing of the client but its code. No object it inherited
     is ever finalized here (one would close a descriptor number that now names something else), it holds no
     descriptor but 0-2 and its socket, and its environment is the one a server started anew gets."""
@@ -214,12 +215,10 @@ def _serve_forked(sock: socket.socket) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     os.setsid()
-    search_path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    search_path = os.environ.get("PATH", _FALLBACK_PATH)
     os.environ.clear()
     os.environ["PATH"] = search_path
-    serve(sock)
-    save()
-    os._exit(0)
+    _serve_then_end(sock)
 
 
 def take_prestarted() -> ForkServerClient:
@@ -231,11 +230,14 @@ def take_prestarted() -> ForkServerClient:
     return ForkServerClient()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> NoReturn:
     # No parent-death signal here: it would fire when the *thread* that started us ends. The server stops when its
     # socket closes instead, which happens when the executor closes it or its process dies.
-    sock = socket.socket(fileno=int(argv[1]))
-    serve(sock)
+    _serve_then_end(socket.socket(fileno=int(argv[1])))
 
+
+def _serve_then_end(sock: socket.socket) -> NoReturn:
+    """Serve until the client closes the socket, keep what `@dataclass` compiled, and end."""
+    serve(sock)
     save()
     os._exit(0)  # nothing to flush or close: tearing the interpreter down would only keep the build waiting
