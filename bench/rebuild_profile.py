@@ -3,8 +3,8 @@
     .venv/bin/python bench/rebuild_profile.py [--runs 25] [--scenario tiny]
 
 Builds the scenario once in a fresh store (its base from `$BENCH/base-busybox`, as bench/run.py makes it), then
-times, interleaved, the interpreter's start, the imports each kind of rebuild does (the modules a real run of it
-imported, found with `-X importtime`, loaded by a process that then ends at once), and the rebuild itself. The
+times, interleaved, the interpreter's start, the imports each kind of rebuild does (the modules a real run of it had
+in `sys.modules`, loaded by a process that then ends at once), and the rebuild itself. The
 difference between two rows is what that part costs: start-up, imports, and the work. Not a test: prints medians of
 wall and CPU time with the date, commit and load.
 """
@@ -24,20 +24,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scenarios import DEFAULT_BENCH
+from timing import run_timed
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = "from buildkit_py.cli.main import entry; entry()"
 
 
-def _run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one run of `argv` (its output discarded)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}")
-    return wall, usage.ru_utime + usage.ru_stime
+def _run(argv: Sequence[str], env: dict[str, str], log: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of `argv`; its output goes to `log`, and ends the message if it fails."""
+    timing = run_timed(argv, log, env=env)
+    if timing.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(argv)}\n{log.read_text(errors='replace')[-2000:]}")
+    return timing.seconds, timing.cpu_seconds
 
 
 def _imported(argv: Sequence[str], env: dict[str, str]) -> list[str]:
@@ -81,9 +79,10 @@ def main() -> int:
         root, context = Path(scratch) / "root", Path(scratch) / "context"
         shutil.copytree(scenarios / args.scenario, context)
         pybuild = [sys.executable, "-c", ENTRY, "--root", str(root), "build", "--progress=plain", "--network=none"]
-        _run([*pybuild, "-t", "bench/busybox:latest", str(scenarios.parent / "base-busybox")], env)
+        log = Path(scratch) / "last-run.log"
+        _run([*pybuild, "-t", "bench/busybox:latest", str(scenarios.parent / "base-busybox")], env, log)
         build = [*pybuild, "-t", "profile/app:latest", str(context)]
-        _run(build, env)
+        _run(build, env, log)
 
         def late_change() -> None:
             with open(context / "late.txt", "a") as late:
@@ -104,7 +103,7 @@ def main() -> int:
             for label, argv, before in rows:
                 if before is not None:
                     before()
-                times[label].append(_run(argv, env))
+                times[label].append(_run(argv, env, log))
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     )
